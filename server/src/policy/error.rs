@@ -1,0 +1,166 @@
+//! Policy errors. Load errors always read `file:line:col: message`, so editors and CI logs
+//! can jump to the spot; evaluation errors are kept short and never reach the client.
+
+use std::fmt;
+
+/// A problem in a policy bundle, or in evaluating one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyError {
+    /// A file of the bundle is wrong: `file:line:col: message` (plus any detail lines,
+    /// such as regorus' caret display).
+    Load {
+        file: String,
+        line: usize,
+        col: usize,
+        message: String,
+        detail: Option<String>,
+    },
+    /// Evaluating a route's policy failed. The request fails closed (500).
+    Eval { route: String, message: String },
+}
+
+impl PolicyError {
+    pub fn at(file: &str, line: usize, col: usize, message: impl Into<String>) -> PolicyError {
+        PolicyError::Load {
+            file: file.to_string(),
+            line: line.max(1),
+            col: col.max(1),
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    pub fn eval(route: &str, message: impl Into<String>) -> PolicyError {
+        PolicyError::Eval {
+            route: route.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Builds a load error from a regorus error text, which carries `--> file:line:col` or
+    /// `file:line:col` somewhere in it. Falls back to `fallback_file:1:1`.
+    pub fn from_rego(fallback_file: &str, text: &str) -> PolicyError {
+        let (file, line, col) = find_location(text).unwrap_or((fallback_file.to_string(), 1, 1));
+        // The first non-empty line that is not the location itself is the message.
+        let message = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("-->") && !l.starts_with('|'))
+            .unwrap_or("policy error")
+            .trim_start_matches("error:")
+            .trim()
+            .to_string();
+        let message = strip_location_prefix(&message);
+        PolicyError::Load {
+            file,
+            line,
+            col,
+            message,
+            detail: Some(text.trim_end().to_string()),
+        }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::Load {
+                file,
+                line,
+                col,
+                message,
+                ..
+            } => write!(f, "{file}:{line}:{col}: {message}"),
+            PolicyError::Eval { route, message } => {
+                write!(f, "route `{route}`: policy evaluation failed: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+impl PolicyError {
+    /// The full report: the one-line message and, for Rego errors, the source excerpt.
+    pub fn report(&self) -> String {
+        match self {
+            PolicyError::Load {
+                detail: Some(d), ..
+            } => format!("{self}\n{d}"),
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// Finds a `path:line:col` triple in text, e.g. `--> policies/a.rego:3:7`.
+fn find_location(text: &str) -> Option<(String, usize, usize)> {
+    for token in text.split_whitespace() {
+        let token = token.trim_end_matches([':', ',']);
+        let mut parts = token.rsplitn(3, ':');
+        let (Some(col), Some(line), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if let (Ok(line), Ok(col)) = (line.parse::<usize>(), col.parse::<usize>()) {
+            if !file.is_empty() && (file.ends_with(".rego") || file.ends_with(".yaml") || file.contains('/')) {
+                return Some((file.to_string(), line, col));
+            }
+        }
+    }
+    None
+}
+
+fn strip_location_prefix(message: &str) -> String {
+    match find_location(message) {
+        Some((file, line, col)) => message
+            .replacen(&format!("{file}:{line}:{col}:"), "", 1)
+            .replacen(&format!("{file}:{line}:{col}"), "", 1)
+            .trim()
+            .trim_start_matches("error:")
+            .trim()
+            .to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The 1-based line and column of the first `name: <value>` (or bare `<value>`) in `text`;
+/// used to point YAML semantic errors at the route they are about.
+pub fn locate(text: &str, value: &str) -> (usize, usize) {
+    if value.is_empty() {
+        return (1, 1);
+    }
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+        if let Some(rest) = trimmed.strip_prefix("name:") {
+            let rest = rest.trim().trim_matches(['"', '\'']);
+            if rest == value {
+                return (n + 1, line.len() - trimmed.len() + 1);
+            }
+        }
+    }
+    for (n, line) in text.lines().enumerate() {
+        if let Some(col) = line.find(value) {
+            return (n + 1, col + 1);
+        }
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_finds_the_route_name_line() {
+        let text = "routes:\n  - name: a\n    path: /a\n  - name: b\n";
+        assert_eq!(locate(text, "b"), (4, 5));
+        assert_eq!(locate(text, "a"), (2, 5));
+    }
+
+    #[test]
+    fn rego_error_text_becomes_file_line_col() {
+        let text = "error: unexpected token\n --> policies/a.rego:3:7\n  |\n3 | allow if {\n  |       ^";
+        let e = PolicyError::from_rego("x.rego", text);
+        assert_eq!(e.to_string(), "policies/a.rego:3:7: unexpected token");
+        assert!(e.report().contains('^'));
+    }
+}

@@ -1,0 +1,289 @@
+//! The input document policies see (DESIGN §6), built directly in each engine's value type.
+//!
+//! Converting a `serde_json::Value` costs microseconds per request, so the document is
+//! written once, generically over [`Doc`], and instantiated for regorus and for CEL. The
+//! per-session parts (`user`, `session`, `device`) are built once when a session is resolved
+//! and cached with it; only `request`, `route` and `time` are built per request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+
+use crate::request::normalize::NormalizedPath;
+use crate::store::SessionRecord;
+
+/// A value type an input document can be written in.
+pub trait Doc: Sized + Clone {
+    fn null() -> Self;
+    fn bool(b: bool) -> Self;
+    fn int(i: i64) -> Self;
+    fn float(f: f64) -> Self;
+    fn str(s: &str) -> Self;
+    fn list(items: Vec<Self>) -> Self;
+    fn map(entries: Vec<(&str, Self)>) -> Self;
+
+    fn opt_str(s: Option<&str>) -> Self {
+        s.map_or_else(Self::null, Self::str)
+    }
+    fn strs<'a>(items: impl IntoIterator<Item = &'a str>) -> Self {
+        Self::list(items.into_iter().map(Self::str).collect())
+    }
+}
+
+impl Doc for regorus::Value {
+    fn null() -> Self {
+        regorus::Value::Null
+    }
+    fn bool(b: bool) -> Self {
+        regorus::Value::Bool(b)
+    }
+    fn int(i: i64) -> Self {
+        regorus::Value::from(i)
+    }
+    fn float(f: f64) -> Self {
+        regorus::Value::from(f)
+    }
+    fn str(s: &str) -> Self {
+        regorus::Value::from(s)
+    }
+    fn list(items: Vec<Self>) -> Self {
+        regorus::Value::from(items)
+    }
+    fn map(entries: Vec<(&str, Self)>) -> Self {
+        let map: std::collections::BTreeMap<regorus::Value, regorus::Value> = entries
+            .into_iter()
+            .map(|(k, v)| (regorus::Value::from(k), v))
+            .collect();
+        regorus::Value::from(map)
+    }
+}
+
+impl Doc for cel::Value {
+    fn null() -> Self {
+        cel::Value::Null
+    }
+    fn bool(b: bool) -> Self {
+        cel::Value::Bool(b)
+    }
+    fn int(i: i64) -> Self {
+        cel::Value::Int(i)
+    }
+    fn float(f: f64) -> Self {
+        cel::Value::Float(f)
+    }
+    fn str(s: &str) -> Self {
+        cel::Value::String(Arc::new(s.to_string()))
+    }
+    fn list(items: Vec<Self>) -> Self {
+        cel::Value::List(Arc::new(items))
+    }
+    fn map(entries: Vec<(&str, Self)>) -> Self {
+        let map: std::collections::HashMap<cel::objects::Key, cel::Value> = entries
+            .into_iter()
+            .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.to_string())), v))
+            .collect();
+        cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+    }
+}
+
+/// Converts JSON (claims, posture, `policy eval` inputs) into a document value.
+pub fn from_json<D: Doc>(v: &serde_json::Value) -> D {
+    match v {
+        serde_json::Value::Null => D::null(),
+        serde_json::Value::Bool(b) => D::bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => D::int(i),
+            None => D::float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => D::str(s),
+        serde_json::Value::Array(a) => D::list(a.iter().map(from_json).collect()),
+        serde_json::Value::Object(o) => D::map(o.iter().map(|(k, v)| (k.as_str(), from_json(v))).collect()),
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `input.user`, `input.session` and `input.device` of one session, in one value type.
+#[derive(Clone, Debug)]
+pub struct IdentityDocs<D> {
+    pub user: D,
+    pub session: D,
+    pub device: D,
+}
+
+impl<D: Doc> IdentityDocs<D> {
+    pub fn build(record: &SessionRecord) -> Self {
+        let u = &record.user;
+        let user = D::map(vec![
+            ("id", D::str(&u.id)),
+            ("subject", D::opt_str(u.subject.as_deref())),
+            ("email", D::str(&u.email)),
+            ("name", D::opt_str(u.name.as_deref())),
+            ("username", D::opt_str(u.username.as_deref())),
+            ("groups", D::strs(record.groups.iter().map(String::as_str))),
+            ("roles", D::strs(record.roles.iter().map(String::as_str))),
+            (
+                "tenants",
+                D::map(record.tenants.iter().map(|(t, role)| (t.as_str(), D::str(role))).collect()),
+            ),
+            ("claims", from_json(&record.session.idp_claims.0)),
+        ]);
+        let s = &record.session;
+        let session = D::map(vec![
+            ("id", D::str(&s.id)),
+            ("created_at", D::str(&rfc3339(s.created_at))),
+            ("expires_at", D::str(&rfc3339(s.expires_at))),
+            ("auth_time", D::str(&rfc3339(s.auth_time))),
+            ("amr", D::strs(s.amr.0.iter().map(String::as_str))),
+        ]);
+        let device = match &record.device {
+            Some(d) => D::map(vec![
+                ("id", D::str(&d.id)),
+                ("registered", D::bool(d.registered)),
+                ("managed", D::bool(d.managed)),
+                ("trust", D::str(&d.trust)),
+                ("posture", from_json(&d.posture.0)),
+                ("cert_fingerprint", D::opt_str(d.cert_fingerprint.as_deref())),
+            ]),
+            None => D::null(),
+        };
+        IdentityDocs { user, session, device }
+    }
+
+    /// The parts for a request without a session: `user` and `device` are null.
+    pub fn anonymous() -> Self {
+        IdentityDocs {
+            user: D::null(),
+            session: D::null(),
+            device: D::null(),
+        }
+    }
+}
+
+/// The original request as the policy sees it.
+#[derive(Debug, Clone)]
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    pub scheme: &'a str,
+    pub host: Option<&'a str>,
+    pub path: &'a NormalizedPath,
+    pub query: Option<&'a str>,
+    /// Lower-case names; identity, cookie and authorization headers are already removed.
+    pub headers: &'a [(String, String)],
+    pub source_ip: IpAddr,
+}
+
+/// The matched route as the policy sees it.
+#[derive(Debug, Clone)]
+pub struct RouteFacts<'a> {
+    pub name: &'a str,
+    pub tenant: Option<&'a str>,
+    pub params: &'a [(String, String)],
+}
+
+impl RequestFacts<'_> {
+    pub fn build<D: Doc>(&self) -> D {
+        let mut query: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some(q) = self.query {
+            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+                match query.iter_mut().find(|(name, _)| *name == k) {
+                    Some((_, values)) => values.push(v.into_owned()),
+                    None => query.push((k.into_owned(), vec![v.into_owned()])),
+                }
+            }
+        }
+        let source_ip = self.source_ip.to_string();
+        D::map(vec![
+            ("method", D::str(self.method)),
+            ("scheme", D::str(self.scheme)),
+            ("host", D::opt_str(self.host)),
+            ("path", D::str(self.path.as_str())),
+            ("parsed_path", D::strs(self.path.segments())),
+            (
+                "query",
+                D::map(
+                    query
+                        .iter()
+                        .map(|(k, vs)| (k.as_str(), D::strs(vs.iter().map(String::as_str))))
+                        .collect(),
+                ),
+            ),
+            (
+                "headers",
+                D::map(self.headers.iter().map(|(k, v)| (k.as_str(), D::str(v))).collect()),
+            ),
+            ("source_ip", D::str(&source_ip)),
+        ])
+    }
+}
+
+impl RouteFacts<'_> {
+    pub fn build<D: Doc>(&self) -> D {
+        D::map(vec![
+            ("name", D::str(self.name)),
+            ("tenant", D::opt_str(self.tenant)),
+            (
+                "params",
+                D::map(self.params.iter().map(|(k, v)| (k.as_str(), D::str(v))).collect()),
+            ),
+        ])
+    }
+}
+
+/// `input.time`.
+pub fn time_doc<D: Doc>(now: DateTime<Utc>) -> D {
+    D::map(vec![
+        ("now", D::str(&rfc3339(now))),
+        ("weekday", D::str(&now.weekday().to_string())),
+        ("hour", D::int(i64::from(now.hour()))),
+    ])
+}
+
+/// The whole input document in one value type.
+pub struct InputDocument<D> {
+    pub request: D,
+    pub route: D,
+    pub identity: IdentityDocs<D>,
+    pub time: D,
+}
+
+impl<D: Doc> InputDocument<D> {
+    /// The single `input` object, for Rego.
+    pub fn into_object(self) -> D {
+        D::map(vec![
+            ("request", self.request),
+            ("route", self.route),
+            ("user", self.identity.user),
+            ("session", self.identity.session),
+            ("device", self.identity.device),
+            ("time", self.time),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_converts_to_both_engines() {
+        let j = serde_json::json!({"a": [1, 2.5, "x", true, null], "b": {"c": "d"}});
+        let r: regorus::Value = from_json(&j);
+        assert_eq!(r, regorus::Value::from(j.clone()));
+        let c: cel::Value = from_json(&j);
+        assert!(matches!(c, cel::Value::Map(_)));
+    }
+
+    #[test]
+    fn time_doc_has_weekday_and_hour() {
+        let t = DateTime::parse_from_rfc3339("2026-11-22T18:00:00Z").unwrap().with_timezone(&Utc);
+        let v: regorus::Value = time_doc(t);
+        let expected = regorus::Value::from(serde_json::json!({
+            "now": "2026-11-22T18:00:00Z", "weekday": "Sun", "hour": 18
+        }));
+        assert_eq!(v, expected);
+    }
+}

@@ -1,0 +1,482 @@
+//! `routes.yaml` and route matching (DESIGN §5, §6).
+//!
+//! Matching works as Kubernetes Ingress does: the host picks a tier of routes (exact host,
+//! else `{param}` host patterns, else host-less routes), then the longest whole-segment path
+//! prefix in that tier wins. A path the chosen tier does not match is unmatched; it never
+//! falls through to a broader tier.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Deserialize;
+
+use super::error::{PolicyError, locate};
+use crate::request::normalize::NormalizedPath;
+
+/// What happens to a request that no route matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultAction {
+    Deny,
+    AllowAuthenticated,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesFile {
+    #[serde(default = "default_action")]
+    default: DefaultAction,
+    /// Fold ASCII case in paths before matching, for upstreams that treat `/ADMIN` as
+    /// `/admin` (IIS, some Java servers). Off by default.
+    #[serde(default)]
+    case_insensitive_paths: bool,
+    #[serde(default)]
+    routes: Vec<RouteSpec>,
+}
+
+fn default_action() -> DefaultAction {
+    DefaultAction::Deny
+}
+
+/// One entry of `routes.yaml` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub name: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub public: bool,
+    /// A Rego package in this bundle, e.g. `routes.restaurant`.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// A CEL boolean expression.
+    #[serde(default)]
+    pub cel: Option<String>,
+    /// Used only by the built-in proxy.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// A fixed tenant for this route (when neither host nor path carries `{tenant}`).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Answer unauthenticated browser requests with a 302 to the login page instead of 401,
+    /// as `?mode=redirect` does.
+    #[serde(default)]
+    pub login_redirect: bool,
+}
+
+/// How a route decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteRule {
+    Public,
+    /// Index into the bundle's compiled Rego entry points.
+    Rego { package: String },
+    /// Index into the bundle's compiled CEL programs.
+    Cel { expression: String },
+}
+
+/// A pattern segment: a literal or a `{name}` parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+fn parse_segments(
+    text: &str,
+    separator: char,
+    what: &str,
+) -> Result<Vec<Segment>, String> {
+    let mut out = Vec::new();
+    for part in text.split(separator).filter(|s| !s.is_empty()) {
+        if let Some(inner) = part.strip_prefix('{') {
+            let name = inner
+                .strip_suffix('}')
+                .ok_or_else(|| format!("{what} segment `{part}` has an unclosed `{{`"))?;
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!("{what} parameter `{part}` must be `{{name}}` with letters, digits or `_`"));
+            }
+            out.push(Segment::Param(name.to_string()));
+        } else if part.contains(['{', '}']) {
+            return Err(format!("{what} segment `{part}` mixes text and a parameter; a parameter must be a whole segment"));
+        } else {
+            out.push(Segment::Literal(part.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// A compiled route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub rule: RouteRule,
+    pub upstream: Option<String>,
+    pub tenant: Option<String>,
+    pub login_redirect: bool,
+    host: Option<Vec<Segment>>,
+    path: Option<Vec<Segment>>,
+    /// Position in `routes.yaml`, the last tie-breaker.
+    order: usize,
+}
+
+impl Route {
+    fn literal_count(segments: &[Segment]) -> usize {
+        segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Literal(_)))
+            .count()
+    }
+
+    /// The sort key within a tier: more path segments first, then more literal segments,
+    /// then more literal host labels, then file order.
+    fn specificity(&self) -> (std::cmp::Reverse<usize>, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>, usize) {
+        let path = self.path.as_deref().unwrap_or(&[]);
+        let host = self.host.as_deref().unwrap_or(&[]);
+        (
+            std::cmp::Reverse(path.len()),
+            std::cmp::Reverse(Self::literal_count(path)),
+            std::cmp::Reverse(Self::literal_count(host)),
+            self.order,
+        )
+    }
+}
+
+/// The result of matching a request to a route.
+#[derive(Debug, Clone)]
+pub struct RouteMatch<'a> {
+    pub route: &'a Route,
+    /// `{param}` values from the host and path, in pattern order.
+    pub params: Vec<(String, String)>,
+    /// The route's tenant: the `tenant` parameter, else the route's fixed tenant.
+    pub tenant: Option<String>,
+}
+
+/// All routes of a bundle, indexed for matching.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    pub default: DefaultAction,
+    pub case_insensitive_paths: bool,
+    routes: Vec<Route>,
+    /// Exact host → route indices, most specific first.
+    by_host: HashMap<String, Vec<usize>>,
+    /// Routes with a `{param}` host pattern, most specific first.
+    patterned: Vec<usize>,
+    /// Routes without a host, most specific first.
+    hostless: Vec<usize>,
+}
+
+impl RouteTable {
+    /// Parses `routes.yaml` text. `file` names it in errors (`file:line:col: message`).
+    pub fn parse(text: &str, file: &str) -> Result<RouteTable, PolicyError> {
+        let parsed: RoutesFile = serde_yaml_ng::from_str(text).map_err(|e| {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            PolicyError::at(file, line, col, e.to_string())
+        })?;
+        let mut names = HashSet::new();
+        let mut seen_patterns = HashSet::new();
+        let mut routes = Vec::with_capacity(parsed.routes.len());
+        for (order, spec) in parsed.routes.into_iter().enumerate() {
+            let here = |message: String| {
+                let (line, col) = locate(text, &spec.name);
+                PolicyError::at(file, line, col, format!("route `{}`: {message}", spec.name))
+            };
+            if spec.name.is_empty()
+                || !spec
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(here("name must be letters, digits, `-`, `_` or `.`".into()));
+            }
+            if !names.insert(spec.name.clone()) {
+                return Err(here("the name is used by another route".into()));
+            }
+            let rule = match (spec.public, &spec.policy, &spec.cel) {
+                (true, None, None) => RouteRule::Public,
+                (false, Some(p), None) => {
+                    let valid = !p.is_empty()
+                        && p.split('.').all(|part| {
+                            !part.is_empty()
+                                && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                                && !part.as_bytes()[0].is_ascii_digit()
+                        });
+                    if !valid {
+                        return Err(here(format!("policy `{p}` is not a Rego package name such as `routes.app`")));
+                    }
+                    RouteRule::Rego { package: p.clone() }
+                }
+                (false, None, Some(c)) => RouteRule::Cel { expression: c.clone() },
+                _ => {
+                    return Err(here(
+                        "needs exactly one of `public: true`, `policy: <package>` or `cel: <expression>`".into(),
+                    ));
+                }
+            };
+            let host = match &spec.host {
+                Some(h) => {
+                    let lower = h.trim().trim_end_matches('.').to_ascii_lowercase();
+                    if lower.is_empty() || lower.contains(['/', ':', '@', ' ']) {
+                        return Err(here(format!("host `{h}` is not a host name or `{{param}}` pattern")));
+                    }
+                    Some(parse_segments(&lower, '.', "host").map_err(&here)?)
+                }
+                None => None,
+            };
+            let path = match &spec.path {
+                Some(p) => {
+                    if !p.starts_with('/') {
+                        return Err(here(format!("path `{p}` must start with `/`")));
+                    }
+                    let normalized = crate::request::normalize::normalize_path(
+                        p,
+                        parsed.case_insensitive_paths,
+                    )
+                    .map_err(|e| here(format!("path `{p}`: {e}")))?;
+                    Some(parse_segments(normalized.as_str(), '/', "path").map_err(&here)?)
+                }
+                None => None,
+            };
+            if path.is_some() && !seen_patterns.insert((host.clone(), path.clone())) {
+                return Err(here("another route has the same host and path".into()));
+            }
+            routes.push(Route {
+                name: spec.name,
+                rule,
+                upstream: spec.upstream,
+                tenant: spec.tenant,
+                login_redirect: spec.login_redirect,
+                host,
+                path,
+                order,
+            });
+        }
+        Ok(Self::index(parsed.default, parsed.case_insensitive_paths, routes))
+    }
+
+    fn index(default: DefaultAction, case_insensitive_paths: bool, routes: Vec<Route>) -> RouteTable {
+        let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut patterned = Vec::new();
+        let mut hostless = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            // Routes without a path are addressed by name only (e.g. `gatehouse-admin`).
+            if route.path.is_none() {
+                continue;
+            }
+            match &route.host {
+                None => hostless.push(i),
+                Some(segments) if segments.iter().all(|s| matches!(s, Segment::Literal(_))) => {
+                    let host = segments
+                        .iter()
+                        .map(|s| match s {
+                            Segment::Literal(l) => l.as_str(),
+                            Segment::Param(_) => "",
+                        })
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    by_host.entry(host).or_default().push(i);
+                }
+                Some(_) => patterned.push(i),
+            }
+        }
+        let sort = |v: &mut Vec<usize>| v.sort_by_key(|&i| routes[i].specificity());
+        by_host.values_mut().for_each(sort);
+        sort(&mut patterned);
+        sort(&mut hostless);
+        RouteTable {
+            default,
+            case_insensitive_paths,
+            routes,
+            by_host,
+            patterned,
+            hostless,
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// Matches a normalized host and path. `None` means unmatched (the default applies).
+    pub fn matches(&self, host: Option<&str>, path: &NormalizedPath) -> Option<RouteMatch<'_>> {
+        let host_labels: Vec<&str> = host.map(|h| h.split('.').collect()).unwrap_or_default();
+        // Tier 1: routes naming exactly this host.
+        if let Some(candidates) = host.and_then(|h| self.by_host.get(h)) {
+            return self.best(candidates, &host_labels, path);
+        }
+        // Tier 2: routes whose host pattern matches.
+        let pattern_tier: Vec<usize> = if host.is_some() {
+            self.patterned
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let pattern = self.routes[i].host.as_deref().unwrap_or(&[]);
+                    match_segments(pattern, &host_labels, true).is_some()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !pattern_tier.is_empty() {
+            return self.best(&pattern_tier, &host_labels, path);
+        }
+        // Tier 3: host-less routes.
+        self.best(&self.hostless, &host_labels, path)
+    }
+
+    fn best(&self, candidates: &[usize], host_labels: &[&str], path: &NormalizedPath) -> Option<RouteMatch<'_>> {
+        let path_segments: Vec<&str> = path.segments().collect();
+        for &i in candidates {
+            let route = &self.routes[i];
+            let pattern = route.path.as_deref().unwrap_or(&[]);
+            if let Some(mut params) = match_segments(pattern, &path_segments, false) {
+                if let Some(host_pattern) = &route.host {
+                    if let Some(host_params) = match_segments(host_pattern, host_labels, true) {
+                        let mut all = host_params;
+                        all.append(&mut params);
+                        params = all;
+                    }
+                }
+                let tenant = params
+                    .iter()
+                    .find(|(k, _)| k == "tenant")
+                    .map(|(_, v)| v.clone())
+                    .or_else(|| route.tenant.clone());
+                return Some(RouteMatch { route, params, tenant });
+            }
+        }
+        None
+    }
+}
+
+/// Matches `pattern` against `input` segments. `whole` demands equal length (hosts);
+/// otherwise the pattern is a prefix of whole segments (paths).
+fn match_segments(pattern: &[Segment], input: &[&str], whole: bool) -> Option<Vec<(String, String)>> {
+    if input.len() < pattern.len() || (whole && input.len() != pattern.len()) {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (segment, value) in pattern.iter().zip(input) {
+        match segment {
+            Segment::Literal(l) if l == value => {}
+            Segment::Literal(_) => return None,
+            Segment::Param(name) => params.push((name.clone(), (*value).to_string())),
+        }
+    }
+    Some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::normalize::normalize_path;
+
+    const ROUTES: &str = r#"
+default: deny
+routes:
+  - name: public-health
+    path: /healthz
+    public: true
+  - name: restaurant
+    host: apps.example.com
+    path: /restaurant
+    policy: routes.restaurant
+  - name: restaurant-admin
+    host: apps.example.com
+    path: /restaurant/admin
+    policy: routes.restaurant_admin
+  - name: reports
+    path: /reports
+    cel: "'finance' in user.groups"
+  - name: tenant-apps
+    host: "{tenant}.apps.example.com"
+    path: /
+    policy: routes.tenant_apps
+  - name: tenant-path
+    host: tenants.example.com
+    path: /t/{tenant}/app
+    policy: routes.tenant_apps
+  - name: gatehouse-admin
+    policy: gatehouse.admin
+"#;
+
+    fn table() -> RouteTable {
+        RouteTable::parse(ROUTES, "routes.yaml").unwrap()
+    }
+
+    fn matched(host: Option<&str>, path: &str) -> Option<String> {
+        let t = table();
+        let p = normalize_path(path, false).unwrap();
+        t.matches(host, &p).map(|m| m.route.name.clone())
+    }
+
+    #[test]
+    fn longest_whole_segment_prefix_wins() {
+        assert_eq!(matched(Some("apps.example.com"), "/restaurant").as_deref(), Some("restaurant"));
+        assert_eq!(matched(Some("apps.example.com"), "/restaurant/orders").as_deref(), Some("restaurant"));
+        assert_eq!(matched(Some("apps.example.com"), "/restaurant/admin/x").as_deref(), Some("restaurant-admin"));
+        assert_eq!(matched(Some("apps.example.com"), "/restaurantx"), None);
+        assert_eq!(matched(Some("apps.example.com"), "/restaurant-admin"), None);
+    }
+
+    #[test]
+    fn exact_host_tier_never_falls_through_to_hostless_routes() {
+        // /healthz is host-less; apps.example.com has its own routes, so it is unmatched there.
+        assert_eq!(matched(Some("apps.example.com"), "/healthz"), None);
+        assert_eq!(matched(Some("other.example.com"), "/healthz").as_deref(), Some("public-health"));
+        assert_eq!(matched(None, "/reports/q3").as_deref(), Some("reports"));
+    }
+
+    #[test]
+    fn host_patterns_capture_the_tenant() {
+        let t = table();
+        let p = normalize_path("/orders", false).unwrap();
+        let m = t.matches(Some("acme.apps.example.com"), &p).unwrap();
+        assert_eq!(m.route.name, "tenant-apps");
+        assert_eq!(m.tenant.as_deref(), Some("acme"));
+        assert_eq!(m.params, vec![("tenant".to_string(), "acme".to_string())]);
+        // One label only: `a.b.apps.example.com` is not a tenant host.
+        assert!(t.matches(Some("a.b.apps.example.com"), &p).is_none());
+    }
+
+    #[test]
+    fn path_parameters_capture_the_tenant() {
+        let t = table();
+        let p = normalize_path("/t/globex/app/page", false).unwrap();
+        let m = t.matches(Some("tenants.example.com"), &p).unwrap();
+        assert_eq!(m.route.name, "tenant-path");
+        assert_eq!(m.tenant.as_deref(), Some("globex"));
+    }
+
+    #[test]
+    fn routes_without_path_are_only_addressed_by_name() {
+        let t = table();
+        assert!(t.get("gatehouse-admin").is_some());
+        assert_eq!(matched(None, "/"), None);
+    }
+
+    #[test]
+    fn bad_route_files_point_at_the_problem() {
+        let err = RouteTable::parse("routes:\n  - name: a\n    path: /a\n    polcy: x\n", "routes.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("routes.yaml:"), "{err}");
+        assert!(err.contains("polcy"), "{err}");
+
+        let dup = "routes:\n  - name: a\n    path: /a\n    public: true\n  - name: a\n    path: /b\n    public: true\n";
+        let err = RouteTable::parse(dup, "routes.yaml").unwrap_err().to_string();
+        assert!(err.contains("route `a`") && err.contains("another route"), "{err}");
+
+        let both = "routes:\n  - name: a\n    path: /a\n    public: true\n    cel: 'true'\n";
+        let err = RouteTable::parse(both, "routes.yaml").unwrap_err().to_string();
+        assert!(err.starts_with("routes.yaml:2:"), "{err}");
+    }
+}

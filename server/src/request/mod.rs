@@ -1,0 +1,4 @@
+//! Reading the original request out of a verify call: trusted-proxy headers and
+//! normalization.
+
+pub mod normalize;

@@ -1,0 +1,3 @@
+//! Sessions: tokens, signed cookies, and resolution with an in-memory cache.
+
+pub mod token;

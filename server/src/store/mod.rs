@@ -1,0 +1,322 @@
+//! The session and identity store: Postgres for production and several replicas, SQLite as
+//! the embedded default for one node (DESIGN §9).
+//!
+//! Both backends share one schema shape (text ids, timestamp columns, JSON columns) and one
+//! set of SQL statements: `$N` placeholders work in both, times are compared in Rust rather
+//! than in SQL, and only the migrations differ. [`on_pool!`] runs the same statement on
+//! whichever pool is configured.
+
+mod records;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::types::Json;
+use sqlx::{PgPool, SqlitePool};
+
+pub use records::{DeviceRecord, NewSession, SessionRecord, StoredSession, UserRecord};
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database url: {0}")]
+    Url(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A handle to the store; cheap to clone (pools are reference counted).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Runs `$body` with `$pool` bound to the configured pool. The body is compiled once per
+/// backend, so a statement that does not suit both fails to compile only if the types do.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Postgres($pool) => $body,
+            Backend::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// Where a group assignment comes from: the IdP's claim or the store (admin/CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSource {
+    Idp,
+    Store,
+}
+
+impl GroupSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            GroupSource::Idp => "idp",
+            GroupSource::Store => "store",
+        }
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…` or `sqlite:…`). SQLite files are created if missing.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await?;
+            Backend::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Url(e.to_string()))?
+                .create_if_missing(true)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+                .journal_mode(if in_memory {
+                    SqliteJournalMode::Memory
+                } else {
+                    SqliteJournalMode::Wal
+                });
+            // An in-memory database exists per connection: keep exactly one.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(if in_memory { 1 } else { 8 })
+                .min_connections(if in_memory { 1 } else { 0 })
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?;
+            Backend::Sqlite(pool)
+        } else {
+            return Err(StoreError::Url(
+                "expected postgres://, postgresql:// or sqlite:".into(),
+            ));
+        };
+        Ok(Store { backend })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The Postgres pool, for features that exist only there (LISTEN/NOTIFY, partitions).
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Applies pending migrations. Safe to run from several replicas at once (sqlx takes an
+    /// advisory lock on Postgres).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Postgres(p) => PG_MIGRATOR.run(p).await?,
+            Backend::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+
+    /// Creates or updates a user keyed by (lower-cased) email; returns the user's id.
+    pub async fn upsert_user_by_email(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        username: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let email = email.trim().to_ascii_lowercase();
+        let id = uuid::Uuid::new_v4().to_string();
+        let sql = "INSERT INTO users (id, email, name, username, claims, created_at, updated_at)
+                   VALUES ($1, $2, $3, $4, '{}', $5, $5)
+                   ON CONFLICT (email) DO UPDATE SET
+                       name = COALESCE(EXCLUDED.name, users.name),
+                       username = COALESCE(EXCLUDED.username, users.username),
+                       updated_at = EXCLUDED.updated_at
+                   RETURNING id";
+        let row: (String,) = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(&id).bind(&email).bind(name).bind(username).bind(now)
+            .fetch_one(pool).await)?;
+        Ok(row.0)
+    }
+
+    /// Replaces the user's groups of one source with `groups`.
+    pub async fn set_user_groups(
+        &self,
+        user_id: &str,
+        source: GroupSource,
+        groups: &[String],
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM user_groups WHERE user_id = $1 AND source = $2")
+                .bind(user_id).bind(source.as_str())
+                .execute(&mut *tx).await?;
+            for group in groups {
+                sqlx::query("INSERT INTO user_groups (user_id, group_name, source) VALUES ($1, $2, $3)
+                             ON CONFLICT DO NOTHING")
+                    .bind(user_id).bind(group).bind(source.as_str())
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    /// Makes the user a member of `tenant` with `role`, creating the tenant if needed.
+    pub async fn add_tenant_member(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        role: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $1, $2) ON CONFLICT DO NOTHING")
+                .bind(tenant).bind(now)
+                .execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO tenant_members (tenant_id, user_id, role) VALUES ($1, $2, $3)
+                         ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = EXCLUDED.role")
+                .bind(tenant).bind(user_id).bind(role)
+                .execute(&mut *tx).await?;
+            tx.commit().await
+        })?;
+        Ok(())
+    }
+
+    pub async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
+        let sql = "INSERT INTO sessions (id, token_hash, user_id, device_id, created_at, expires_at,
+                                         last_seen_at, auth_time, amr, ip, user_agent, idp_sid, idp_claims)
+                   VALUES ($1, $2, $3, $4, $5, $6, $5, $7, $8, $9, $10, $11, $12)";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(&s.id).bind(&s.token_hash).bind(&s.user_id).bind(&s.device_id)
+            .bind(s.created_at).bind(s.expires_at).bind(s.auth_time)
+            .bind(Json(&s.amr)).bind(&s.ip).bind(&s.user_agent).bind(&s.idp_sid)
+            .bind(Json(&s.idp_claims))
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Loads a session by token hash with its user, groups, roles, tenants and device.
+    /// Returns revoked and expired sessions too: the caller decides, and says why.
+    pub async fn find_session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let session_sql = "SELECT id, user_id, device_id, created_at, expires_at, last_seen_at,
+                                  auth_time, amr, revoked_at, idp_claims
+                           FROM sessions WHERE token_hash = $1";
+        let user_sql = "SELECT id, subject, email, name, username, claims FROM users WHERE id = $1";
+        let groups_sql = "SELECT DISTINCT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
+        let roles_sql = "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role";
+        let tenants_sql = "SELECT tenant_id, role FROM tenant_members WHERE user_id = $1 ORDER BY tenant_id";
+        let device_sql = "SELECT id, registered, managed, trust, posture, cert_fingerprint FROM devices WHERE id = $1";
+        on_pool!(self, pool => {
+            let session: Option<StoredSession> = sqlx::query_as(session_sql)
+                .bind(token_hash).fetch_optional(pool).await?;
+            let Some(session) = session else { return Ok(None) };
+            let user: Option<UserRecord> = sqlx::query_as(user_sql)
+                .bind(&session.user_id).fetch_optional(pool).await?;
+            let Some(user) = user else { return Ok(None) };
+            let groups: Vec<(String,)> = sqlx::query_as(groups_sql)
+                .bind(&user.id).fetch_all(pool).await?;
+            let roles: Vec<(String,)> = sqlx::query_as(roles_sql)
+                .bind(&user.id).fetch_all(pool).await?;
+            let tenants: Vec<(String, String)> = sqlx::query_as(tenants_sql)
+                .bind(&user.id).fetch_all(pool).await?;
+            let device: Option<DeviceRecord> = match &session.device_id {
+                Some(id) => sqlx::query_as(device_sql).bind(id).fetch_optional(pool).await?,
+                None => None,
+            };
+            Ok(Some(SessionRecord {
+                session,
+                user,
+                groups: groups.into_iter().map(|g| g.0).collect(),
+                roles: roles.into_iter().map(|r| r.0).collect(),
+                tenants,
+                device,
+            }))
+        })
+    }
+
+    /// Records activity for the idle timeout. Called coalesced, not on every request.
+    pub async fn touch_session(&self, session_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(session_id).bind(at).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Revokes every live session of the user with `email`; returns the revoked sessions'
+    /// token hashes so caches can drop them.
+    pub async fn revoke_sessions_by_email(
+        &self,
+        email: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let email = email.trim().to_ascii_lowercase();
+        let sql = "UPDATE sessions SET revoked_at = $2, revoke_reason = $3
+                   WHERE revoked_at IS NULL AND user_id IN (SELECT id FROM users WHERE email = $1)
+                   RETURNING token_hash";
+        let rows: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(&email).bind(now).bind(reason).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Revokes every live session; returns their token hashes.
+    pub async fn revoke_all_sessions(
+        &self,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE revoked_at IS NULL
+                   RETURNING token_hash";
+        let rows: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(now).bind(reason).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Records that a bundle version was loaded (first and last load time, file list).
+    pub async fn record_policy_version(
+        &self,
+        version: &str,
+        files: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO policy_versions (version, files, first_loaded_at, last_loaded_at)
+                   VALUES ($1, $2, $3, $3)
+                   ON CONFLICT (version) DO UPDATE SET last_loaded_at = EXCLUDED.last_loaded_at";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(version).bind(Json(files)).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+}
