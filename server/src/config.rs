@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 /// Environment variables that configure the program but are not config keys.
-const RESERVED_ENV: &[&str] = &["GATEHOUSE_CONFIG", "GATEHOUSE_LOG"];
+const RESERVED_ENV: &[&str] = &["GATEHOUSE_CONFIG", "GATEHOUSE_LOG", "GATEHOUSE_LOG_FORMAT"];
 const ENV_PREFIX: &str = "GATEHOUSE_";
 
 /// A configuration problem, always naming the key (or file) it is about.
@@ -24,8 +24,13 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: invalid YAML: {message}")]
-    Yaml { path: PathBuf, message: String },
+    #[error("{}:{line}:{col}: invalid YAML: {message}", path.display())]
+    Yaml {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
     #[error("config key `{key}`: {message}")]
     Key { key: String, message: String },
 }
@@ -318,17 +323,24 @@ impl Config {
         origin: &Path,
         env: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let mut tree: serde_yaml_ng::Value = if yaml.trim().is_empty() {
-            serde_yaml_ng::Value::Mapping(Default::default())
+        let mut tree: serde_json::Value = if yaml.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
         } else {
-            serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::Yaml {
-                path: origin.to_path_buf(),
-                message: e.to_string(),
+            serde_saphyr::from_str(yaml).map_err(|e| {
+                let (line, col) = crate::yaml::error_location(&e);
+                ConfigError::Yaml {
+                    path: origin.to_path_buf(),
+                    line,
+                    col,
+                    message: crate::yaml::error_message(&e),
+                }
             })?
         };
-        if !tree.is_mapping() {
+        if !tree.is_object() {
             return Err(ConfigError::Yaml {
                 path: origin.to_path_buf(),
+                line: 1,
+                col: 1,
                 message: "the top level must be a mapping of keys".into(),
             });
         }
@@ -419,25 +431,42 @@ impl Config {
         Ok(())
     }
 
-    /// Resolves `policies_dir` relative to the config file's directory when it is relative,
-    /// so `serve --config deploy/gatehouse.yaml` works from any working directory.
+    /// Makes relative paths in the file (`policies_dir`, a SQLite database) relative to the
+    /// config file's directory, so `serve --config deploy/gatehouse.yaml` and
+    /// `session create --config deploy/gatehouse.yaml` agree from any working directory.
     pub fn resolve_relative_paths(&mut self, config_path: &Path) {
+        let Some(dir) = config_path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+            return;
+        };
         if self.policies_dir.is_relative() {
-            if let Some(dir) = config_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                let candidate = dir.join(&self.policies_dir);
-                if candidate.exists() || !self.policies_dir.exists() {
-                    self.policies_dir = candidate;
-                }
-            }
+            self.policies_dir = dir.join(&self.policies_dir);
+        }
+        if let Some(rel) = sqlite_relative_path(self.database_url.expose()) {
+            let (path, params) = rel.split_once('?').map_or((rel, None), |(p, q)| (p, Some(q)));
+            let joined = dir.join(path).display().to_string();
+            self.database_url = Secret::new(match params {
+                Some(q) => format!("sqlite://{joined}?{q}"),
+                None => format!("sqlite://{joined}"),
+            });
         }
     }
+}
+
+/// The relative file path of a `sqlite:` URL, or `None` for absolute paths and in-memory
+/// databases.
+fn sqlite_relative_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    if rest.is_empty() || rest.starts_with('/') || rest.starts_with(":memory:") || rest.contains("mode=memory") {
+        return None;
+    }
+    Some(rest)
 }
 
 /// Applies `GATEHOUSE_A__B=value` as `a.b: value`. Values are parsed as YAML scalars or flow
 /// sequences, so `GATEHOUSE_COOKIE__SECURE=false` and `GATEHOUSE_TRUSTED_PROXIES=[10.0.0.0/8]`
 /// have their natural types.
 fn apply_env_overrides(
-    tree: &mut serde_yaml_ng::Value,
+    tree: &mut serde_json::Value,
     env: &[(String, String)],
 ) -> Result<(), ConfigError> {
     let mut overrides: BTreeMap<&str, &str> = BTreeMap::new();
@@ -455,37 +484,30 @@ fn apply_env_overrides(
         if path.iter().any(|p| p.is_empty()) {
             return Err(ConfigError::key(env_name, "empty key segment"));
         }
-        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(raw)
-            .unwrap_or_else(|_| serde_yaml_ng::Value::String(raw.to_string()));
-        // A value such as `file:/run/secrets/x` parses as a YAML string already; an empty
-        // value means "empty string", not null.
-        let value = if raw.is_empty() {
-            serde_yaml_ng::Value::String(String::new())
+        // An empty value means "empty string", not null; anything YAML cannot read is text.
+        let value: serde_json::Value = if raw.trim().is_empty() {
+            serde_json::Value::String(raw.to_string())
         } else {
-            value
+            serde_saphyr::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
         };
         let mut node = &mut *tree;
         for (i, segment) in path.iter().enumerate() {
-            let map = match node {
-                serde_yaml_ng::Value::Mapping(m) => m,
-                _ => {
-                    return Err(ConfigError::key(
-                        path[..i].join("."),
-                        format!("{env_name} sets a nested key but this key is not a mapping"),
-                    ));
-                }
+            if node.is_null() {
+                *node = serde_json::Value::Object(Default::default());
+            }
+            let serde_json::Value::Object(map) = node else {
+                return Err(ConfigError::key(
+                    path[..i].join("."),
+                    format!("{env_name} sets a nested key but this key is not a mapping"),
+                ));
             };
-            let key = serde_yaml_ng::Value::String(segment.clone());
             if i + 1 == path.len() {
-                map.insert(key, value.clone());
+                map.insert(segment.clone(), value.clone());
                 break;
             }
             node = map
-                .entry(key)
-                .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()));
-            if node.is_null() {
-                *node = serde_yaml_ng::Value::Mapping(Default::default());
-            }
+                .entry(segment.clone())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
         }
     }
     Ok(())
@@ -595,6 +617,18 @@ mod tests {
         let yaml = format!("{}trusted_proxies: [10.0.0.0/8, nonsense]\n", base());
         let err = load(&yaml, &[]).unwrap_err().to_string();
         assert!(err.contains("trusted_proxies[1]"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let yaml = format!("{}database_url: sqlite://data/g.db?mode=rwc\npolicies_dir: pol\n", base());
+        let mut c = load(&yaml, &[]).unwrap();
+        c.resolve_relative_paths(Path::new("/etc/gatehouse/gatehouse.yaml"));
+        assert_eq!(c.policies_dir, Path::new("/etc/gatehouse/pol"));
+        assert_eq!(c.database_url.expose(), "sqlite:///etc/gatehouse/data/g.db?mode=rwc");
+        let mut m = load(&format!("{}database_url: 'sqlite::memory:'\n", base()), &[]).unwrap();
+        m.resolve_relative_paths(Path::new("/etc/gatehouse/gatehouse.yaml"));
+        assert_eq!(m.database_url.expose(), "sqlite::memory:");
     }
 
     #[test]

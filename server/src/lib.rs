@@ -2,11 +2,21 @@
 //!
 //! An ingress asks `/auth/verify` before every request; Gatehouse resolves the session,
 //! evaluates the route's Rego or CEL policy, and answers 200 with identity headers, 401 or
-//! 403. See `DESIGN.md` in the shared folder and the README for the contract.
+//! 403. The modules follow the request: [`request`] reads and normalizes it, [`policy`]
+//! matches the route and evaluates, [`session`] resolves who is asking, [`decision`] puts
+//! them together, [`http`] is the thin actix layer, [`store`] the database.
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod decision;
+pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod request;
 pub mod session;
+pub mod state;
 pub mod store;
+pub mod telemetry;
+pub mod yaml;

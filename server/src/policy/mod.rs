@@ -259,6 +259,57 @@ impl Bundle {
         identity: &IdentityInput,
         now: DateTime<Utc>,
     ) -> Result<PolicyOutcome, PolicyError> {
+        self.evaluate_with(
+            route,
+            || {
+                InputDocument {
+                    request: request.build(),
+                    route: route_facts.build(),
+                    identity: identity.rego.clone(),
+                    time: time_doc(now),
+                }
+                .into_object()
+            },
+            || InputDocument {
+                request: request.build(),
+                route: route_facts.build(),
+                identity: identity.cel.clone(),
+                time: time_doc(now),
+            },
+        )
+    }
+
+    /// Evaluates the route named `route_name` against a complete input document given as
+    /// JSON (`policy eval`, the admin UI's policy tester).
+    pub fn evaluate_document(&self, route_name: &str, document: &serde_json::Value) -> Result<PolicyOutcome, PolicyError> {
+        let route = self
+            .routes
+            .get(route_name)
+            .ok_or_else(|| PolicyError::eval(route_name, "no route with this name in the bundle"))?;
+        let part = |name: &str| document.get(name).cloned().unwrap_or(serde_json::Value::Null);
+        self.evaluate_with(
+            route,
+            || input::from_json(document),
+            || InputDocument {
+                request: input::from_json(&part("request")),
+                route: input::from_json(&part("route")),
+                identity: IdentityDocs {
+                    user: input::from_json(&part("user")),
+                    session: input::from_json(&part("session")),
+                    device: input::from_json(&part("device")),
+                },
+                time: input::from_json(&part("time")),
+            },
+        )
+    }
+
+    /// Runs the route's engine; the closures build the input only for the engine in use.
+    fn evaluate_with(
+        &self,
+        route: &Route,
+        rego_input: impl FnOnce() -> regorus::Value,
+        cel_input: impl FnOnce() -> InputDocument<::cel::Value>,
+    ) -> Result<PolicyOutcome, PolicyError> {
         match &route.rule {
             RouteRule::Public => Ok(PolicyOutcome {
                 allow: true,
@@ -269,15 +320,8 @@ impl Bundle {
                     .rego
                     .as_ref()
                     .ok_or_else(|| PolicyError::eval(&route.name, "no Rego policies compiled"))?;
-                let input = InputDocument {
-                    request: request.build::<regorus::Value>(),
-                    route: route_facts.build(),
-                    identity: identity.rego.clone(),
-                    time: time_doc(now),
-                }
-                .into_object();
                 let value = rego
-                    .evaluate(package, input)
+                    .evaluate(package, rego_input())
                     .map_err(|e| PolicyError::eval(&route.name, e))?;
                 parse_decision(&value).map_err(|e| PolicyError::eval(&route.name, e))
             }
@@ -286,13 +330,7 @@ impl Bundle {
                     .cel
                     .get(&route.name)
                     .ok_or_else(|| PolicyError::eval(&route.name, "CEL rule not compiled"))?;
-                let input = InputDocument {
-                    request: request.build::<::cel::Value>(),
-                    route: route_facts.build(),
-                    identity: identity.cel.clone(),
-                    time: time_doc(now),
-                };
-                let allow = rule.evaluate(input).map_err(|e| PolicyError::eval(&route.name, e))?;
+                let allow = rule.evaluate(cel_input()).map_err(|e| PolicyError::eval(&route.name, e))?;
                 Ok(PolicyOutcome {
                     allow,
                     reason: (!allow).then(|| "cel_rule_false".to_string()),

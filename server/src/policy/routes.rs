@@ -170,12 +170,9 @@ pub struct RouteTable {
 impl RouteTable {
     /// Parses `routes.yaml` text. `file` names it in errors (`file:line:col: message`).
     pub fn parse(text: &str, file: &str) -> Result<RouteTable, PolicyError> {
-        let parsed: RoutesFile = serde_yaml_ng::from_str(text).map_err(|e| {
-            let (line, col) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            PolicyError::at(file, line, col, e.to_string())
+        let parsed: RoutesFile = serde_saphyr::from_str(text).map_err(|e| {
+            let (line, col) = crate::yaml::error_location(&e);
+            PolicyError::at(file, line, col, crate::yaml::error_message(&e))
         })?;
         let mut names = HashSet::new();
         let mut seen_patterns = HashSet::new();

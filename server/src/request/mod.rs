@@ -2,3 +2,4 @@
 //! normalization.
 
 pub mod normalize;
+pub mod original;

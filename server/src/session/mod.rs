@@ -1,3 +1,94 @@
-//! Sessions: tokens, signed cookies, and resolution with an in-memory cache.
+//! Sessions: tokens, signed cookies, issuing, and resolution with an in-memory cache.
 
+pub mod resolver;
 pub mod token;
+
+use chrono::{DateTime, Utc};
+
+use crate::store::{GroupSource, NewSession, Store, StoreError};
+use token::{CookieSigner, SessionToken};
+
+/// Who a new session is for and how long it lives.
+#[derive(Debug, Clone)]
+pub struct SessionGrant {
+    pub email: String,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    /// Groups assigned in the store (source `store`); `None` leaves them unchanged.
+    pub store_groups: Option<Vec<String>>,
+    pub tenant: Option<(String, String)>,
+    pub ttl: std::time::Duration,
+    pub amr: Vec<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A freshly minted session.
+#[derive(Debug, Clone)]
+pub struct IssuedSession {
+    pub session_id: String,
+    pub user_id: String,
+    /// The signed cookie value; also accepted as `Authorization: Bearer`.
+    pub cookie_value: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("invalid session request: {0}")]
+    Invalid(String),
+}
+
+/// Upserts the user and creates a session with a new random token (never a reused one:
+/// no session fixation). Only the token's hash is stored.
+pub async fn issue_session(
+    store: &Store,
+    signer: &CookieSigner,
+    grant: &SessionGrant,
+    now: DateTime<Utc>,
+) -> Result<IssuedSession, IssueError> {
+    let email = grant.email.trim();
+    if email.is_empty() || !email.contains('@') || email.len() > 320 || email.chars().any(char::is_control) {
+        return Err(IssueError::Invalid(format!("`{email}` is not an email address")));
+    }
+    let ttl = chrono::Duration::from_std(grant.ttl).map_err(|_| IssueError::Invalid("ttl too large".into()))?;
+    if ttl <= chrono::Duration::zero() {
+        return Err(IssueError::Invalid("ttl must be positive".into()));
+    }
+    let user_id = store
+        .upsert_user_by_email(email, grant.name.as_deref(), grant.username.as_deref(), now)
+        .await?;
+    if let Some(groups) = &grant.store_groups {
+        store.set_user_groups(&user_id, GroupSource::Store, groups).await?;
+    }
+    if let Some((tenant, role)) = &grant.tenant {
+        store.add_tenant_member(tenant, &user_id, role, now).await?;
+    }
+    let token = SessionToken::generate();
+    let session_id = uuid::Uuid::new_v4().to_string();
+    let expires_at = now + ttl;
+    store
+        .create_session(&NewSession {
+            id: session_id.clone(),
+            token_hash: token.hash().0,
+            user_id: user_id.clone(),
+            device_id: None,
+            created_at: now,
+            expires_at,
+            auth_time: now,
+            amr: grant.amr.clone(),
+            ip: grant.ip.clone(),
+            user_agent: grant.user_agent.clone(),
+            idp_sid: None,
+            idp_claims: serde_json::json!({}),
+        })
+        .await?;
+    Ok(IssuedSession {
+        session_id,
+        user_id,
+        cookie_value: signer.sign(&token),
+        expires_at,
+    })
+}

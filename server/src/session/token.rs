@@ -46,7 +46,12 @@ impl SessionToken {
     }
 
     pub fn hash(&self) -> TokenHash {
-        TokenHash(hex::encode(Sha256::digest(self.0)))
+        TokenHash(hex::encode(self.digest()))
+    }
+
+    /// The raw SHA-256 of the token: the session cache key (no hex encoding per request).
+    pub fn digest(&self) -> [u8; 32] {
+        Sha256::digest(self.0).into()
     }
 
     /// The raw token in base64url, as accepted in `Authorization: Bearer`.

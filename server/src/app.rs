@@ -1,0 +1,151 @@
+//! Start-up: connect, migrate, load the bundle, bind the listeners. `main` and the tests
+//! both go through [`Application::build`]; tests bind port 0 and read the ports back.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, ConfigError};
+use crate::decision::Decider;
+use crate::http;
+use crate::policy::{Bundle, PolicyError};
+use crate::session::resolver::{SessionResolver, SessionTimeouts};
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("policy bundle refused: {}", .0.report())]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+impl StartError {
+    /// Bad configuration or policies exit 2, as the CLI contract says; the rest exit 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) | StartError::Policy(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub struct Application {
+    public_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    public: Server,
+    admin: Server,
+    state: web::Data<AppState>,
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let store = Store::connect(config.database_url.expose()).await?;
+        store.migrate().await?;
+        let bundle = Bundle::load(&config.policies_dir)?;
+        tracing::info!(version = %bundle.version, routes = bundle.routes.routes().len(), "policy bundle loaded");
+        crate::metrics::set_bundle_version(&bundle.version);
+        crate::metrics::METRICS.policy_reloads.with_label_values(&["success"]).inc();
+        store
+            .record_policy_version(&bundle.version, &bundle.files, bundle.loaded_at)
+            .await?;
+        let bundle = Arc::new(ArcSwap::from_pointee(bundle));
+        let sessions = SessionResolver::new(
+            store.clone(),
+            SessionTimeouts {
+                idle_timeout: config.session.idle_timeout.0,
+                cache_ttl: config.session.cache_ttl.0,
+            },
+        );
+        let decider = Decider::new(&config, bundle.clone(), sessions);
+        let state = web::Data::new(AppState {
+            config: Arc::new(config.clone()),
+            store,
+            bundle,
+            decider,
+        });
+
+        let public_listener = bind(config.listen)?;
+        let admin_listener = bind(config.admin_listen)?;
+        let public_addr = public_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+
+        let public_state = state.clone();
+        let public = HttpServer::new(move || {
+            App::new()
+                .app_data(public_state.clone())
+                .configure(public_routes)
+        })
+        .shutdown_timeout(10)
+        .client_request_timeout(Duration::from_secs(10))
+        .listen(public_listener)
+        .map_err(|source| StartError::Bind { addr: public_addr, source })?
+        .run();
+
+        let admin_state = state.clone();
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(admin_routes)
+        })
+        .workers(1)
+        .shutdown_timeout(10)
+        .listen(admin_listener)
+        .map_err(|source| StartError::Bind { addr: admin_addr, source })?
+        .run();
+
+        Ok(Application {
+            public_addr,
+            admin_addr,
+            public,
+            admin,
+            state,
+        })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until a signal stops both listeners (actix handles SIGINT/SIGTERM and drains
+    /// in-flight requests).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (public, admin) = tokio::join!(self.public, self.admin);
+        self.state.store.close().await;
+        public.and(admin)
+    }
+}
+
+/// The public listener: verify and (later) login endpoints.
+fn public_routes(cfg: &mut web::ServiceConfig) {
+    // NGINX `auth_request` keeps the original method (POST, DELETE, …): accept them all.
+    cfg.route("/auth/verify", web::route().to(http::verify::verify))
+        .route("/oauth2/auth", web::route().to(http::verify::verify));
+}
+
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(http::admin::healthz))
+        .route("/readyz", web::get().to(http::admin::readyz))
+        .route("/metrics", web::get().to(http::admin::metrics));
+}

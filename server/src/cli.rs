@@ -1,0 +1,325 @@
+//! The `gatehouse` command line (DESIGN §2). Exit codes: 0 success, 1 failure (a failing
+//! policy check or test, an unreachable database), 2 bad usage, configuration or bundle.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{Application, StartError};
+use crate::config::Config;
+use crate::policy::testing::{self, TestOutcome};
+use crate::policy::{Bundle, BundleFiles};
+use crate::session::token::CookieSigner;
+use crate::session::{SessionGrant, issue_session};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "Identity-aware forward-auth: OIDC sessions, per-route Rego/CEL policies, audit")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, env = "GATEHOUSE_CONFIG", default_value = "gatehouse.yaml")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service.
+    Serve(ConfigArg),
+    /// Apply database migrations and exit.
+    Migrate(ConfigArg),
+    /// Create or revoke sessions directly in the store.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Check, test and evaluate policy bundles.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Create a user (if needed) and a session; prints the cookie value.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Store-assigned groups, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Make the user a member of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The tenant role (with --tenant).
+        #[arg(long, default_value = "member")]
+        tenant_role: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        /// Session lifetime, e.g. 1h; defaults to session.ttl.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Revoke sessions of one user, or all sessions.
+    Revoke {
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        email: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and compile a bundle; prints `file:line:col: message` on error.
+    Check { dir: PathBuf },
+    /// Run every `test_*` rule in `*_test.rego` files, like `opa test`.
+    Test {
+        dir: PathBuf,
+        /// Also list passing tests and their durations.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Print the decision for one input document (JSON file, `-` for stdin).
+    Eval {
+        dir: PathBuf,
+        #[arg(long)]
+        route: String,
+        #[arg(long)]
+        input: PathBuf,
+    },
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve(c) => serve(&c.config).await,
+        Command::Migrate(c) => migrate(&c.config).await,
+        Command::Session(s) => session(s).await,
+        Command::Policy(p) => policy(p),
+    }
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    match Config::load(path) {
+        Ok(mut c) => {
+            c.resolve_relative_paths(path);
+            Ok(c)
+        }
+        Err(e) => Err(fail(2, e)),
+    }
+}
+
+async fn serve(path: &Path) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => return start_failed(e),
+    };
+    tracing::info!(listen = %app.public_addr(), admin = %app.admin_addr(), "gatehouse serving");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, e),
+    }
+}
+
+fn start_failed(e: StartError) -> ExitCode {
+    fail(e.exit_code(), e)
+}
+
+async fn connect(path: &Path) -> Result<(Config, Store), ExitCode> {
+    let config = load_config(path)?;
+    let store = Store::connect(config.database_url.expose())
+        .await
+        .map_err(|e| fail(1, e))?;
+    store.migrate().await.map_err(|e| fail(1, e))?;
+    Ok((config, store))
+}
+
+async fn migrate(path: &Path) -> ExitCode {
+    match connect(path).await {
+        Ok((_, store)) => {
+            eprintln!("migrations applied ({})", store.backend_name());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+async fn session(command: SessionCommand) -> ExitCode {
+    match command {
+        SessionCommand::Create {
+            email,
+            groups,
+            tenant,
+            tenant_role,
+            name,
+            username,
+            ttl,
+            config,
+        } => {
+            let (config, store) = match connect(&config.config).await {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let signer = CookieSigner::new(config.cookie.secret.expose().as_bytes());
+            let groups: Vec<String> = groups.into_iter().map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
+            let grant = SessionGrant {
+                email,
+                name,
+                username,
+                store_groups: Some(groups),
+                tenant: tenant.map(|t| (t, tenant_role)),
+                ttl: ttl.unwrap_or(config.session.ttl.0),
+                amr: vec!["cli".into()],
+                ip: None,
+                user_agent: Some("gatehouse-cli".into()),
+            };
+            match issue_session(&store, &signer, &grant, chrono::Utc::now()).await {
+                Ok(issued) => {
+                    // stdout carries only the cookie value, for scripts.
+                    println!("{}", issued.cookie_value);
+                    eprintln!(
+                        "session {} for {} expires {}; send it as cookie `{}` or `Authorization: Bearer`",
+                        issued.session_id,
+                        grant.email,
+                        issued.expires_at.to_rfc3339(),
+                        config.cookie.name
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+        SessionCommand::Revoke { email, all, config } => {
+            let (_, store) = match connect(&config.config).await {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let now = chrono::Utc::now();
+            let result = match (&email, all) {
+                (_, true) => store.revoke_all_sessions("cli: revoke --all", now).await,
+                (Some(e), false) => store.revoke_sessions_by_email(e, "cli: revoke --email", now).await,
+                (None, false) => return fail(2, "give --email or --all"),
+            };
+            match result {
+                Ok(hashes) => {
+                    println!("revoked {} session(s)", hashes.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+    }
+}
+
+fn policy(command: PolicyCommand) -> ExitCode {
+    match command {
+        PolicyCommand::Check { dir } => match Bundle::load(&dir) {
+            Ok(bundle) => {
+                println!(
+                    "ok: {} routes, {} files, version {}",
+                    bundle.routes.routes().len(),
+                    bundle.files.len(),
+                    bundle.version
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}", e.report());
+                ExitCode::from(1)
+            }
+        },
+        PolicyCommand::Test { dir, verbose } => policy_test(&dir, verbose),
+        PolicyCommand::Eval { dir, route, input } => {
+            let bundle = match Bundle::load(&dir) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("{}", e.report());
+                    return ExitCode::from(1);
+                }
+            };
+            let text = if input.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+            } else {
+                std::fs::read_to_string(&input)
+            };
+            let document: serde_json::Value = match text.map_err(|e| e.to_string()).and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())) {
+                Ok(d) => d,
+                Err(e) => return fail(2, format!("{}: {e}", input.display())),
+            };
+            match bundle.evaluate_document(&route, &document) {
+                Ok(outcome) => {
+                    let headers: serde_json::Map<String, serde_json::Value> =
+                        outcome.headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+                    let out = serde_json::json!({
+                        "route": route,
+                        "allow": outcome.allow,
+                        "reason": outcome.reason,
+                        "headers": headers,
+                        "status": outcome.status.unwrap_or(if outcome.allow { 200 } else { 403 }),
+                        "bundle_version": bundle.version,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, e),
+            }
+        }
+    }
+}
+
+fn policy_test(dir: &Path, verbose: bool) -> ExitCode {
+    let files = match BundleFiles::read(dir) {
+        Ok(f) => f,
+        Err(e) => return fail(1, e.report()),
+    };
+    let (policies, tests) = files.rego_sources();
+    let results = match testing::run_tests(&policies, &tests) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}", e.report());
+            return ExitCode::from(1);
+        }
+    };
+    let mut failed = 0;
+    for r in &results {
+        match &r.outcome {
+            TestOutcome::Pass if verbose => println!("PASS {} ({:?})  {}:{}", r.name, r.duration, r.file, r.line),
+            TestOutcome::Pass => {}
+            TestOutcome::Fail => {
+                failed += 1;
+                println!("FAIL {}  {}:{}", r.name, r.file, r.line);
+            }
+            TestOutcome::Error(e) => {
+                failed += 1;
+                println!("ERROR {}  {}:{}\n  {}", r.name, r.file, r.line, e.replace('\n', "\n  "));
+            }
+        }
+    }
+    println!("{}", "-".repeat(40));
+    println!("PASS: {}/{}", results.len() - failed, results.len());
+    if failed > 0 {
+        println!("FAIL: {failed}/{}", results.len());
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

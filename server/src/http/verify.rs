@@ -1,0 +1,86 @@
+//! `GET /auth/verify` (alias `/oauth2/auth`): the ingress asks, we answer (DESIGN §5).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::decision::{Credentials, Decision, UnauthenticatedMode};
+use crate::metrics::METRICS;
+use crate::request::original::VerifyCall;
+use crate::state::AppState;
+
+pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    // The TCP peer, never a header: `connection_info().realip_remote_addr()` would believe
+    // `Forwarded` from anyone.
+    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let call = VerifyCall {
+        method: req.method().as_str(),
+        target,
+        peer,
+        scheme: "http",
+    };
+    let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
+    let credentials = Credentials {
+        cookies: &cookies,
+        bearer: super::bearer_token(req.headers()),
+    };
+    let mode = if req.query_string().split('&').any(|p| p == "mode=redirect") {
+        UnauthenticatedMode::Redirect
+    } else {
+        UnauthenticatedMode::Status
+    };
+    let wants_html = req
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let decision = state
+        .decider
+        .decide(call, req.headers(), credentials, mode, wants_html, chrono::Utc::now())
+        .await;
+    record(&decision);
+    respond(&decision)
+}
+
+fn record(d: &Decision) {
+    METRICS
+        .decisions
+        .with_label_values(&[d.route.as_str(), d.outcome.as_str()])
+        .inc();
+    METRICS
+        .verify_duration
+        .with_label_values(&[d.route.as_str()])
+        .observe(d.started.elapsed().as_secs_f64());
+    if d.status >= 500 {
+        tracing::error!(route = %d.route, reason = ?d.reason, "verify failed closed");
+    } else {
+        tracing::debug!(route = %d.route, outcome = d.outcome.as_str(), status = d.status, "verify");
+    }
+}
+
+/// Builds the HTTP answer. A header that cannot be sent turns the answer into a 500: an
+/// allow without its identity headers would be a different answer than the one decided.
+pub fn respond(d: &Decision) -> HttpResponse {
+    let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    response.insert_header(("Cache-Control", "no-store"));
+    for (name, value) in &d.headers {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            (Ok(n), Ok(v)) => {
+                response.append_header((n, v));
+            }
+            _ => {
+                tracing::error!(header = %name, "decision header cannot be sent; failing closed");
+                return HttpResponse::InternalServerError().finish();
+            }
+        }
+    }
+    match d.status {
+        400 => response.body("bad request\n"),
+        500 => response.body("internal error\n"),
+        _ => response.finish(),
+    }
+}

@@ -1,0 +1,145 @@
+//! Prometheus metrics with the names fixed by DESIGN §10, so dashboards can rely on them.
+//!
+//! Metrics live in one process-wide registry. Counters and histograms are atomic; labelled
+//! children are looked up per call (a read lock and a hash), which is cheap next to a policy
+//! evaluation.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Buckets from 50 µs to 1 s: verify answers are expected in the tens to hundreds of µs.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub decisions: IntCounterVec,
+    pub verify_duration: HistogramVec,
+    pub policy_eval_duration: Histogram,
+    pub session_cache_hits: IntCounter,
+    pub session_cache_misses: IntCounter,
+    pub policy_reloads: IntCounterVec,
+    pub policy_reload_errors: IntCounter,
+    pub policy_bundle_info: IntGaugeVec,
+    pub logins: IntCounterVec,
+    pub sessions_active: IntGauge,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let decisions = IntCounterVec::new(
+        Opts::new("gatehouse_decisions_total", "Verify decisions by route and outcome"),
+        &["route", "decision"],
+    )?;
+    let verify_duration = HistogramVec::new(
+        HistogramOpts::new("gatehouse_verify_duration_seconds", "Time to answer a verify request")
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        &["route"],
+    )?;
+    let policy_eval_duration = Histogram::with_opts(
+        HistogramOpts::new("gatehouse_policy_eval_duration_seconds", "Time to evaluate a route policy")
+            .buckets(LATENCY_BUCKETS.to_vec()),
+    )?;
+    let session_cache_hits =
+        IntCounter::new("gatehouse_session_cache_hits_total", "Sessions answered from memory")?;
+    let session_cache_misses =
+        IntCounter::new("gatehouse_session_cache_misses_total", "Sessions loaded from the store")?;
+    let policy_reloads = IntCounterVec::new(
+        Opts::new("gatehouse_policy_reloads_total", "Policy bundle reloads by result"),
+        &["result"],
+    )?;
+    let policy_reload_errors =
+        IntCounter::new("gatehouse_policy_reload_errors_total", "Policy bundles refused at reload")?;
+    let policy_bundle_info = IntGaugeVec::new(
+        Opts::new("gatehouse_policy_bundle_info", "The live policy bundle (value 1)"),
+        &["version"],
+    )?;
+    let logins = IntCounterVec::new(Opts::new("gatehouse_logins_total", "Logins by result"), &["result"])?;
+    let sessions_active = IntGauge::new("gatehouse_sessions_active", "Sessions held in this replica's cache")?;
+    registry.register(Box::new(decisions.clone()))?;
+    registry.register(Box::new(verify_duration.clone()))?;
+    registry.register(Box::new(policy_eval_duration.clone()))?;
+    registry.register(Box::new(session_cache_hits.clone()))?;
+    registry.register(Box::new(session_cache_misses.clone()))?;
+    registry.register(Box::new(policy_reloads.clone()))?;
+    registry.register(Box::new(policy_reload_errors.clone()))?;
+    registry.register(Box::new(policy_bundle_info.clone()))?;
+    registry.register(Box::new(logins.clone()))?;
+    registry.register(Box::new(sessions_active.clone()))?;
+    Ok(Metrics {
+        registry,
+        decisions,
+        verify_duration,
+        policy_eval_duration,
+        session_cache_hits,
+        session_cache_misses,
+        policy_reloads,
+        policy_reload_errors,
+        policy_bundle_info,
+        logins,
+        sessions_active,
+    })
+}
+
+/// The process-wide metrics. Building them can only fail on a duplicate name, which is a
+/// programming error caught by the first test that touches metrics.
+#[allow(clippy::expect_used)]
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| build().expect("metric definitions are valid"));
+
+pub fn session_cache_hit() {
+    METRICS.session_cache_hits.inc();
+}
+
+pub fn session_cache_miss() {
+    METRICS.session_cache_misses.inc();
+}
+
+/// Marks `version` as the live bundle (the previous version's series is removed).
+pub fn set_bundle_version(version: &str) {
+    METRICS.policy_bundle_info.reset();
+    METRICS.policy_bundle_info.with_label_values(&[version]).set(1);
+}
+
+/// The text exposition format for `/metrics`.
+pub fn render() -> String {
+    let mut buffer = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(e) = encoder.encode(&METRICS.registry.gather(), &mut buffer) {
+        tracing::error!(error = %e, "could not encode metrics");
+    }
+    String::from_utf8(buffer).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_match_the_design() {
+        METRICS.decisions.with_label_values(&["r", "allow"]).inc();
+        METRICS.verify_duration.with_label_values(&["r"]).observe(0.0001);
+        METRICS.policy_reloads.with_label_values(&["success"]).inc();
+        METRICS.logins.with_label_values(&["success"]).inc();
+        set_bundle_version("abc");
+        let text = render();
+        for name in [
+            "gatehouse_decisions_total",
+            "gatehouse_verify_duration_seconds_bucket",
+            "gatehouse_policy_eval_duration_seconds",
+            "gatehouse_session_cache_hits_total",
+            "gatehouse_session_cache_misses_total",
+            "gatehouse_policy_reloads_total",
+            "gatehouse_policy_reload_errors_total",
+            "gatehouse_policy_bundle_info{version=\"abc\"} 1",
+            "gatehouse_logins_total",
+            "gatehouse_sessions_active",
+        ] {
+            assert!(text.contains(name), "missing {name}");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Session resolution: cache first, then the store; expiry, idle timeout and revocation.
+//!
+//! A resolved session is cached for `session.cache_ttl` under the SHA-256 of its token, with
+//! its policy input documents already built, so a cache hit costs a hash and a lookup.
+//! Activity for the idle timeout is kept in memory and written back at most once per
+//! `touch_interval`, not on every request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::token::SessionToken;
+use crate::policy::IdentityInput;
+use crate::store::{SessionRecord, Store, StoreError};
+
+/// Upper bound on cached sessions; beyond it the least used are evicted.
+const MAX_CACHED_SESSIONS: u64 = 200_000;
+
+/// Why a presented session is not valid. Every reason is a 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidSession {
+    Unknown,
+    Expired,
+    Idle,
+    Revoked,
+}
+
+impl InvalidSession {
+    pub fn code(self) -> &'static str {
+        match self {
+            InvalidSession::Unknown => "session_unknown",
+            InvalidSession::Expired => "session_expired",
+            InvalidSession::Idle => "session_idle",
+            InvalidSession::Revoked => "session_revoked",
+        }
+    }
+}
+
+/// A live session with what verify answers and policies need.
+#[derive(Debug)]
+pub struct ResolvedSession {
+    pub session_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub subject: Option<String>,
+    pub username: Option<String>,
+    pub groups: Vec<String>,
+    /// Groups comma-joined, ready for the groups header.
+    pub groups_joined: String,
+    /// Tenant ids the user belongs to, comma-joined.
+    pub tenants_joined: String,
+    pub device_id: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub identity: IdentityInput,
+    /// Unix seconds of the last request seen on this replica.
+    last_seen: AtomicI64,
+    /// Unix seconds of the last `last_seen_at` written to the store.
+    last_written: AtomicI64,
+    write_in_flight: AtomicBool,
+}
+
+impl ResolvedSession {
+    fn from_record(record: &SessionRecord) -> ResolvedSession {
+        let last_seen = record.session.last_seen_at.timestamp();
+        ResolvedSession {
+            session_id: record.session.id.clone(),
+            user_id: record.user.id.clone(),
+            email: record.user.email.clone(),
+            subject: record.user.subject.clone(),
+            username: record.user.username.clone(),
+            groups: record.groups.clone(),
+            groups_joined: record.groups.join(","),
+            tenants_joined: record
+                .tenants
+                .iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            device_id: record.session.device_id.clone(),
+            expires_at: record.session.expires_at,
+            identity: IdentityInput::build(record),
+            last_seen: AtomicI64::new(last_seen),
+            last_written: AtomicI64::new(last_seen),
+            write_in_flight: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Resolution result: a live session or why not. Store failures are a separate `Err`.
+pub type Resolution = Result<Arc<ResolvedSession>, InvalidSession>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTimeouts {
+    pub idle_timeout: Duration,
+    pub cache_ttl: Duration,
+}
+
+impl SessionTimeouts {
+    /// How stale the stored `last_seen_at` may get: a small fraction of the idle timeout,
+    /// so other replicas (reading the store) never idle a session out early by more.
+    fn touch_interval(&self) -> i64 {
+        let secs = (self.idle_timeout.as_secs() / 10).clamp(1, 60);
+        secs as i64
+    }
+}
+
+/// Resolves session tokens; shared by every worker.
+#[derive(Clone)]
+pub struct SessionResolver {
+    store: Store,
+    cache: moka::future::Cache<[u8; 32], Arc<ResolvedSession>>,
+    timeouts: SessionTimeouts,
+}
+
+/// What a cache fill can end in besides a session: not cached.
+#[derive(Debug, Clone)]
+enum Miss {
+    Invalid(InvalidSession),
+    Store(Arc<StoreError>),
+}
+
+impl SessionResolver {
+    pub fn new(store: Store, timeouts: SessionTimeouts) -> SessionResolver {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(MAX_CACHED_SESSIONS)
+            .time_to_live(timeouts.cache_ttl)
+            .build();
+        SessionResolver {
+            store,
+            cache,
+            timeouts,
+        }
+    }
+
+    /// Resolves `token` at `now`. Concurrent misses for one token share one store load.
+    pub async fn resolve(&self, token: &SessionToken, now: DateTime<Utc>) -> Result<Resolution, Arc<StoreError>> {
+        let key = token.digest();
+        let session = match self.cache.get(&key).await {
+            Some(s) => {
+                crate::metrics::session_cache_hit();
+                s
+            }
+            None => {
+                crate::metrics::session_cache_miss();
+                let store = self.store.clone();
+                let loaded = self
+                    .cache
+                    .try_get_with(key, async move {
+                        match store.find_session(&token.hash().0).await {
+                            Ok(Some(record)) => match check_stored(&record, now) {
+                                Ok(()) => Ok(Arc::new(ResolvedSession::from_record(&record))),
+                                Err(invalid) => Err(Miss::Invalid(invalid)),
+                            },
+                            Ok(None) => Err(Miss::Invalid(InvalidSession::Unknown)),
+                            Err(e) => Err(Miss::Store(Arc::new(e))),
+                        }
+                    })
+                    .await;
+                match loaded {
+                    Ok(s) => s,
+                    Err(miss) => {
+                        return match miss.as_ref() {
+                            Miss::Invalid(i) => Ok(Err(*i)),
+                            Miss::Store(e) => Err(e.clone()),
+                        };
+                    }
+                }
+            }
+        };
+        Ok(self.check_live(&key, session, now).await)
+    }
+
+    /// Expiry and idle checks on every use, cached or not; records activity.
+    async fn check_live(&self, key: &[u8; 32], session: Arc<ResolvedSession>, now: DateTime<Utc>) -> Resolution {
+        let now_secs = now.timestamp();
+        if now >= session.expires_at {
+            self.cache.invalidate(key).await;
+            return Err(InvalidSession::Expired);
+        }
+        let idle = self.timeouts.idle_timeout.as_secs() as i64;
+        if now_secs - session.last_seen.load(Ordering::Relaxed) > idle {
+            self.cache.invalidate(key).await;
+            return Err(InvalidSession::Idle);
+        }
+        session.last_seen.fetch_max(now_secs, Ordering::Relaxed);
+        if now_secs - session.last_written.load(Ordering::Relaxed) >= self.timeouts.touch_interval()
+            && !session.write_in_flight.swap(true, Ordering::AcqRel)
+        {
+            let store = self.store.clone();
+            let s = session.clone();
+            tokio::spawn(async move {
+                match store.touch_session(&s.session_id, now).await {
+                    Ok(()) => s.last_written.store(now_secs, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "could not record session activity"),
+                }
+                s.write_in_flight.store(false, Ordering::Release);
+            });
+        }
+        Ok(session)
+    }
+
+    /// Drops cached sessions by token hash (hex), after a revocation.
+    pub async fn evict_hashes(&self, hashes: &[String]) {
+        for h in hashes {
+            let mut key = [0u8; 32];
+            if hex::decode_to_slice(h, &mut key).is_ok() {
+                self.cache.invalidate(&key).await;
+            }
+        }
+    }
+
+    /// Drops every cached session (e.g. `session revoke --all` seen from another replica).
+    pub fn evict_all(&self) {
+        self.cache.invalidate_all();
+    }
+}
+
+/// Validity of a session as stored: revoked and expired sessions are refused.
+fn check_stored(record: &SessionRecord, now: DateTime<Utc>) -> Result<(), InvalidSession> {
+    if record.session.revoked_at.is_some() {
+        return Err(InvalidSession::Revoked);
+    }
+    if now >= record.session.expires_at {
+        return Err(InvalidSession::Expired);
+    }
+    Ok(())
+}

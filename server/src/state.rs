@@ -1,0 +1,19 @@
+//! The one shared application state behind `web::Data` (a missing `Data<T>` is a runtime
+//! 500 in actix, so there is exactly one).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::decision::Decider;
+use crate::policy::Bundle;
+use crate::store::Store;
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    /// The live policy bundle; swapped whole on reload.
+    pub bundle: Arc<ArcSwap<Bundle>>,
+    pub decider: Decider,
+}
