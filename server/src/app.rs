@@ -26,7 +26,10 @@ pub enum StartError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl StartError {
@@ -58,7 +61,10 @@ impl Application {
         let bundle = Bundle::load(&config.policies_dir)?;
         tracing::info!(version = %bundle.version, routes = bundle.routes.routes().len(), "policy bundle loaded");
         crate::metrics::set_bundle_version(&bundle.version);
-        crate::metrics::METRICS.policy_reloads.with_label_values(&["success"]).inc();
+        crate::metrics::METRICS
+            .policy_reloads
+            .with_label_values(&["success"])
+            .inc();
         store
             .record_policy_version(&bundle.version, &bundle.files, bundle.loaded_at)
             .await?;
@@ -80,8 +86,18 @@ impl Application {
 
         let public_listener = bind(config.listen)?;
         let admin_listener = bind(config.admin_listen)?;
-        let public_addr = public_listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+        let public_addr = public_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.admin_listen,
+                source,
+            })?;
 
         let public_state = state.clone();
         let public = HttpServer::new(move || {
@@ -92,7 +108,10 @@ impl Application {
         .shutdown_timeout(10)
         .client_request_timeout(Duration::from_secs(10))
         .listen(public_listener)
-        .map_err(|source| StartError::Bind { addr: public_addr, source })?
+        .map_err(|source| StartError::Bind {
+            addr: public_addr,
+            source,
+        })?
         .run();
 
         let admin_state = state.clone();
@@ -104,7 +123,10 @@ impl Application {
         .workers(1)
         .shutdown_timeout(10)
         .listen(admin_listener)
-        .map_err(|source| StartError::Bind { addr: admin_addr, source })?
+        .map_err(|source| StartError::Bind {
+            addr: admin_addr,
+            source,
+        })?
         .run();
 
         Ok(Application {

@@ -16,7 +16,11 @@ use crate::session::{SessionGrant, issue_session};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about = "Identity-aware forward-auth: OIDC sessions, per-route Rego/CEL policies, audit")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Identity-aware forward-auth: OIDC sessions, per-route Rego/CEL policies, audit"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -180,7 +184,11 @@ async fn session(command: SessionCommand) -> ExitCode {
                 Err(code) => return code,
             };
             let signer = CookieSigner::new(config.cookie.secret.expose().as_bytes());
-            let groups: Vec<String> = groups.into_iter().map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect();
+            let groups: Vec<String> = groups
+                .into_iter()
+                .map(|g| g.trim().to_string())
+                .filter(|g| !g.is_empty())
+                .collect();
             let grant = SessionGrant {
                 email,
                 name,
@@ -216,7 +224,11 @@ async fn session(command: SessionCommand) -> ExitCode {
             let now = chrono::Utc::now();
             let result = match (&email, all) {
                 (_, true) => store.revoke_all_sessions("cli: revoke --all", now).await,
-                (Some(e), false) => store.revoke_sessions_by_email(e, "cli: revoke --email", now).await,
+                (Some(e), false) => {
+                    store
+                        .revoke_sessions_by_email(e, "cli: revoke --email", now)
+                        .await
+                }
                 (None, false) => return fail(2, "give --email or --all"),
             };
             match result {
@@ -261,14 +273,20 @@ fn policy(command: PolicyCommand) -> ExitCode {
             } else {
                 std::fs::read_to_string(&input)
             };
-            let document: serde_json::Value = match text.map_err(|e| e.to_string()).and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())) {
+            let document: serde_json::Value = match text
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+            {
                 Ok(d) => d,
                 Err(e) => return fail(2, format!("{}: {e}", input.display())),
             };
             match bundle.evaluate_document(&route, &document) {
                 Ok(outcome) => {
-                    let headers: serde_json::Map<String, serde_json::Value> =
-                        outcome.headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+                    let headers: serde_json::Map<String, serde_json::Value> = outcome
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone().into()))
+                        .collect();
                     let out = serde_json::json!({
                         "route": route,
                         "allow": outcome.allow,
@@ -302,7 +320,9 @@ fn policy_test(dir: &Path, verbose: bool) -> ExitCode {
     let mut failed = 0;
     for r in &results {
         match &r.outcome {
-            TestOutcome::Pass if verbose => println!("PASS {} ({:?})  {}:{}", r.name, r.duration, r.file, r.line),
+            TestOutcome::Pass if verbose => {
+                println!("PASS {} ({:?})  {}:{}", r.name, r.duration, r.file, r.line)
+            }
             TestOutcome::Pass => {}
             TestOutcome::Fail => {
                 failed += 1;
@@ -310,7 +330,13 @@ fn policy_test(dir: &Path, verbose: bool) -> ExitCode {
             }
             TestOutcome::Error(e) => {
                 failed += 1;
-                println!("ERROR {}  {}:{}\n  {}", r.name, r.file, r.line, e.replace('\n', "\n  "));
+                println!(
+                    "ERROR {}  {}:{}\n  {}",
+                    r.name,
+                    r.file,
+                    r.line,
+                    e.replace('\n', "\n  ")
+                );
             }
         }
     }

@@ -88,7 +88,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let raw = String::deserialize(d)?;
         humantime::parse_duration(raw.trim())
             .map(HumanDuration)
-            .map_err(|e| de::Error::custom(format!("`{raw}` is not a duration like 10s, 15m, 12h: {e}")))
+            .map_err(|e| {
+                de::Error::custom(format!("`{raw}` is not a duration like 10s, 15m, 12h: {e}"))
+            })
     }
 }
 
@@ -348,7 +350,14 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().to_string();
-            ConfigError::key(if key == "." { "(top level)".into() } else { key }, message)
+            ConfigError::key(
+                if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                message,
+            )
         })?;
         config.validate()?;
         Ok(config)
@@ -356,7 +365,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if !matches!(self.public_url.scheme(), "http" | "https") {
-            return Err(ConfigError::key("public_url", "must be an http or https URL"));
+            return Err(ConfigError::key(
+                "public_url",
+                "must be an http or https URL",
+            ));
         }
         if self.public_url.host_str().is_none() {
             return Err(ConfigError::key("public_url", "must name a host"));
@@ -397,7 +409,10 @@ impl Config {
         }
         let s = &self.session;
         if s.ttl.0.is_zero() || s.idle_timeout.0.is_zero() {
-            return Err(ConfigError::key("session", "ttl and idle_timeout must be positive"));
+            return Err(ConfigError::key(
+                "session",
+                "ttl and idle_timeout must be positive",
+            ));
         }
         if s.cache_ttl.0 > s.idle_timeout.0 {
             return Err(ConfigError::key(
@@ -407,10 +422,16 @@ impl Config {
         }
         for (i, domain) in self.allowed_redirect_domains.iter().enumerate() {
             let bare = domain.strip_prefix('.').unwrap_or(domain);
-            if bare.is_empty() || !bare.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+            if bare.is_empty()
+                || !bare
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
                 return Err(ConfigError::key(
                     format!("allowed_redirect_domains[{i}]"),
-                    format!("`{domain}` is not a domain name (use `example.com` or `.example.com`)"),
+                    format!(
+                        "`{domain}` is not a domain name (use `example.com` or `.example.com`)"
+                    ),
                 ));
             }
         }
@@ -418,11 +439,17 @@ impl Config {
             ("headers.user", &self.headers.user),
             ("headers.email", &self.headers.email),
             ("headers.groups", &self.headers.groups),
-            ("headers.preferred_username", &self.headers.preferred_username),
+            (
+                "headers.preferred_username",
+                &self.headers.preferred_username,
+            ),
             ("headers.tenant", &self.headers.tenant),
         ] {
             if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(ConfigError::key(key, format!("`{name}` is not a valid header name")));
+                return Err(ConfigError::key(
+                    key,
+                    format!("`{name}` is not a valid header name"),
+                ));
             }
         }
         if self.audit.batch_size == 0 {
@@ -442,7 +469,9 @@ impl Config {
             self.policies_dir = dir.join(&self.policies_dir);
         }
         if let Some(rel) = sqlite_relative_path(self.database_url.expose()) {
-            let (path, params) = rel.split_once('?').map_or((rel, None), |(p, q)| (p, Some(q)));
+            let (path, params) = rel
+                .split_once('?')
+                .map_or((rel, None), |(p, q)| (p, Some(q)));
             let joined = dir.join(path).display().to_string();
             self.database_url = Secret::new(match params {
                 Some(q) => format!("sqlite://{joined}?{q}"),
@@ -455,8 +484,14 @@ impl Config {
 /// The relative file path of a `sqlite:` URL, or `None` for absolute paths and in-memory
 /// databases.
 fn sqlite_relative_path(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    if rest.is_empty() || rest.starts_with('/') || rest.starts_with(":memory:") || rest.contains("mode=memory") {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || rest.starts_with(":memory:")
+        || rest.contains("mode=memory")
+    {
         return None;
     }
     Some(rest)
@@ -488,7 +523,8 @@ fn apply_env_overrides(
         let value: serde_json::Value = if raw.trim().is_empty() {
             serde_json::Value::String(raw.to_string())
         } else {
-            serde_saphyr::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
+            serde_saphyr::from_str(raw)
+                .unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
         };
         let mut node = &mut *tree;
         for (i, segment) in path.iter().enumerate() {
@@ -575,7 +611,10 @@ mod tests {
         .unwrap();
         assert!(!c.cookie.secure);
         assert_eq!(c.session.ttl.0, Duration::from_secs(3600));
-        assert_eq!(c.trusted_proxies, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        assert_eq!(
+            c.trusted_proxies,
+            vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]
+        );
     }
 
     #[test]
@@ -621,11 +660,17 @@ mod tests {
 
     #[test]
     fn relative_paths_follow_the_config_file() {
-        let yaml = format!("{}database_url: sqlite://data/g.db?mode=rwc\npolicies_dir: pol\n", base());
+        let yaml = format!(
+            "{}database_url: sqlite://data/g.db?mode=rwc\npolicies_dir: pol\n",
+            base()
+        );
         let mut c = load(&yaml, &[]).unwrap();
         c.resolve_relative_paths(Path::new("/etc/gatehouse/gatehouse.yaml"));
         assert_eq!(c.policies_dir, Path::new("/etc/gatehouse/pol"));
-        assert_eq!(c.database_url.expose(), "sqlite:///etc/gatehouse/data/g.db?mode=rwc");
+        assert_eq!(
+            c.database_url.expose(),
+            "sqlite:///etc/gatehouse/data/g.db?mode=rwc"
+        );
         let mut m = load(&format!("{}database_url: 'sqlite::memory:'\n", base()), &[]).unwrap();
         m.resolve_relative_paths(Path::new("/etc/gatehouse/gatehouse.yaml"));
         assert_eq!(m.database_url.expose(), "sqlite::memory:");

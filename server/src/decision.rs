@@ -103,14 +103,31 @@ fn fold_header_name(name: &str) -> String {
 }
 
 impl Decider {
-    pub fn new(config: &Config, bundle: Arc<ArcSwap<Bundle>>, sessions: SessionResolver) -> Decider {
-        let mut hidden: Vec<String> = config.headers.all().iter().map(|h| fold_header_name(h)).collect();
+    pub fn new(
+        config: &Config,
+        bundle: Arc<ArcSwap<Bundle>>,
+        sessions: SessionResolver,
+    ) -> Decider {
+        let mut hidden: Vec<String> = config
+            .headers
+            .all()
+            .iter()
+            .map(|h| fold_header_name(h))
+            .collect();
         hidden.extend(
-            ["cookie", "authorization", "proxy-authorization", "x-auth-request-redirect"]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "cookie",
+                "authorization",
+                "proxy-authorization",
+                "x-auth-request-redirect",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         );
-        let login_url = format!("{}/auth/login", config.public_url.as_str().trim_end_matches('/'));
+        let login_url = format!(
+            "{}/auth/login",
+            config.public_url.as_str().trim_end_matches('/')
+        );
         Decider {
             bundle,
             sessions,
@@ -189,7 +206,12 @@ impl Decider {
             Ok(Ok(s)) => s,
             Ok(Err(reason)) => {
                 let redirect = mode == UnauthenticatedMode::Redirect || login_redirect;
-                return d.unauthenticated(&self.login_url, &original_url, reason, redirect && wants_html);
+                return d.unauthenticated(
+                    &self.login_url,
+                    &original_url,
+                    reason,
+                    redirect && wants_html,
+                );
             }
             Err(message) => return d.error(message),
         };
@@ -235,7 +257,12 @@ impl Decider {
             let reason = outcome.reason.unwrap_or_else(|| "denied".into());
             if outcome.status == Some(401) {
                 let redirect = mode == UnauthenticatedMode::Redirect || login_redirect;
-                let mut d = d.unauthenticated(&self.login_url, &original_url, InvalidSession::Unknown, redirect && wants_html);
+                let mut d = d.unauthenticated(
+                    &self.login_url,
+                    &original_url,
+                    InvalidSession::Unknown,
+                    redirect && wants_html,
+                );
                 d.reason = Some(reason);
                 return d;
             }
@@ -279,7 +306,11 @@ impl Decider {
         Ok(Err(first_invalid))
     }
 
-    fn identity_headers(&self, s: &ResolvedSession, route_tenant: Option<&str>) -> Vec<(String, String)> {
+    fn identity_headers(
+        &self,
+        s: &ResolvedSession,
+        route_tenant: Option<&str>,
+    ) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(5);
         out.push((self.headers.user.clone(), s.email.clone()));
         out.push((self.headers.email.clone(), s.email.clone()));
@@ -289,7 +320,9 @@ impl Decider {
         }
         match route_tenant {
             Some(t) => out.push((self.headers.tenant.clone(), t.to_string())),
-            None if !s.tenants_joined.is_empty() => out.push((self.headers.tenant.clone(), s.tenants_joined.clone())),
+            None if !s.tenants_joined.is_empty() => {
+                out.push((self.headers.tenant.clone(), s.tenants_joined.clone()))
+            }
             None => {}
         }
         out
@@ -341,7 +374,13 @@ impl Decision {
         self
     }
 
-    fn unauthenticated(mut self, login_url: &str, original_url: &str, why: InvalidSession, redirect: bool) -> Decision {
+    fn unauthenticated(
+        mut self,
+        login_url: &str,
+        original_url: &str,
+        why: InvalidSession,
+        redirect: bool,
+    ) -> Decision {
         let rd: String = url::form_urlencoded::byte_serialize(original_url.as_bytes()).collect();
         let location = format!("{login_url}?rd={rd}");
         self.outcome = Outcome::Unauthenticated;

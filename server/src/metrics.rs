@@ -7,8 +7,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets from 50 µs to 1 s: verify answers are expected in the tens to hundreds of µs.
@@ -33,34 +33,61 @@ pub struct Metrics {
 fn build() -> Result<Metrics, prometheus::Error> {
     let registry = Registry::new();
     let decisions = IntCounterVec::new(
-        Opts::new("gatehouse_decisions_total", "Verify decisions by route and outcome"),
+        Opts::new(
+            "gatehouse_decisions_total",
+            "Verify decisions by route and outcome",
+        ),
         &["route", "decision"],
     )?;
     let verify_duration = HistogramVec::new(
-        HistogramOpts::new("gatehouse_verify_duration_seconds", "Time to answer a verify request")
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        HistogramOpts::new(
+            "gatehouse_verify_duration_seconds",
+            "Time to answer a verify request",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
         &["route"],
     )?;
     let policy_eval_duration = Histogram::with_opts(
-        HistogramOpts::new("gatehouse_policy_eval_duration_seconds", "Time to evaluate a route policy")
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        HistogramOpts::new(
+            "gatehouse_policy_eval_duration_seconds",
+            "Time to evaluate a route policy",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
     )?;
-    let session_cache_hits =
-        IntCounter::new("gatehouse_session_cache_hits_total", "Sessions answered from memory")?;
-    let session_cache_misses =
-        IntCounter::new("gatehouse_session_cache_misses_total", "Sessions loaded from the store")?;
+    let session_cache_hits = IntCounter::new(
+        "gatehouse_session_cache_hits_total",
+        "Sessions answered from memory",
+    )?;
+    let session_cache_misses = IntCounter::new(
+        "gatehouse_session_cache_misses_total",
+        "Sessions loaded from the store",
+    )?;
     let policy_reloads = IntCounterVec::new(
-        Opts::new("gatehouse_policy_reloads_total", "Policy bundle reloads by result"),
+        Opts::new(
+            "gatehouse_policy_reloads_total",
+            "Policy bundle reloads by result",
+        ),
         &["result"],
     )?;
-    let policy_reload_errors =
-        IntCounter::new("gatehouse_policy_reload_errors_total", "Policy bundles refused at reload")?;
+    let policy_reload_errors = IntCounter::new(
+        "gatehouse_policy_reload_errors_total",
+        "Policy bundles refused at reload",
+    )?;
     let policy_bundle_info = IntGaugeVec::new(
-        Opts::new("gatehouse_policy_bundle_info", "The live policy bundle (value 1)"),
+        Opts::new(
+            "gatehouse_policy_bundle_info",
+            "The live policy bundle (value 1)",
+        ),
         &["version"],
     )?;
-    let logins = IntCounterVec::new(Opts::new("gatehouse_logins_total", "Logins by result"), &["result"])?;
-    let sessions_active = IntGauge::new("gatehouse_sessions_active", "Sessions held in this replica's cache")?;
+    let logins = IntCounterVec::new(
+        Opts::new("gatehouse_logins_total", "Logins by result"),
+        &["result"],
+    )?;
+    let sessions_active = IntGauge::new(
+        "gatehouse_sessions_active",
+        "Sessions held in this replica's cache",
+    )?;
     registry.register(Box::new(decisions.clone()))?;
     registry.register(Box::new(verify_duration.clone()))?;
     registry.register(Box::new(policy_eval_duration.clone()))?;
@@ -89,7 +116,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
 /// The process-wide metrics. Building them can only fail on a duplicate name, which is a
 /// programming error caught by the first test that touches metrics.
 #[allow(clippy::expect_used)]
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| build().expect("metric definitions are valid"));
+pub static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| build().expect("metric definitions are valid"));
 
 pub fn session_cache_hit() {
     METRICS.session_cache_hits.inc();
@@ -102,7 +130,10 @@ pub fn session_cache_miss() {
 /// Marks `version` as the live bundle (the previous version's series is removed).
 pub fn set_bundle_version(version: &str) {
     METRICS.policy_bundle_info.reset();
-    METRICS.policy_bundle_info.with_label_values(&[version]).set(1);
+    METRICS
+        .policy_bundle_info
+        .with_label_values(&[version])
+        .set(1);
 }
 
 /// The text exposition format for `/metrics`.
@@ -122,7 +153,10 @@ mod tests {
     #[test]
     fn metric_names_match_the_design() {
         METRICS.decisions.with_label_values(&["r", "allow"]).inc();
-        METRICS.verify_duration.with_label_values(&["r"]).observe(0.0001);
+        METRICS
+            .verify_duration
+            .with_label_values(&["r"])
+            .observe(0.0001);
         METRICS.policy_reloads.with_label_values(&["success"]).inc();
         METRICS.logins.with_label_values(&["success"]).inc();
         set_bundle_version("abc");

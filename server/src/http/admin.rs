@@ -15,7 +15,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let bundle = state.bundle.load();
     let database = match state.store.ping().await {
         Ok(()) => json!({"ok": true, "backend": state.store.backend_name()}),
-        Err(e) => json!({"ok": false, "backend": state.store.backend_name(), "error": e.to_string()}),
+        Err(e) => {
+            json!({"ok": false, "backend": state.store.backend_name(), "error": e.to_string()})
+        }
     };
     let ready = database["ok"] == json!(true);
     let body = json!({

@@ -13,7 +13,9 @@ pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
     for header in headers.get_all("cookie") {
         let Ok(text) = header.to_str() else { continue };
         for pair in text.split(';') {
-            let Some((k, v)) = pair.trim().split_once('=') else { continue };
+            let Some((k, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
             if k.trim() == name {
                 out.push(v.trim().trim_matches('"'));
             }
@@ -46,24 +48,45 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         m
     }
 
     #[test]
     fn cookies_are_found_among_others_and_broken_pairs() {
-        let m = map(&[("cookie", "a=1; broken; _gatehouse=abc.def; b=2"), ("cookie", "_gatehouse=\"x.y\"")]);
+        let m = map(&[
+            ("cookie", "a=1; broken; _gatehouse=abc.def; b=2"),
+            ("cookie", "_gatehouse=\"x.y\""),
+        ]);
         assert_eq!(cookie_values(&m, "_gatehouse"), vec!["abc.def", "x.y"]);
         assert!(cookie_values(&m, "missing").is_empty());
     }
 
     #[test]
     fn bearer_tokens_need_the_scheme_and_a_single_header() {
-        assert_eq!(bearer_token(&map(&[("authorization", "Bearer tok")])), Some("tok"));
-        assert_eq!(bearer_token(&map(&[("authorization", "bearer  tok ")])), Some("tok"));
-        assert_eq!(bearer_token(&map(&[("authorization", "Basic dXNlcg==")])), None);
+        assert_eq!(
+            bearer_token(&map(&[("authorization", "Bearer tok")])),
+            Some("tok")
+        );
+        assert_eq!(
+            bearer_token(&map(&[("authorization", "bearer  tok ")])),
+            Some("tok")
+        );
+        assert_eq!(
+            bearer_token(&map(&[("authorization", "Basic dXNlcg==")])),
+            None
+        );
         assert_eq!(bearer_token(&map(&[("authorization", "Bearer ")])), None);
-        assert_eq!(bearer_token(&map(&[("authorization", "Bearer a"), ("authorization", "Bearer b")])), None);
+        assert_eq!(
+            bearer_token(&map(&[
+                ("authorization", "Bearer a"),
+                ("authorization", "Bearer b")
+            ])),
+            None
+        );
     }
 }

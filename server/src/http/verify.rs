@@ -14,8 +14,15 @@ use crate::state::AppState;
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     // The TCP peer, never a header: `connection_info().realip_remote_addr()` would believe
     // `Forwarded` from anyone.
-    let peer = req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
     let call = VerifyCall {
         method: req.method().as_str(),
         target,
@@ -39,7 +46,14 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         .is_some_and(|v| v.contains("text/html"));
     let decision = state
         .decider
-        .decide(call, req.headers(), credentials, mode, wants_html, chrono::Utc::now())
+        .decide(
+            call,
+            req.headers(),
+            credentials,
+            mode,
+            wants_html,
+            chrono::Utc::now(),
+        )
         .await;
     record(&decision);
     respond(&decision)
@@ -68,7 +82,10 @@ pub fn respond(d: &Decision) -> HttpResponse {
     let mut response = HttpResponse::build(status);
     response.insert_header(("Cache-Control", "no-store"));
     for (name, value) in &d.headers {
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             (Ok(n), Ok(v)) => {
                 response.append_header((n, v));
             }

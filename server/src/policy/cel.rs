@@ -24,7 +24,12 @@ thread_local! {
 impl CelRule {
     /// Compiles `expression`; `file:line:col` point into `routes.yaml` where the expression
     /// is written (the CEL position is added to the message).
-    pub fn compile(expression: &str, file: &str, line: usize, col: usize) -> Result<CelRule, PolicyError> {
+    pub fn compile(
+        expression: &str,
+        file: &str,
+        line: usize,
+        col: usize,
+    ) -> Result<CelRule, PolicyError> {
         match cel::Program::compile(expression) {
             Ok(program) => Ok(CelRule { program }),
             Err(errors) => {
@@ -57,7 +62,9 @@ impl CelRule {
                 Err(cel::ExecutionError::UnsupportedTargetType {
                     target: cel::Value::Null,
                 }) => Ok(false),
-                Err(cel::ExecutionError::NoSuchOverload(e)) if is_field_of_null(&e.to_string()) => Ok(false),
+                Err(cel::ExecutionError::NoSuchOverload(e)) if is_field_of_null(&e.to_string()) => {
+                    Ok(false)
+                }
                 Err(e) => Err(e.to_string()),
             }
         })

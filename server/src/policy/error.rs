@@ -100,10 +100,11 @@ fn find_location(text: &str) -> Option<(String, usize, usize)> {
         let (Some(col), Some(line), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
-        if let (Ok(line), Ok(col)) = (line.parse::<usize>(), col.parse::<usize>()) {
-            if !file.is_empty() && (file.ends_with(".rego") || file.ends_with(".yaml") || file.contains('/')) {
-                return Some((file.to_string(), line, col));
-            }
+        if let (Ok(line), Ok(col)) = (line.parse::<usize>(), col.parse::<usize>())
+            && !file.is_empty()
+            && (file.ends_with(".rego") || file.ends_with(".yaml") || file.contains('/'))
+        {
+            return Some((file.to_string(), line, col));
         }
     }
     None
@@ -158,7 +159,8 @@ mod tests {
 
     #[test]
     fn rego_error_text_becomes_file_line_col() {
-        let text = "error: unexpected token\n --> policies/a.rego:3:7\n  |\n3 | allow if {\n  |       ^";
+        let text =
+            "error: unexpected token\n --> policies/a.rego:3:7\n  |\n3 | allow if {\n  |       ^";
         let e = PolicyError::from_rego("x.rego", text);
         assert_eq!(e.to_string(), "policies/a.rego:3:7: unexpected token");
         assert!(e.report().contains('^'));

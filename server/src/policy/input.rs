@@ -98,7 +98,9 @@ pub fn from_json<D: Doc>(v: &serde_json::Value) -> D {
         },
         serde_json::Value::String(s) => D::str(s),
         serde_json::Value::Array(a) => D::list(a.iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => D::map(o.iter().map(|(k, v)| (k.as_str(), from_json(v))).collect()),
+        serde_json::Value::Object(o) => {
+            D::map(o.iter().map(|(k, v)| (k.as_str(), from_json(v))).collect())
+        }
     }
 }
 
@@ -127,7 +129,13 @@ impl<D: Doc> IdentityDocs<D> {
             ("roles", D::strs(record.roles.iter().map(String::as_str))),
             (
                 "tenants",
-                D::map(record.tenants.iter().map(|(t, role)| (t.as_str(), D::str(role))).collect()),
+                D::map(
+                    record
+                        .tenants
+                        .iter()
+                        .map(|(t, role)| (t.as_str(), D::str(role)))
+                        .collect(),
+                ),
             ),
             ("claims", from_json(&record.session.idp_claims.0)),
         ]);
@@ -146,11 +154,18 @@ impl<D: Doc> IdentityDocs<D> {
                 ("managed", D::bool(d.managed)),
                 ("trust", D::str(&d.trust)),
                 ("posture", from_json(&d.posture.0)),
-                ("cert_fingerprint", D::opt_str(d.cert_fingerprint.as_deref())),
+                (
+                    "cert_fingerprint",
+                    D::opt_str(d.cert_fingerprint.as_deref()),
+                ),
             ]),
             None => D::null(),
         };
-        IdentityDocs { user, session, device }
+        IdentityDocs {
+            user,
+            session,
+            device,
+        }
     }
 
     /// The parts for a request without a session: `user` and `device` are null.
@@ -213,7 +228,12 @@ impl RequestFacts<'_> {
             ),
             (
                 "headers",
-                D::map(self.headers.iter().map(|(k, v)| (k.as_str(), D::str(v))).collect()),
+                D::map(
+                    self.headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), D::str(v)))
+                        .collect(),
+                ),
             ),
             ("source_ip", D::str(&source_ip)),
         ])
@@ -227,7 +247,12 @@ impl RouteFacts<'_> {
             ("tenant", D::opt_str(self.tenant)),
             (
                 "params",
-                D::map(self.params.iter().map(|(k, v)| (k.as_str(), D::str(v))).collect()),
+                D::map(
+                    self.params
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), D::str(v)))
+                        .collect(),
+                ),
             ),
         ])
     }
@@ -279,7 +304,9 @@ mod tests {
 
     #[test]
     fn time_doc_has_weekday_and_hour() {
-        let t = DateTime::parse_from_rfc3339("2026-11-22T18:00:00Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2026-11-22T18:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let v: regorus::Value = time_doc(t);
         let expected = regorus::Value::from(serde_json::json!({
             "now": "2026-11-22T18:00:00Z", "weekday": "Sun", "hour": 18

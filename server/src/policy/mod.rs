@@ -72,30 +72,50 @@ impl BundleFiles {
         let mut stack = vec![(dir.to_path_buf(), String::new())];
         while let Some((path, rel)) = stack.pop() {
             let entries = std::fs::read_dir(&path).map_err(|e| {
-                PolicyError::at(&path.display().to_string(), 1, 1, format!("cannot read directory: {e}"))
+                PolicyError::at(
+                    &path.display().to_string(),
+                    1,
+                    1,
+                    format!("cannot read directory: {e}"),
+                )
             })?;
             for entry in entries {
-                let entry = entry.map_err(|e| PolicyError::at(&display_root, 1, 1, e.to_string()))?;
+                let entry =
+                    entry.map_err(|e| PolicyError::at(&display_root, 1, 1, e.to_string()))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') {
                     continue;
                 }
                 let full = entry.path();
-                let rel_name = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+                let rel_name = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
                 // `metadata` follows symlinks; a dangling one (mid-swap) is skipped.
-                let Ok(meta) = std::fs::metadata(&full) else { continue };
+                let Ok(meta) = std::fs::metadata(&full) else {
+                    continue;
+                };
                 if meta.is_dir() {
                     stack.push((full, rel_name));
                 } else if name.ends_with(".rego") || (rel.is_empty() && name == ROUTES_FILE) {
                     let text = std::fs::read_to_string(&full).map_err(|e| {
-                        PolicyError::at(&full.display().to_string(), 1, 1, format!("cannot read: {e}"))
+                        PolicyError::at(
+                            &full.display().to_string(),
+                            1,
+                            1,
+                            format!("cannot read: {e}"),
+                        )
                     })?;
                     files.push((rel_name, text));
                 }
             }
         }
         files.sort();
-        Ok(BundleFiles { files, display_root })
+        Ok(BundleFiles {
+            files,
+            display_root,
+        })
     }
 
     fn display(&self, rel: &str) -> String {
@@ -174,7 +194,9 @@ impl Bundle {
             .iter()
             .find(|(p, _)| p == ROUTES_FILE)
             .map(|(_, t)| t.as_str())
-            .ok_or_else(|| PolicyError::at(&routes_display, 1, 1, "the bundle has no routes.yaml"))?;
+            .ok_or_else(|| {
+                PolicyError::at(&routes_display, 1, 1, "the bundle has no routes.yaml")
+            })?;
         let routes = RouteTable::parse(routes_text, &routes_display)?;
 
         let mut required: BTreeMap<String, (String, usize, usize)> = BTreeMap::new();
@@ -241,10 +263,16 @@ impl Bundle {
             };
             if let Err(PolicyError::Eval { message, .. }) =
                 self.evaluate(route, &request, &facts, &identity, Utc::now())
+                && (message.contains("unknown")
+                    || message.contains("not found")
+                    || message.contains("builtin"))
             {
-                if message.contains("unknown") || message.contains("not found") || message.contains("builtin") {
-                    return Err(PolicyError::at("<gatehouse>", 1, 1, format!("route `{}`: {message}", route.name)));
-                }
+                return Err(PolicyError::at(
+                    "<gatehouse>",
+                    1,
+                    1,
+                    format!("route `{}`: {message}", route.name),
+                ));
             }
         }
         Ok(())
@@ -281,12 +309,20 @@ impl Bundle {
 
     /// Evaluates the route named `route_name` against a complete input document given as
     /// JSON (`policy eval`, the admin UI's policy tester).
-    pub fn evaluate_document(&self, route_name: &str, document: &serde_json::Value) -> Result<PolicyOutcome, PolicyError> {
-        let route = self
-            .routes
-            .get(route_name)
-            .ok_or_else(|| PolicyError::eval(route_name, "no route with this name in the bundle"))?;
-        let part = |name: &str| document.get(name).cloned().unwrap_or(serde_json::Value::Null);
+    pub fn evaluate_document(
+        &self,
+        route_name: &str,
+        document: &serde_json::Value,
+    ) -> Result<PolicyOutcome, PolicyError> {
+        let route = self.routes.get(route_name).ok_or_else(|| {
+            PolicyError::eval(route_name, "no route with this name in the bundle")
+        })?;
+        let part = |name: &str| {
+            document
+                .get(name)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null)
+        };
         self.evaluate_with(
             route,
             || input::from_json(document),
@@ -330,7 +366,9 @@ impl Bundle {
                     .cel
                     .get(&route.name)
                     .ok_or_else(|| PolicyError::eval(&route.name, "CEL rule not compiled"))?;
-                let allow = rule.evaluate(cel_input()).map_err(|e| PolicyError::eval(&route.name, e))?;
+                let allow = rule
+                    .evaluate(cel_input())
+                    .map_err(|e| PolicyError::eval(&route.name, e))?;
                 Ok(PolicyOutcome {
                     allow,
                     reason: (!allow).then(|| "cel_rule_false".to_string()),
@@ -347,7 +385,12 @@ fn parse_decision(value: &regorus::Value) -> Result<PolicyOutcome, String> {
     let object = value
         .as_object()
         .map_err(|_| format!("decision is not an object: {value}"))?;
-    let field = |name: &str| object.get(&regorus::Value::from(name)).cloned().unwrap_or(regorus::Value::Undefined);
+    let field = |name: &str| {
+        object
+            .get(&regorus::Value::from(name))
+            .cloned()
+            .unwrap_or(regorus::Value::Undefined)
+    };
     let allow = matches!(field("allow"), regorus::Value::Bool(true));
     let reason = match field("reason") {
         regorus::Value::String(s) if s.is_empty() => None,
@@ -360,12 +403,16 @@ fn parse_decision(value: &regorus::Value) -> Result<PolicyOutcome, String> {
         regorus::Value::Object(map) => {
             for (k, v) in map.iter() {
                 let (regorus::Value::String(name), regorus::Value::String(val)) = (k, v) else {
-                    return Err(format!("`headers` must map strings to strings, got {k}: {v}"));
+                    return Err(format!(
+                        "`headers` must map strings to strings, got {k}: {v}"
+                    ));
                 };
                 if !name.to_ascii_lowercase().starts_with("x-")
                     || actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err()
                 {
-                    return Err(format!("header name `{name}` must be a valid name starting with `X-`"));
+                    return Err(format!(
+                        "header name `{name}` must be a valid name starting with `X-`"
+                    ));
                 }
                 if actix_web::http::header::HeaderValue::from_str(val).is_err() {
                     return Err(format!("header `{name}` has a value that cannot be sent"));
@@ -405,10 +452,16 @@ mod tests {
 
     fn identity(groups: &[&str], tenants: &[(&str, &str)], managed: Option<bool>) -> IdentityInput {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        let tenants: serde_json::Map<String, serde_json::Value> =
-            tenants.iter().map(|(t, r)| (t.to_string(), serde_json::Value::from(*r))).collect();
-        let device = managed.map_or(serde_json::Value::Null, |m| serde_json::json!({"managed": m}));
-        let user = serde_json::json!({"email": "ann@example.com", "groups": groups, "tenants": tenants});
+        let tenants: serde_json::Map<String, serde_json::Value> = tenants
+            .iter()
+            .map(|(t, r)| (t.to_string(), serde_json::Value::from(*r)))
+            .collect();
+        let device = managed.map_or(
+            serde_json::Value::Null,
+            |m| serde_json::json!({"managed": m}),
+        );
+        let user =
+            serde_json::json!({"email": "ann@example.com", "groups": groups, "tenants": tenants});
         IdentityInput {
             rego: IdentityDocs {
                 user: input::from_json(&user),
@@ -423,7 +476,12 @@ mod tests {
         }
     }
 
-    fn decide(bundle: &Bundle, host: Option<&str>, path: &str, who: &IdentityInput) -> Option<PolicyOutcome> {
+    fn decide(
+        bundle: &Bundle,
+        host: Option<&str>,
+        path: &str,
+        who: &IdentityInput,
+    ) -> Option<PolicyOutcome> {
         let path = normalize_path(path, false).unwrap();
         let m = bundle.routes.matches(host, &path)?;
         let request = RequestFacts {
@@ -440,7 +498,11 @@ mod tests {
             tenant: m.tenant.as_deref(),
             params: &m.params,
         };
-        Some(bundle.evaluate(m.route, &request, &facts, who, Utc::now()).unwrap())
+        Some(
+            bundle
+                .evaluate(m.route, &request, &facts, who, Utc::now())
+                .unwrap(),
+        )
     }
 
     #[test]
@@ -450,34 +512,59 @@ mod tests {
         let kitchen = identity(&["kitchen"], &[], None);
         let out = decide(&bundle, Some("localhost"), "/restaurant/orders", &kitchen).unwrap();
         assert!(out.allow);
-        assert_eq!(out.headers, vec![("X-Restaurant-Role".to_string(), "kitchen".to_string())]);
+        assert_eq!(
+            out.headers,
+            vec![("X-Restaurant-Role".to_string(), "kitchen".to_string())]
+        );
 
         let marketing = identity(&["marketing"], &[], None);
         let out = decide(&bundle, Some("localhost"), "/restaurant", &marketing).unwrap();
         assert!(!out.allow);
         assert_eq!(out.reason.as_deref(), Some("not_in_group"));
-        assert!(decide(&bundle, None, "/marketing", &marketing).unwrap().allow);
+        assert!(
+            decide(&bundle, None, "/marketing", &marketing)
+                .unwrap()
+                .allow
+        );
 
         let acme = identity(&[], &[("acme", "admin")], None);
         let out = decide(&bundle, Some("acme.apps.example.com"), "/x", &acme).unwrap();
         assert!(out.allow);
-        assert!(out.headers.contains(&("X-Tenant-Id".to_string(), "acme".to_string())));
+        assert!(
+            out.headers
+                .contains(&("X-Tenant-Id".to_string(), "acme".to_string()))
+        );
         let out = decide(&bundle, Some("globex.apps.example.com"), "/x", &acme).unwrap();
         assert!(!out.allow);
 
         let finance_managed = identity(&["finance"], &[], Some(true));
         let finance_unmanaged = identity(&["finance"], &[], Some(false));
         let finance_no_device = identity(&["finance"], &[], None);
-        assert!(decide(&bundle, None, "/reports", &finance_managed).unwrap().allow);
-        assert!(!decide(&bundle, None, "/reports", &finance_unmanaged).unwrap().allow);
-        assert!(!decide(&bundle, None, "/reports", &finance_no_device).unwrap().allow);
+        assert!(
+            decide(&bundle, None, "/reports", &finance_managed)
+                .unwrap()
+                .allow
+        );
+        assert!(
+            !decide(&bundle, None, "/reports", &finance_unmanaged)
+                .unwrap()
+                .allow
+        );
+        assert!(
+            !decide(&bundle, None, "/reports", &finance_no_device)
+                .unwrap()
+                .allow
+        );
         assert!(decide(&bundle, None, "/healthz", &kitchen).unwrap().allow);
         assert!(decide(&bundle, None, "/nowhere", &kitchen).is_none());
     }
 
     fn files(entries: &[(&str, &str)]) -> BundleFiles {
         BundleFiles {
-            files: entries.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect(),
+            files: entries
+                .iter()
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .collect(),
             display_root: "bundle".into(),
         }
     }
@@ -488,7 +575,10 @@ mod tests {
     fn rego_syntax_error_reports_file_line_col() {
         let err = Bundle::build(&files(&[
             ("routes.yaml", ONE_ROUTE),
-            ("app.rego", "package routes.app\n\nallow if {\n  input.x ==\n}\n"),
+            (
+                "app.rego",
+                "package routes.app\n\nallow if {\n  input.x ==\n}\n",
+            ),
         ]))
         .unwrap_err();
         let text = err.to_string();
@@ -502,8 +592,13 @@ mod tests {
 
     #[test]
     fn missing_package_or_allow_is_refused() {
-        let err = Bundle::build(&files(&[("routes.yaml", ONE_ROUTE)])).unwrap_err().to_string();
-        assert!(err.starts_with("bundle/routes.yaml:2:5:") && err.contains("routes.app"), "{err}");
+        let err = Bundle::build(&files(&[("routes.yaml", ONE_ROUTE)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("bundle/routes.yaml:2:5:") && err.contains("routes.app"),
+            "{err}"
+        );
         let err = Bundle::build(&files(&[
             ("routes.yaml", ONE_ROUTE),
             ("app.rego", "package routes.app\nreason := \"x\"\n"),
@@ -518,17 +613,26 @@ mod tests {
         let err = Bundle::build(&files(&[
             ("routes.yaml", ONE_ROUTE),
             ("app.rego", "package routes.app\ndefault allow := false\n"),
-            ("app_test.rego", "package routes.app_test\ntest_open if data.routes.app.allow\n"),
+            (
+                "app_test.rego",
+                "package routes.app_test\ntest_open if data.routes.app.allow\n",
+            ),
         ]))
         .unwrap_err()
         .to_string();
-        assert!(err.starts_with("bundle/app_test.rego:2:1:") && err.contains("failed"), "{err}");
+        assert!(
+            err.starts_with("bundle/app_test.rego:2:1:") && err.contains("failed"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_cel_is_refused_with_position() {
-        let routes = "routes:\n  - name: r\n    path: /r\n    cel: \"user.groups.exists(g, g == \"\n";
-        let err = Bundle::build(&files(&[("routes.yaml", routes)])).unwrap_err().to_string();
+        let routes =
+            "routes:\n  - name: r\n    path: /r\n    cel: \"user.groups.exists(g, g == \"\n";
+        let err = Bundle::build(&files(&[("routes.yaml", routes)]))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("bundle/routes.yaml:4:"), "{err}");
     }
 
@@ -536,7 +640,10 @@ mod tests {
     fn malformed_policy_outputs_fail_closed() {
         let bundle = Bundle::build(&files(&[
             ("routes.yaml", ONE_ROUTE),
-            ("app.rego", "package routes.app\nallow := true\nheaders := {\"Location\": \"https://evil\"}\n"),
+            (
+                "app.rego",
+                "package routes.app\nallow := true\nheaders := {\"Location\": \"https://evil\"}\n",
+            ),
         ]))
         .unwrap();
         let who = identity(&[], &[], None);
@@ -551,8 +658,14 @@ mod tests {
             headers: &[],
             source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         };
-        let facts = RouteFacts { name: "app", tenant: None, params: &[] };
-        let err = bundle.evaluate(m.route, &request, &facts, &who, Utc::now()).unwrap_err();
+        let facts = RouteFacts {
+            name: "app",
+            tenant: None,
+            params: &[],
+        };
+        let err = bundle
+            .evaluate(m.route, &request, &facts, &who, Utc::now())
+            .unwrap_err();
         assert!(matches!(err, PolicyError::Eval { .. }), "{err}");
     }
 }

@@ -37,7 +37,9 @@ pub struct RegoPolicies {
 
 impl std::fmt::Debug for RegoPolicies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegoPolicies").field("entries", &self.entries).finish()
+        f.debug_struct("RegoPolicies")
+            .field("entries", &self.entries)
+            .finish()
     }
 }
 
@@ -73,11 +75,22 @@ pub fn load_engine(
         let package = engine
             .add_policy(source.path.clone(), source.text.clone())
             .map_err(|e| PolicyError::from_rego(&source.path, &format!("{e:#}")))?;
-        let package = package.strip_prefix("data.").unwrap_or(&package).to_string();
+        let package = package
+            .strip_prefix("data.")
+            .unwrap_or(&package)
+            .to_string();
         if package == WRAPPER_ROOT || package.starts_with(&format!("{WRAPPER_ROOT}.")) {
-            return Err(PolicyError::at(&source.path, 1, 1, format!("package name `{package}` is reserved")));
+            return Err(PolicyError::at(
+                &source.path,
+                1,
+                1,
+                format!("package name `{package}` is reserved"),
+            ));
         }
-        packages.entry(package).or_default().push(source.path.clone());
+        packages
+            .entry(package)
+            .or_default()
+            .push(source.path.clone());
     }
     Ok((engine, packages))
 }
@@ -100,25 +113,34 @@ impl RegoPolicies {
                     file,
                     *line,
                     *col,
-                    format!("policy `{package}` is not the package of any .rego file in the bundle"),
+                    format!(
+                        "policy `{package}` is not the package of any .rego file in the bundle"
+                    ),
                 ));
             };
-            let defines_allow = files
-                .iter()
-                .any(|f| engine.has_declared_rule_rooted_at(f, "allow").unwrap_or(false));
+            let defines_allow = files.iter().any(|f| {
+                engine
+                    .has_declared_rule_rooted_at(f, "allow")
+                    .unwrap_or(false)
+            });
             if !defines_allow {
                 return Err(PolicyError::at(
                     &files[0],
                     1,
                     1,
-                    format!("package `{package}` must define `allow` (e.g. `default allow := false`)"),
+                    format!(
+                        "package `{package}` must define `allow` (e.g. `default allow := false`)"
+                    ),
                 ));
             }
             let path = format!("<gatehouse>/{}.rego", wrapper_package(index));
             engine
                 .add_policy(path.clone(), wrapper_module(index, package))
                 .map_err(|e| PolicyError::from_rego(&path, &format!("{e:#}")))?;
-            entry_names.push((package.clone(), format!("data.{}.decision", wrapper_package(index))));
+            entry_names.push((
+                package.clone(),
+                format!("data.{}.decision", wrapper_package(index)),
+            ));
         }
         let first = entry_names[0].1.as_str();
         let compiled = engine
@@ -132,7 +154,14 @@ impl RegoPolicies {
             let index = program
                 .entry_points
                 .get_index_of(name.as_str())
-                .ok_or_else(|| PolicyError::at("<gatehouse>", 1, 1, format!("entry point {name} missing after compile")))?;
+                .ok_or_else(|| {
+                    PolicyError::at(
+                        "<gatehouse>",
+                        1,
+                        1,
+                        format!("entry point {name} missing after compile"),
+                    )
+                })?;
             entries.insert(package.clone(), index);
         }
         Ok(Some(RegoPolicies { program, entries }))

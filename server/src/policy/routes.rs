@@ -71,9 +71,13 @@ pub struct RouteSpec {
 pub enum RouteRule {
     Public,
     /// Index into the bundle's compiled Rego entry points.
-    Rego { package: String },
+    Rego {
+        package: String,
+    },
     /// Index into the bundle's compiled CEL programs.
-    Cel { expression: String },
+    Cel {
+        expression: String,
+    },
 }
 
 /// A pattern segment: a literal or a `{name}` parameter.
@@ -83,11 +87,7 @@ enum Segment {
     Param(String),
 }
 
-fn parse_segments(
-    text: &str,
-    separator: char,
-    what: &str,
-) -> Result<Vec<Segment>, String> {
+fn parse_segments(text: &str, separator: char, what: &str) -> Result<Vec<Segment>, String> {
     let mut out = Vec::new();
     for part in text.split(separator).filter(|s| !s.is_empty()) {
         if let Some(inner) = part.strip_prefix('{') {
@@ -95,11 +95,15 @@ fn parse_segments(
                 .strip_suffix('}')
                 .ok_or_else(|| format!("{what} segment `{part}` has an unclosed `{{`"))?;
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("{what} parameter `{part}` must be `{{name}}` with letters, digits or `_`"));
+                return Err(format!(
+                    "{what} parameter `{part}` must be `{{name}}` with letters, digits or `_`"
+                ));
             }
             out.push(Segment::Param(name.to_string()));
         } else if part.contains(['{', '}']) {
-            return Err(format!("{what} segment `{part}` mixes text and a parameter; a parameter must be a whole segment"));
+            return Err(format!(
+                "{what} segment `{part}` mixes text and a parameter; a parameter must be a whole segment"
+            ));
         } else {
             out.push(Segment::Literal(part.to_string()));
         }
@@ -131,7 +135,14 @@ impl Route {
 
     /// The sort key within a tier: more path segments first, then more literal segments,
     /// then more literal host labels, then file order.
-    fn specificity(&self) -> (std::cmp::Reverse<usize>, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>, usize) {
+    fn specificity(
+        &self,
+    ) -> (
+        std::cmp::Reverse<usize>,
+        std::cmp::Reverse<usize>,
+        std::cmp::Reverse<usize>,
+        usize,
+    ) {
         let path = self.path.as_deref().unwrap_or(&[]);
         let host = self.host.as_deref().unwrap_or(&[]);
         (
@@ -203,11 +214,15 @@ impl RouteTable {
                                 && !part.as_bytes()[0].is_ascii_digit()
                         });
                     if !valid {
-                        return Err(here(format!("policy `{p}` is not a Rego package name such as `routes.app`")));
+                        return Err(here(format!(
+                            "policy `{p}` is not a Rego package name such as `routes.app`"
+                        )));
                     }
                     RouteRule::Rego { package: p.clone() }
                 }
-                (false, None, Some(c)) => RouteRule::Cel { expression: c.clone() },
+                (false, None, Some(c)) => RouteRule::Cel {
+                    expression: c.clone(),
+                },
                 _ => {
                     return Err(here(
                         "needs exactly one of `public: true`, `policy: <package>` or `cel: <expression>`".into(),
@@ -218,7 +233,9 @@ impl RouteTable {
                 Some(h) => {
                     let lower = h.trim().trim_end_matches('.').to_ascii_lowercase();
                     if lower.is_empty() || lower.contains(['/', ':', '@', ' ']) {
-                        return Err(here(format!("host `{h}` is not a host name or `{{param}}` pattern")));
+                        return Err(here(format!(
+                            "host `{h}` is not a host name or `{{param}}` pattern"
+                        )));
                     }
                     Some(parse_segments(&lower, '.', "host").map_err(&here)?)
                 }
@@ -229,11 +246,9 @@ impl RouteTable {
                     if !p.starts_with('/') {
                         return Err(here(format!("path `{p}` must start with `/`")));
                     }
-                    let normalized = crate::request::normalize::normalize_path(
-                        p,
-                        parsed.case_insensitive_paths,
-                    )
-                    .map_err(|e| here(format!("path `{p}`: {e}")))?;
+                    let normalized =
+                        crate::request::normalize::normalize_path(p, parsed.case_insensitive_paths)
+                            .map_err(|e| here(format!("path `{p}`: {e}")))?;
                     Some(parse_segments(normalized.as_str(), '/', "path").map_err(&here)?)
                 }
                 None => None,
@@ -252,10 +267,18 @@ impl RouteTable {
                 order,
             });
         }
-        Ok(Self::index(parsed.default, parsed.case_insensitive_paths, routes))
+        Ok(Self::index(
+            parsed.default,
+            parsed.case_insensitive_paths,
+            routes,
+        ))
     }
 
-    fn index(default: DefaultAction, case_insensitive_paths: bool, routes: Vec<Route>) -> RouteTable {
+    fn index(
+        default: DefaultAction,
+        case_insensitive_paths: bool,
+        routes: Vec<Route>,
+    ) -> RouteTable {
         let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
         let mut patterned = Vec::new();
         let mut hostless = Vec::new();
@@ -329,25 +352,34 @@ impl RouteTable {
         self.best(&self.hostless, &host_labels, path)
     }
 
-    fn best(&self, candidates: &[usize], host_labels: &[&str], path: &NormalizedPath) -> Option<RouteMatch<'_>> {
+    fn best(
+        &self,
+        candidates: &[usize],
+        host_labels: &[&str],
+        path: &NormalizedPath,
+    ) -> Option<RouteMatch<'_>> {
         let path_segments: Vec<&str> = path.segments().collect();
         for &i in candidates {
             let route = &self.routes[i];
             let pattern = route.path.as_deref().unwrap_or(&[]);
             if let Some(mut params) = match_segments(pattern, &path_segments, false) {
-                if let Some(host_pattern) = &route.host {
-                    if let Some(host_params) = match_segments(host_pattern, host_labels, true) {
-                        let mut all = host_params;
-                        all.append(&mut params);
-                        params = all;
-                    }
+                if let Some(host_pattern) = &route.host
+                    && let Some(host_params) = match_segments(host_pattern, host_labels, true)
+                {
+                    let mut all = host_params;
+                    all.append(&mut params);
+                    params = all;
                 }
                 let tenant = params
                     .iter()
                     .find(|(k, _)| k == "tenant")
                     .map(|(_, v)| v.clone())
                     .or_else(|| route.tenant.clone());
-                return Some(RouteMatch { route, params, tenant });
+                return Some(RouteMatch {
+                    route,
+                    params,
+                    tenant,
+                });
             }
         }
         None
@@ -356,7 +388,11 @@ impl RouteTable {
 
 /// Matches `pattern` against `input` segments. `whole` demands equal length (hosts);
 /// otherwise the pattern is a prefix of whole segments (paths).
-fn match_segments(pattern: &[Segment], input: &[&str], whole: bool) -> Option<Vec<(String, String)>> {
+fn match_segments(
+    pattern: &[Segment],
+    input: &[&str],
+    whole: bool,
+) -> Option<Vec<(String, String)>> {
     if input.len() < pattern.len() || (whole && input.len() != pattern.len()) {
         return None;
     }
@@ -417,9 +453,18 @@ routes:
 
     #[test]
     fn longest_whole_segment_prefix_wins() {
-        assert_eq!(matched(Some("apps.example.com"), "/restaurant").as_deref(), Some("restaurant"));
-        assert_eq!(matched(Some("apps.example.com"), "/restaurant/orders").as_deref(), Some("restaurant"));
-        assert_eq!(matched(Some("apps.example.com"), "/restaurant/admin/x").as_deref(), Some("restaurant-admin"));
+        assert_eq!(
+            matched(Some("apps.example.com"), "/restaurant").as_deref(),
+            Some("restaurant")
+        );
+        assert_eq!(
+            matched(Some("apps.example.com"), "/restaurant/orders").as_deref(),
+            Some("restaurant")
+        );
+        assert_eq!(
+            matched(Some("apps.example.com"), "/restaurant/admin/x").as_deref(),
+            Some("restaurant-admin")
+        );
         assert_eq!(matched(Some("apps.example.com"), "/restaurantx"), None);
         assert_eq!(matched(Some("apps.example.com"), "/restaurant-admin"), None);
     }
@@ -428,7 +473,10 @@ routes:
     fn exact_host_tier_never_falls_through_to_hostless_routes() {
         // /healthz is host-less; apps.example.com has its own routes, so it is unmatched there.
         assert_eq!(matched(Some("apps.example.com"), "/healthz"), None);
-        assert_eq!(matched(Some("other.example.com"), "/healthz").as_deref(), Some("public-health"));
+        assert_eq!(
+            matched(Some("other.example.com"), "/healthz").as_deref(),
+            Some("public-health")
+        );
         assert_eq!(matched(None, "/reports/q3").as_deref(), Some("reports"));
     }
 
@@ -462,18 +510,28 @@ routes:
 
     #[test]
     fn bad_route_files_point_at_the_problem() {
-        let err = RouteTable::parse("routes:\n  - name: a\n    path: /a\n    polcy: x\n", "routes.yaml")
-            .unwrap_err()
-            .to_string();
+        let err = RouteTable::parse(
+            "routes:\n  - name: a\n    path: /a\n    polcy: x\n",
+            "routes.yaml",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("routes.yaml:"), "{err}");
         assert!(err.contains("polcy"), "{err}");
 
         let dup = "routes:\n  - name: a\n    path: /a\n    public: true\n  - name: a\n    path: /b\n    public: true\n";
-        let err = RouteTable::parse(dup, "routes.yaml").unwrap_err().to_string();
-        assert!(err.contains("route `a`") && err.contains("another route"), "{err}");
+        let err = RouteTable::parse(dup, "routes.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("route `a`") && err.contains("another route"),
+            "{err}"
+        );
 
         let both = "routes:\n  - name: a\n    path: /a\n    public: true\n    cel: 'true'\n";
-        let err = RouteTable::parse(both, "routes.yaml").unwrap_err().to_string();
+        let err = RouteTable::parse(both, "routes.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("routes.yaml:2:"), "{err}");
     }
 }

@@ -46,7 +46,10 @@ fn candidate_tests(text: &str) -> Vec<(String, usize)> {
 }
 
 /// Runs every test in `tests` against the policies in `sources`.
-pub fn run_tests(sources: &[RegoSource], tests: &[RegoSource]) -> Result<Vec<TestResult>, PolicyError> {
+pub fn run_tests(
+    sources: &[RegoSource],
+    tests: &[RegoSource],
+) -> Result<Vec<TestResult>, PolicyError> {
     let all: Vec<RegoSource> = sources.iter().chain(tests.iter()).cloned().collect();
     let (mut engine, packages) = load_engine(&all)?;
     let mut results = Vec::new();
@@ -59,7 +62,10 @@ pub fn run_tests(sources: &[RegoSource], tests: &[RegoSource]) -> Result<Vec<Tes
             continue;
         };
         for (rule, line) in candidate_tests(&test.text) {
-            if !engine.has_declared_rule_rooted_at(&test.path, &rule).unwrap_or(false) {
+            if !engine
+                .has_declared_rule_rooted_at(&test.path, &rule)
+                .unwrap_or(false)
+            {
                 continue;
             }
             let name = format!("data.{package}.{rule}");
@@ -83,13 +89,20 @@ pub fn run_tests(sources: &[RegoSource], tests: &[RegoSource]) -> Result<Vec<Tes
 
 /// The first failing test as a load error, if any.
 pub fn first_failure(results: &[TestResult]) -> Option<PolicyError> {
-    results.iter().find(|r| r.outcome != TestOutcome::Pass).map(|r| {
-        let why = match &r.outcome {
-            TestOutcome::Error(e) => format!("test {} errored: {}", r.name, e.lines().next().unwrap_or("")),
-            _ => format!("test {} failed", r.name),
-        };
-        PolicyError::at(&r.file, r.line, 1, why)
-    })
+    results
+        .iter()
+        .find(|r| r.outcome != TestOutcome::Pass)
+        .map(|r| {
+            let why = match &r.outcome {
+                TestOutcome::Error(e) => format!(
+                    "test {} errored: {}",
+                    r.name,
+                    e.lines().next().unwrap_or("")
+                ),
+                _ => format!("test {} failed", r.name),
+            };
+            PolicyError::at(&r.file, r.line, 1, why)
+        })
 }
 
 #[cfg(test)]
@@ -114,12 +127,22 @@ mod tests {
              test_wrong if data.a.allow with input as {\"x\": 2}\n",
         );
         let results = run_tests(&[policy], &[tests]).unwrap();
-        let outcome = |n: &str| results.iter().find(|r| r.name.ends_with(n)).unwrap().outcome.clone();
+        let outcome = |n: &str| {
+            results
+                .iter()
+                .find(|r| r.name.ends_with(n))
+                .unwrap()
+                .outcome
+                .clone()
+        };
         assert_eq!(results.len(), 3);
         assert_eq!(outcome("test_allows"), TestOutcome::Pass);
         assert_eq!(outcome("test_denies"), TestOutcome::Pass);
         assert_eq!(outcome("test_wrong"), TestOutcome::Fail);
         let failure = first_failure(&results).unwrap().to_string();
-        assert!(failure.starts_with("a_test.rego:4:1: test data.a_test.test_wrong failed"), "{failure}");
+        assert!(
+            failure.starts_with("a_test.rego:4:1: test data.a_test.test_wrong failed"),
+            "{failure}"
+        );
     }
 }

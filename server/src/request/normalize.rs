@@ -221,7 +221,14 @@ mod tests {
 
     #[test]
     fn canonical_paths_are_unchanged() {
-        for p in ["/", "/admin", "/admin/", "/a/b/c", "/a-b_c~d.e", "/files/report.pdf"] {
+        for p in [
+            "/",
+            "/admin",
+            "/admin/",
+            "/a/b/c",
+            "/a-b_c~d.e",
+            "/files/report.pdf",
+        ] {
             assert_eq!(norm(p).unwrap(), p);
         }
     }
@@ -287,14 +294,20 @@ mod tests {
     #[test]
     fn case_folding_only_when_asked() {
         assert_eq!(norm("/ADMIN").unwrap(), "/ADMIN");
-        assert_eq!(normalize_path("/ADMIN/Users", true).unwrap().as_str(), "/admin/users");
+        assert_eq!(
+            normalize_path("/ADMIN/Users", true).unwrap().as_str(),
+            "/admin/users"
+        );
         assert_eq!(normalize_path("/%41DMIN", true).unwrap().as_str(), "/admin");
     }
 
     #[test]
     fn segments_skip_empty_parts() {
         let p = normalize_path("/restaurant/orders/", false).unwrap();
-        assert_eq!(p.segments().collect::<Vec<_>>(), vec!["restaurant", "orders"]);
+        assert_eq!(
+            p.segments().collect::<Vec<_>>(),
+            vec!["restaurant", "orders"]
+        );
         assert_eq!(normalize_path("/", false).unwrap().segments().count(), 0);
     }
 

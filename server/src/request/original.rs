@@ -65,7 +65,10 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// The one value of `name`, refusing duplicates: two `X-Forwarded-Host` headers mean that
 /// someone appended one, and we cannot know which to believe.
-fn single<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, OriginalError> {
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'a str>, OriginalError> {
     let mut values = headers.get_all(name);
     let Some(first) = values.next() else {
         return Ok(None);
@@ -73,7 +76,10 @@ fn single<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a s
     if values.next().is_some() {
         return Err(OriginalError::Repeated(name));
     }
-    let text = first.to_str().map_err(|_| OriginalError::NotText(name))?.trim();
+    let text = first
+        .to_str()
+        .map_err(|_| OriginalError::NotText(name))?
+        .trim();
     Ok(if text.is_empty() { None } else { Some(text) })
 }
 
@@ -120,10 +126,15 @@ impl OriginalRequest {
 
         // NGINX: X-Original-URL (full) or X-Original-URI (path + query).
         if let Some(url) = single(headers, "x-original-url")? {
-            let (s, authority, t) = split_absolute(url).ok_or(OriginalError::Invalid("X-Original-URL"))?;
+            let (s, authority, t) =
+                split_absolute(url).ok_or(OriginalError::Invalid("X-Original-URL"))?;
             scheme = s.to_ascii_lowercase();
             host = Some(authority.to_string());
-            target = if t.is_empty() { "/".to_string() } else { t.to_string() };
+            target = if t.is_empty() {
+                "/".to_string()
+            } else {
+                t.to_string()
+            };
         } else if let Some(uri) = single(headers, "x-original-uri")? {
             target = uri.to_string();
         }
@@ -172,22 +183,32 @@ impl OriginalRequest {
 
 /// The client address: walk `X-Forwarded-For` from the right, skipping trusted proxies;
 /// the first untrusted hop is the client. `X-Real-IP` is used when there is no XFF.
-fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> Result<IpAddr, OriginalError> {
+fn client_ip(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    trusted: &[IpNet],
+) -> Result<IpAddr, OriginalError> {
     let mut hops: Vec<IpAddr> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        let text = value.to_str().map_err(|_| OriginalError::NotText("X-Forwarded-For"))?;
+        let text = value
+            .to_str()
+            .map_err(|_| OriginalError::NotText("X-Forwarded-For"))?;
         for part in text.split(',') {
             let part = part.trim();
             if part.is_empty() {
                 continue;
             }
-            let ip: IpAddr = part.parse().map_err(|_| OriginalError::Invalid("X-Forwarded-For"))?;
+            let ip: IpAddr = part
+                .parse()
+                .map_err(|_| OriginalError::Invalid("X-Forwarded-For"))?;
             hops.push(canonical_ip(ip));
         }
     }
     if hops.is_empty() {
         if let Some(real) = single(headers, "x-real-ip")? {
-            let ip: IpAddr = real.parse().map_err(|_| OriginalError::Invalid("X-Real-IP"))?;
+            let ip: IpAddr = real
+                .parse()
+                .map_err(|_| OriginalError::Invalid("X-Real-IP"))?;
             return Ok(canonical_ip(ip));
         }
         return Ok(canonical_ip(peer));
@@ -209,13 +230,19 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
-            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         map
     }
 
     fn trusted() -> Vec<IpNet> {
-        vec!["127.0.0.1/32".parse().unwrap(), "10.0.0.0/8".parse().unwrap()]
+        vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ]
     }
 
     fn call(peer: &str) -> VerifyCall<'static> {
@@ -231,7 +258,10 @@ mod tests {
     fn nginx_headers_from_a_trusted_peer_are_believed() {
         let h = headers(&[
             ("host", "gatehouse"),
-            ("x-original-url", "https://App.example.com/restaurant/orders?page=2"),
+            (
+                "x-original-url",
+                "https://App.example.com/restaurant/orders?page=2",
+            ),
             ("x-original-method", "post"),
             ("x-forwarded-for", "203.0.113.7, 10.1.2.3"),
         ]);
@@ -283,7 +313,10 @@ mod tests {
     #[test]
     fn hostile_forwarding_headers_are_refused() {
         let cases: &[&[(&str, &str)]] = &[
-            &[("x-forwarded-host", "a.example.com"), ("x-forwarded-host", "b.example.com")],
+            &[
+                ("x-forwarded-host", "a.example.com"),
+                ("x-forwarded-host", "b.example.com"),
+            ],
             &[("x-forwarded-uri", "/a"), ("x-forwarded-uri", "/b")],
             &[("x-original-url", "https://user@evil.com/x")],
             &[("x-original-url", "not a url")],
@@ -293,7 +326,10 @@ mod tests {
         ];
         for case in cases {
             let h = headers(case);
-            assert!(OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()).is_err(), "{case:?}");
+            assert!(
+                OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()).is_err(),
+                "{case:?}"
+            );
         }
     }
 

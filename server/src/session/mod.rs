@@ -50,10 +50,17 @@ pub async fn issue_session(
     now: DateTime<Utc>,
 ) -> Result<IssuedSession, IssueError> {
     let email = grant.email.trim();
-    if email.is_empty() || !email.contains('@') || email.len() > 320 || email.chars().any(char::is_control) {
-        return Err(IssueError::Invalid(format!("`{email}` is not an email address")));
+    if email.is_empty()
+        || !email.contains('@')
+        || email.len() > 320
+        || email.chars().any(char::is_control)
+    {
+        return Err(IssueError::Invalid(format!(
+            "`{email}` is not an email address"
+        )));
     }
-    let ttl = chrono::Duration::from_std(grant.ttl).map_err(|_| IssueError::Invalid("ttl too large".into()))?;
+    let ttl = chrono::Duration::from_std(grant.ttl)
+        .map_err(|_| IssueError::Invalid("ttl too large".into()))?;
     if ttl <= chrono::Duration::zero() {
         return Err(IssueError::Invalid("ttl must be positive".into()));
     }
@@ -61,7 +68,9 @@ pub async fn issue_session(
         .upsert_user_by_email(email, grant.name.as_deref(), grant.username.as_deref(), now)
         .await?;
     if let Some(groups) = &grant.store_groups {
-        store.set_user_groups(&user_id, GroupSource::Store, groups).await?;
+        store
+            .set_user_groups(&user_id, GroupSource::Store, groups)
+            .await?;
     }
     if let Some((tenant, role)) = &grant.tenant {
         store.add_tenant_member(tenant, &user_id, role, now).await?;

@@ -135,7 +135,11 @@ impl SessionResolver {
     }
 
     /// Resolves `token` at `now`. Concurrent misses for one token share one store load.
-    pub async fn resolve(&self, token: &SessionToken, now: DateTime<Utc>) -> Result<Resolution, Arc<StoreError>> {
+    pub async fn resolve(
+        &self,
+        token: &SessionToken,
+        now: DateTime<Utc>,
+    ) -> Result<Resolution, Arc<StoreError>> {
         let key = token.digest();
         let session = match self.cache.get(&key).await {
             Some(s) => {
@@ -173,7 +177,12 @@ impl SessionResolver {
     }
 
     /// Expiry and idle checks on every use, cached or not; records activity.
-    async fn check_live(&self, key: &[u8; 32], session: Arc<ResolvedSession>, now: DateTime<Utc>) -> Resolution {
+    async fn check_live(
+        &self,
+        key: &[u8; 32],
+        session: Arc<ResolvedSession>,
+        now: DateTime<Utc>,
+    ) -> Resolution {
         let now_secs = now.timestamp();
         if now >= session.expires_at {
             self.cache.invalidate(key).await;

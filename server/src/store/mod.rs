@@ -231,14 +231,19 @@ impl Store {
 
     /// Loads a session by token hash with its user, groups, roles, tenants and device.
     /// Returns revoked and expired sessions too: the caller decides, and says why.
-    pub async fn find_session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn find_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let session_sql = "SELECT id, user_id, device_id, created_at, expires_at, last_seen_at,
                                   auth_time, amr, revoked_at, idp_claims
                            FROM sessions WHERE token_hash = $1";
         let user_sql = "SELECT id, subject, email, name, username, claims FROM users WHERE id = $1";
-        let groups_sql = "SELECT DISTINCT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
+        let groups_sql =
+            "SELECT DISTINCT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
         let roles_sql = "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role";
-        let tenants_sql = "SELECT tenant_id, role FROM tenant_members WHERE user_id = $1 ORDER BY tenant_id";
+        let tenants_sql =
+            "SELECT tenant_id, role FROM tenant_members WHERE user_id = $1 ORDER BY tenant_id";
         let device_sql = "SELECT id, registered, managed, trust, posture, cert_fingerprint FROM devices WHERE id = $1";
         on_pool!(self, pool => {
             let session: Option<StoredSession> = sqlx::query_as(session_sql)
@@ -269,7 +274,11 @@ impl Store {
     }
 
     /// Records activity for the idle timeout. Called coalesced, not on every request.
-    pub async fn touch_session(&self, session_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn touch_session(
+        &self,
+        session_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(session_id).bind(at).execute(pool).await.map(|_| ()))?;
         Ok(())

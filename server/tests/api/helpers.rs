@@ -1,0 +1,261 @@
+//! `spawn_app()`: the application as `main` builds it, on ephemeral ports, with its own
+//! database. Postgres comes from `TEST_POSTGRES_URL` (default: the local trust-auth server).
+
+use std::path::{Path, PathBuf};
+
+use gatehouse::app::Application;
+use gatehouse::config::Config;
+use gatehouse::session::token::CookieSigner;
+use gatehouse::session::{SessionGrant, issue_session};
+use gatehouse::store::Store;
+use sqlx::Connection;
+
+pub const COOKIE_SECRET: &str = "test-cookie-secret-0123456789abcdef0123";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
+
+fn admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database that exists for one test. Dropping it drops the Postgres database (or the
+/// SQLite directory), also when the test panics.
+pub struct TestDatabase {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn create(backend: Backend) -> TestDatabase {
+        match backend {
+            Backend::Postgres => {
+                let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin_url())
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "Postgres is needed at {} (set TEST_POSTGRES_URL): {e}",
+                            admin_url()
+                        )
+                    });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let base = admin_url();
+                let url = match base.rsplit_once('/') {
+                    Some((prefix, _)) => format!("{prefix}/{name}"),
+                    None => panic!("TEST_POSTGRES_URL must end in /<database>"),
+                };
+                TestDatabase {
+                    url,
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+                TestDatabase {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Drop runs outside any async context we can rely on: use a private runtime on a
+        // plain thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn example_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub admin: String,
+    pub config: Config,
+    pub store: Store,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+}
+
+/// Options for [`spawn_app_with`].
+pub struct AppOptions {
+    pub backend: Backend,
+    pub policies: PathBuf,
+    pub extra_yaml: String,
+}
+
+impl AppOptions {
+    pub fn new(backend: Backend) -> AppOptions {
+        AppOptions {
+            backend,
+            policies: example_policies(),
+            extra_yaml: String::new(),
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(AppOptions::new(backend)).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let db = TestDatabase::create(options.backend).await;
+    let yaml = format!(
+        "listen: 127.0.0.1:0\n\
+         admin_listen: 127.0.0.1:0\n\
+         public_url: https://auth.example.com\n\
+         database_url: {}\n\
+         policies_dir: {}\n\
+         allowed_redirect_domains: [.example.com]\n\
+         cookie:\n  secret: {COOKIE_SECRET}\n  domain: .example.com\n\
+         {}",
+        db.url,
+        options.policies.display(),
+        options.extra_yaml
+    );
+    let config = Config::from_yaml_and_env(&yaml, Path::new("test.yaml"), &[])
+        .expect("test config is valid");
+    let app = Application::build(config.clone())
+        .await
+        .expect("application starts");
+    let base = format!("http://{}", app.public_addr());
+    let admin = format!("http://{}", app.admin_addr());
+    tokio::spawn(app.run_until_stopped());
+    let store = Store::connect(&db.url).await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        base,
+        admin,
+        config,
+        store,
+        client,
+        db,
+    }
+}
+
+/// A user to create a session for.
+pub struct Person<'a> {
+    pub email: &'a str,
+    pub groups: &'a [&'a str],
+    pub tenant: Option<&'a str>,
+}
+
+impl TestApp {
+    /// Creates a session as `session create` does; returns the cookie value.
+    pub async fn login(&self, who: &Person<'_>) -> String {
+        self.login_for(who, std::time::Duration::from_secs(3600))
+            .await
+    }
+
+    pub async fn login_for(&self, who: &Person<'_>, ttl: std::time::Duration) -> String {
+        let signer = CookieSigner::new(COOKIE_SECRET.as_bytes());
+        let grant = SessionGrant {
+            email: who.email.into(),
+            name: None,
+            username: None,
+            store_groups: Some(who.groups.iter().map(|g| g.to_string()).collect()),
+            tenant: who.tenant.map(|t| (t.to_string(), "member".to_string())),
+            ttl,
+            amr: vec!["test".into()],
+            ip: None,
+            user_agent: None,
+        };
+        issue_session(&self.store, &signer, &grant, chrono::Utc::now())
+            .await
+            .unwrap()
+            .cookie_value
+    }
+
+    /// Gives the user's sessions a managed device with `trust`, via SQL (the device API
+    /// belongs to the login flow).
+    pub async fn attach_managed_device(&self, email: &str, managed: bool) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = chrono::Utc::now();
+        let insert = "INSERT INTO devices (id, registered, managed, trust, posture, created_at) VALUES ($1, $2, $3, 'high', '{}', $4)";
+        let link = "UPDATE sessions SET device_id = $1 WHERE user_id IN (SELECT id FROM users WHERE email = $2)";
+        if self.db.url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(&self.db.url).await.unwrap();
+            sqlx::query(insert)
+                .bind(&id)
+                .bind(true)
+                .bind(managed)
+                .bind(now)
+                .execute(&mut c)
+                .await
+                .unwrap();
+            sqlx::query(link)
+                .bind(&id)
+                .bind(email)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.db.url).await.unwrap();
+            sqlx::query(insert)
+                .bind(&id)
+                .bind(true)
+                .bind(managed)
+                .bind(now)
+                .execute(&mut c)
+                .await
+                .unwrap();
+            sqlx::query(link)
+                .bind(&id)
+                .bind(email)
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// A verify call as NGINX makes it: `X-Original-URL` from a trusted peer (loopback).
+    pub fn verify(&self, original_url: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}/auth/verify", self.base))
+            .header("X-Original-URL", original_url)
+            .header("X-Original-Method", "GET")
+    }
+
+    pub fn cookie(&self, value: &str) -> String {
+        format!("{}={value}", self.config.cookie.name)
+    }
+}

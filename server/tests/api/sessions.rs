@@ -1,0 +1,181 @@
+//! Session lifecycle at verify time: expiry, revocation, idle timeout, store failure.
+
+use std::time::Duration;
+
+use crate::helpers::{AppOptions, Backend, Person, spawn_app_with};
+
+fn short_cache(backend: Backend) -> AppOptions {
+    let mut options = AppOptions::new(backend);
+    options.extra_yaml = "session:\n  cache_ttl: 300ms\n  idle_timeout: 2s\n".into();
+    options
+}
+
+const ANN: Person<'static> = Person {
+    email: "ann@example.com",
+    groups: &["kitchen"],
+    tenant: None,
+};
+
+#[tokio::test]
+async fn expired_session_gets_401() {
+    for backend in crate::helpers::BACKENDS {
+        let app = spawn_app_with(short_cache(backend)).await;
+        let cookie = app.login_for(&ANN, Duration::from_secs(1)).await;
+        let url = "https://apps.example.com/restaurant";
+        assert_eq!(
+            app.verify(url)
+                .header("Cookie", app.cookie(&cookie))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // Cached or not, an expired session is refused.
+        assert_eq!(
+            app.verify(url)
+                .header("Cookie", app.cookie(&cookie))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401,
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoked_session_gets_401_once_the_cache_entry_lapses() {
+    for backend in crate::helpers::BACKENDS {
+        let app = spawn_app_with(short_cache(backend)).await;
+        let cookie = app.login(&ANN).await;
+        let other = app
+            .login(&Person {
+                email: "sam@example.com",
+                groups: &["staff"],
+                tenant: None,
+            })
+            .await;
+        let url = "https://apps.example.com/restaurant";
+        assert_eq!(
+            app.verify(url)
+                .header("Cookie", app.cookie(&cookie))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let revoked = app
+            .store
+            .revoke_sessions_by_email("ANN@example.com", "test", chrono::Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(revoked.len(), 1);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            app.verify(url)
+                .header("Cookie", app.cookie(&cookie))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401,
+            "{backend:?}"
+        );
+        // Other users are untouched.
+        assert_eq!(
+            app.verify(url)
+                .header("Cookie", app.cookie(&other))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_session_gets_401_and_activity_keeps_it_alive() {
+    let app = spawn_app_with(short_cache(Backend::Postgres)).await;
+    let active = app.login(&ANN).await;
+    let idle = app
+        .login(&Person {
+            email: "sam@example.com",
+            groups: &["staff"],
+            tenant: None,
+        })
+        .await;
+    let url = "https://apps.example.com/restaurant";
+    for _ in 0..4 {
+        assert_eq!(
+            app.verify(url)
+                .header("Cookie", app.cookie(&active))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    // 4 s without a request is past the 2 s idle timeout.
+    assert_eq!(
+        app.verify(url)
+            .header("Cookie", app.cookie(&idle))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.verify(url)
+            .header("Cookie", app.cookie(&active))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn store_failure_fails_closed_with_500() {
+    let app = spawn_app_with(short_cache(Backend::Postgres)).await;
+    let cookie = app.login(&ANN).await;
+    app.store.close().await;
+    // Make the database disappear under the running service.
+    let name = app.db.url.rsplit('/').next().unwrap().to_string();
+    let admin = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let response = app
+        .verify("https://apps.example.com/restaurant")
+        .header("Cookie", app.cookie(&cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(!response.headers().contains_key("X-Auth-Request-User"));
+    // Public routes need no store and keep answering.
+    assert_eq!(
+        app.verify("https://apps.example.com/healthz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

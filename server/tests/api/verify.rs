@@ -1,0 +1,220 @@
+//! The decision table (decisions.yaml) and the verify contract, on both backends.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::helpers::{BACKENDS, Person, TestApp, spawn_app};
+
+#[derive(Debug, Deserialize)]
+struct Table {
+    users: BTreeMap<String, UserSpec>,
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserSpec {
+    email: String,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Case {
+    name: String,
+    #[serde(default)]
+    user: Option<String>,
+    url: String,
+    status: u16,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    absent: Vec<String>,
+}
+
+async fn sessions_for(app: &TestApp, table: &Table) -> BTreeMap<String, String> {
+    let mut cookies = BTreeMap::new();
+    for (name, spec) in &table.users {
+        let groups: Vec<&str> = spec.groups.iter().map(String::as_str).collect();
+        let cookie = app
+            .login(&Person {
+                email: &spec.email,
+                groups: &groups,
+                tenant: spec.tenant.as_deref(),
+            })
+            .await;
+        if let Some(device) = &spec.device {
+            app.attach_managed_device(&spec.email, device == "managed")
+                .await;
+        }
+        cookies.insert(name.clone(), cookie);
+    }
+    cookies
+}
+
+#[tokio::test]
+async fn decision_table_holds_on_every_backend() {
+    let text = include_str!("decisions.yaml");
+    let table: Table = serde_saphyr::from_str(text).expect("decisions.yaml parses");
+    assert!(table.cases.len() >= 25);
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let cookies = sessions_for(&app, &table).await;
+        let mut failures = Vec::new();
+        for case in &table.cases {
+            let mut request = app.verify(&case.url);
+            if let Some(user) = &case.user {
+                request = request.header("Cookie", app.cookie(&cookies[user]));
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            if status != case.status {
+                failures.push(format!(
+                    "{}: status {status}, expected {}",
+                    case.name, case.status
+                ));
+                continue;
+            }
+            for (name, expected) in &case.headers {
+                let got = response.headers().get(name).and_then(|v| v.to_str().ok());
+                if got != Some(expected.as_str()) {
+                    failures.push(format!(
+                        "{}: header {name} = {got:?}, expected {expected:?}",
+                        case.name
+                    ));
+                }
+            }
+            for name in &case.absent {
+                if response.headers().contains_key(name) {
+                    failures.push(format!("{}: header {name} must be absent", case.name));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{backend:?}:\n{}", failures.join("\n"));
+    }
+}
+
+#[tokio::test]
+async fn oauth2_proxy_alias_answers_like_verify() {
+    let app = spawn_app(crate::helpers::Backend::Sqlite).await;
+    let cookie = app
+        .login(&Person {
+            email: "ann@example.com",
+            groups: &["kitchen"],
+            tenant: None,
+        })
+        .await;
+    let response = app
+        .client
+        .get(format!("{}/oauth2/auth", app.base))
+        .header("X-Original-URL", "https://apps.example.com/restaurant")
+        .header("Cookie", app.cookie(&cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["X-Auth-Request-Email"],
+        "ann@example.com"
+    );
+}
+
+#[tokio::test]
+async fn bearer_token_is_accepted_for_scripted_clients() {
+    let app = spawn_app(crate::helpers::Backend::Postgres).await;
+    let cookie = app
+        .login(&Person {
+            email: "bot@example.com",
+            groups: &["staff"],
+            tenant: None,
+        })
+        .await;
+    let response = app
+        .verify("https://apps.example.com/restaurant")
+        .header("Authorization", format!("Bearer {cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["X-Auth-Request-Email"],
+        "bot@example.com"
+    );
+}
+
+#[tokio::test]
+async fn redirect_mode_sends_browsers_to_login_and_scripts_get_401() {
+    let app = spawn_app(crate::helpers::Backend::Sqlite).await;
+    let browser = app
+        .client
+        .get(format!("{}/auth/verify?mode=redirect", app.base))
+        .header("X-Forwarded-Method", "GET")
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "apps.example.com")
+        .header("X-Forwarded-Uri", "/restaurant")
+        .header("Accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(browser.status(), 302);
+    assert_eq!(
+        browser.headers()["Location"],
+        "https://auth.example.com/auth/login?rd=https%3A%2F%2Fapps.example.com%2Frestaurant"
+    );
+    let script = app
+        .client
+        .get(format!("{}/auth/verify?mode=redirect", app.base))
+        .header("X-Forwarded-Host", "apps.example.com")
+        .header("X-Forwarded-Uri", "/restaurant")
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), 401);
+}
+
+#[tokio::test]
+async fn admin_listener_reports_health_readiness_and_metrics() {
+    let app = spawn_app(crate::helpers::Backend::Postgres).await;
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value = app
+        .client
+        .get(format!("{}/readyz", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["database"]["backend"], "postgres");
+    assert_eq!(ready["bundle"]["version"].as_str().unwrap().len(), 16);
+    app.verify("https://apps.example.com/healthz")
+        .send()
+        .await
+        .unwrap();
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_decisions_total{decision=\"public\",route=\"public-health\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("gatehouse_verify_duration_seconds_bucket"));
+}
