@@ -1,0 +1,296 @@
+//! The `gatehouse` binary's command-line contract: exit codes, `file:line:col` messages,
+//! and `session create` + `serve` on the embedded SQLite store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "cli-test-cookie-secret-0123456789abcdef";
+
+fn gatehouse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .env_remove("GATEHOUSE_CONFIG")
+        .output()
+        .expect("run gatehouse")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn example_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+fn broken_bundle(dir: &Path) {
+    write(
+        dir,
+        "routes.yaml",
+        "routes:\n  - name: app\n    path: /app\n    policy: routes.app\n",
+    );
+    write(
+        dir,
+        "app.rego",
+        "package routes.app\n\ndefault allow := false\n\nallow if {\n\tinput.user.email ==\n}\n",
+    );
+}
+
+#[test]
+fn policy_check_accepts_the_example_bundle() {
+    let out = gatehouse(&["policy", "check", example_policies().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("ok: 6 routes"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn policy_check_reports_file_line_col_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    broken_bundle(dir.path());
+    let out = gatehouse(&["policy", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let first = err.lines().next().unwrap_or("");
+    let expected_prefix = format!("{}/app.rego:", dir.path().display());
+    assert!(first.starts_with(&expected_prefix), "{err}");
+    let position: Vec<&str> = first[expected_prefix.len()..].splitn(3, ':').collect();
+    assert!(position[0].parse::<usize>().unwrap() >= 6, "{err}");
+    assert!(position[1].parse::<usize>().unwrap() >= 1, "{err}");
+}
+
+#[test]
+fn policy_test_runs_the_bundle_tests() {
+    let out = gatehouse(&[
+        "policy",
+        "test",
+        example_policies().to_str().unwrap(),
+        "--verbose",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("PASS data.routes.restaurant_test.test_kitchen_allowed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("PASS: 12/12"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "routes.yaml", "routes: []\n");
+    write(dir.path(), "a.rego", "package a\nallow if input.x == 1\n");
+    write(
+        dir.path(),
+        "a_test.rego",
+        "package a_test\ntest_ok if data.a.allow with input as {\"x\": 1}\ntest_bad if data.a.allow with input as {\"x\": 2}\n",
+    );
+    let out = gatehouse(&["policy", "test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("FAIL data.a_test.test_bad"), "{stdout}");
+    assert!(stdout.contains("PASS: 1/2"), "{stdout}");
+}
+
+#[test]
+fn policy_eval_prints_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "input.json",
+        r#"{"request": {"path": "/acme"}, "route": {"name": "tenant-apps", "tenant": "acme"},
+            "user": {"email": "ann@example.com", "groups": [], "tenants": {"acme": "admin"}}}"#,
+    );
+    let out = gatehouse(&[
+        "policy",
+        "eval",
+        example_policies().to_str().unwrap(),
+        "--route",
+        "tenant-apps",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["allow"], true);
+    assert_eq!(decision["headers"]["X-Tenant-Id"], "acme");
+    assert_eq!(decision["headers"]["X-Tenant-Role"], "admin");
+
+    let cel_input = write(
+        dir.path(),
+        "cel.json",
+        r#"{"user": {"groups": ["finance"]}, "device": {"managed": false}}"#,
+    );
+    let out = gatehouse(&[
+        "policy",
+        "eval",
+        example_policies().to_str().unwrap(),
+        "--route",
+        "reports",
+        "--input",
+        cel_input.to_str().unwrap(),
+    ]);
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["allow"], false);
+    assert_eq!(decision["status"], 403);
+}
+
+fn config_file(dir: &Path, policies: &Path, extra: &str) -> PathBuf {
+    write(
+        dir,
+        "gatehouse.yaml",
+        &format!(
+            "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npublic_url: http://127.0.0.1:4180\n\
+             database_url: sqlite://gatehouse.db\npolicies_dir: {}\ncookie:\n  secret: {SECRET}\n{extra}",
+            policies.display()
+        ),
+    )
+}
+
+#[test]
+fn serve_refuses_a_broken_bundle_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    broken_bundle(&bundle);
+    let config = config_file(dir.path(), &bundle, "");
+    let out = gatehouse(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!("{}/app.rego:", bundle.display())),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_config_names_the_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &example_policies(),
+        "session:\n  ttl: forever\n",
+    );
+    let out = gatehouse(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("session.ttl"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let config = config_file(dir.path(), &example_policies(), "");
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("GATEHOUSE_COOKIE__SECRTE", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("secrte"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = gatehouse(&[
+        "serve",
+        "--config",
+        dir.path().join("missing.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn session_create_on_sqlite_gives_a_cookie_serve_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = config_file(dir.path(), &example_policies(), "");
+    let config_text = std::fs::read_to_string(&config).unwrap().replace(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0",
+        &format!("listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}"),
+    );
+    std::fs::write(&config, config_text).unwrap();
+    let created = gatehouse(&[
+        "session",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--email",
+        "ann@example.com",
+        "--groups",
+        "staff,kitchen",
+        "--tenant",
+        "acme",
+    ]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let cookie = text(&created.stdout).trim().to_string();
+    assert!(
+        dir.path().join("gatehouse.db").exists(),
+        "the SQLite file lives next to the config"
+    );
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/auth/verify"))
+                .header("X-Original-URL", "http://acme.apps.example.com/")
+                .header("Cookie", format!("_gatehouse={cookie}"))
+                .send()
+                .await;
+            match r {
+                Ok(r) => {
+                    return (
+                        r.status().as_u16(),
+                        r.headers()
+                            .get("X-Tenant-Id")
+                            .map(|v| v.to_str().unwrap_or("").to_string()),
+                    );
+                }
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("serve did not answer: {e}"),
+            }
+        }
+    });
+    let revoked = gatehouse(&[
+        "session",
+        "revoke",
+        "--config",
+        config.to_str().unwrap(),
+        "--all",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(result, (200, Some("acme".to_string())));
+    assert_eq!(text(&revoked.stdout).trim(), "revoked 1 session(s)");
+}

@@ -1,0 +1,337 @@
+//! Processes for end-to-end tests: the real `gatehouse` binary, NGINX and Caddy with the
+//! configurations from `deploy/`, an echo app, and a Postgres database per test.
+//!
+//! A missing binary fails the test with the package to install; nothing is skipped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use sqlx::Connection;
+
+pub const COOKIE_SECRET: &str = "e2e-cookie-secret-0123456789abcdef012345";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Finds `name` on PATH or in the sbin directories, or fails saying what to install.
+pub fn require_binary(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+    {
+        let candidate = Path::new(dir).join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("`{name}` is needed by this test: install it with `apt-get install -y {package}`");
+}
+
+/// A free loopback port (bound and released; good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process killed when dropped, whose output goes to a log file kept for failures.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        command
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .stdin(Stdio::null());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.into(),
+            child,
+            log,
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails with the process's log if it has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited with {status}:\n{}", self.name, self.logs());
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `url` answers (any status), or fails with the process's log.
+pub async fn wait_http(url: &str, proc: &mut Proc) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        proc.assert_running();
+        if client
+            .get(url)
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} did not answer at {url}:\n{}", proc.name, proc.logs());
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A Postgres database for one test, dropped with it.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn create() -> PgDatabase {
+        let name = format!("gatehouse_e2e_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "Postgres is needed at {} (set TEST_POSTGRES_URL): {e}",
+                    admin_url()
+                )
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = match admin_url().rsplit_once('/') {
+            Some((prefix, _)) => format!("{prefix}/{name}"),
+            None => panic!("TEST_POSTGRES_URL must end in /<database>"),
+        };
+        PgDatabase { url, name }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// An upstream app that answers every request with what it received, as JSON.
+pub async fn start_echo_app() -> u16 {
+    async fn echo(req: HttpRequest) -> HttpResponse {
+        let headers: serde_json::Map<String, serde_json::Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or("<binary>").into(),
+                )
+            })
+            .collect();
+        HttpResponse::Ok()
+            .json(serde_json::json!({"path": req.uri().to_string(), "headers": headers}))
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo app");
+    let port = listener.local_addr().expect("addr").port();
+    let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
+        .workers(1)
+        .listen(listener)
+        .expect("listen")
+        .run();
+    tokio::spawn(server);
+    port
+}
+
+/// A running Gatehouse (`gatehouse serve`) with its own database and config file.
+pub struct Gatehouse {
+    pub port: u16,
+    pub admin_port: u16,
+    pub config_path: PathBuf,
+    pub proc: Proc,
+    // Held for their Drop: the database is dropped and the directory removed after the test.
+    _db: PgDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl Gatehouse {
+    pub async fn start(public_url: &str) -> Gatehouse {
+        let db = PgDatabase::create().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let admin_port = free_port();
+        let config = format!(
+            "listen: 127.0.0.1:{port}\n\
+             admin_listen: 127.0.0.1:{admin_port}\n\
+             public_url: {public_url}\n\
+             database_url: {}\n\
+             policies_dir: {}\n\
+             trusted_proxies: [127.0.0.1/32, ::1/128]\n\
+             allowed_redirect_domains: [localhost, 127.0.0.1]\n\
+             cookie:\n  secure: false\n  secret: {COOKIE_SECRET}\n",
+            db.url,
+            repo_root().join("policies").display()
+        );
+        let config_path = dir.path().join("gatehouse.yaml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        command
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("GATEHOUSE_LOG", "info");
+        let mut proc = Proc::spawn("gatehouse", command, dir.path().join("gatehouse.log"));
+        wait_http(&format!("http://127.0.0.1:{admin_port}/healthz"), &mut proc).await;
+        Gatehouse {
+            port,
+            admin_port,
+            config_path,
+            proc,
+            _db: db,
+            _dir: dir,
+        }
+    }
+
+    /// Runs a `gatehouse` CLI command against this instance's config; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()
+            .expect("run gatehouse CLI");
+        assert!(
+            output.status.success(),
+            "gatehouse {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// `session create` through the real CLI; returns the cookie value.
+    pub fn create_session(&self, email: &str, groups: &str) -> String {
+        self.cli(&["session", "create", "--email", email, "--groups", groups])
+    }
+}
+
+/// Rewrites the service addresses of a `deploy/` config to loopback ports.
+pub fn localize(template: &str, replacements: &[(&str, String)]) -> String {
+    let mut text = template.to_string();
+    for (from, to) in replacements {
+        assert!(
+            text.contains(from),
+            "deploy config no longer contains `{from}`"
+        );
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// NGINX running `deploy/nginx/nginx.conf` against `gatehouse` and the echo app.
+/// NGINX listens on `port`, chosen by the caller (the login redirect names it).
+pub fn start_nginx(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) -> Proc {
+    let nginx = require_binary("nginx", "nginx");
+    let template = std::fs::read_to_string(repo_root().join("deploy/nginx/nginx.conf"))
+        .expect("deploy/nginx/nginx.conf");
+    let conf = localize(
+        &template,
+        &[
+            (
+                "server gatehouse:4180;",
+                format!("server 127.0.0.1:{gatehouse_port};"),
+            ),
+            (
+                "server restaurant:8080;",
+                format!("server 127.0.0.1:{app_port};"),
+            ),
+            (
+                "server marketing:8080;",
+                format!("server 127.0.0.1:{app_port};"),
+            ),
+            ("listen 80;", format!("listen 127.0.0.1:{port};")),
+        ],
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let globals = format!(
+        "daemon off; pid {}; error_log {} info;",
+        dir.join("nginx.pid").display(),
+        dir.join("nginx-error.log").display()
+    );
+    let mut command = Command::new(nginx);
+    command.arg("-c").arg(&conf_path).arg("-g").arg(globals);
+    Proc::spawn("nginx", command, dir.join("nginx.out"))
+}
+
+/// Caddy running `deploy/caddy/Caddyfile` against `gatehouse` and the echo app.
+pub fn start_caddy(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) -> Proc {
+    let caddy = require_binary("caddy", "caddy");
+    let template = std::fs::read_to_string(repo_root().join("deploy/caddy/Caddyfile"))
+        .expect("deploy/caddy/Caddyfile");
+    let conf = localize(
+        &template,
+        &[
+            ("gatehouse:4180", format!("127.0.0.1:{gatehouse_port}")),
+            ("restaurant:8080", format!("127.0.0.1:{app_port}")),
+            ("marketing:8080", format!("127.0.0.1:{app_port}")),
+            (":80 {", format!("http://127.0.0.1:{port} {{")),
+        ],
+    );
+    let conf_path = dir.join("Caddyfile");
+    std::fs::write(&conf_path, conf).expect("write Caddyfile");
+    let mut command = Command::new(caddy);
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(&conf_path)
+        .arg("--adapter")
+        .arg("caddyfile")
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"));
+    Proc::spawn("caddy", command, dir.join("caddy.log"))
+}
