@@ -298,11 +298,22 @@ impl Bundle {
                 }
                 .into_object()
             },
-            || InputDocument {
-                request: request.build(),
-                route: route_facts.build(),
-                identity: identity.cel.clone(),
-                time: time_doc(now),
+            |uses| {
+                let null = ::cel::Value::Null;
+                InputDocument {
+                    request: if uses.request {
+                        request.build()
+                    } else {
+                        null.clone()
+                    },
+                    route: if uses.route {
+                        route_facts.build()
+                    } else {
+                        null.clone()
+                    },
+                    identity: identity.cel.clone(),
+                    time: if uses.time { time_doc(now) } else { null },
+                }
             },
         )
     }
@@ -326,7 +337,7 @@ impl Bundle {
         self.evaluate_with(
             route,
             || input::from_json(document),
-            || InputDocument {
+            |_| InputDocument {
                 request: input::from_json(&part("request")),
                 route: input::from_json(&part("route")),
                 identity: IdentityDocs {
@@ -344,7 +355,7 @@ impl Bundle {
         &self,
         route: &Route,
         rego_input: impl FnOnce() -> regorus::Value,
-        cel_input: impl FnOnce() -> InputDocument<::cel::Value>,
+        cel_input: impl FnOnce(&cel::CelUses) -> InputDocument<::cel::Value>,
     ) -> Result<PolicyOutcome, PolicyError> {
         match &route.rule {
             RouteRule::Public => Ok(PolicyOutcome {
@@ -367,7 +378,7 @@ impl Bundle {
                     .get(&route.name)
                     .ok_or_else(|| PolicyError::eval(&route.name, "CEL rule not compiled"))?;
                 let allow = rule
-                    .evaluate(cel_input())
+                    .evaluate(cel_input(&rule.uses))
                     .map_err(|e| PolicyError::eval(&route.name, e))?;
                 Ok(PolicyOutcome {
                     allow,
