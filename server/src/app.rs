@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use crate::config::{Config, ConfigError};
 use crate::decision::Decider;
 use crate::http;
+use crate::policy::reload::{PolicyReloader, WatchHandle, watch};
 use crate::policy::{Bundle, PolicyError};
 use crate::session::resolver::{SessionResolver, SessionTimeouts};
 use crate::state::AppState;
@@ -25,6 +26,8 @@ pub enum StartError {
     Policy(#[from] PolicyError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("cannot watch the policy directory: {0}")]
+    Watch(#[from] notify::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -48,6 +51,8 @@ pub struct Application {
     public: Server,
     admin: Server,
     state: web::Data<AppState>,
+    /// Watching stops when the application is dropped.
+    _watcher: WatchHandle,
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -77,11 +82,19 @@ impl Application {
             },
         );
         let decider = Decider::new(&config, bundle.clone(), sessions);
+        let reloader = Arc::new(PolicyReloader::new(
+            config.policies_dir.clone(),
+            bundle.clone(),
+            store.clone(),
+        ));
+        let watcher = watch(&config.policies_dir, reloader.clone())?;
+        spawn_sighup_reloads(reloader.clone());
         let state = web::Data::new(AppState {
             config: Arc::new(config.clone()),
             store,
             bundle,
             decider,
+            reloader,
         });
 
         let public_listener = bind(config.listen)?;
@@ -135,6 +148,7 @@ impl Application {
             public,
             admin,
             state,
+            _watcher: watcher,
         })
     }
 
@@ -153,8 +167,16 @@ impl Application {
     /// Serves until a signal stops both listeners (actix handles SIGINT/SIGTERM and drains
     /// in-flight requests).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let (public, admin) = tokio::join!(self.public, self.admin);
-        self.state.store.close().await;
+        let Application {
+            public,
+            admin,
+            state,
+            _watcher,
+            ..
+        } = self;
+        let (public, admin) = tokio::join!(public, admin);
+        drop(_watcher);
+        state.store.close().await;
         public.and(admin)
     }
 }
@@ -169,5 +191,25 @@ fn public_routes(cfg: &mut web::ServiceConfig) {
 fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(http::admin::healthz))
         .route("/readyz", web::get().to(http::admin::readyz))
-        .route("/metrics", web::get().to(http::admin::metrics));
+        .route("/metrics", web::get().to(http::admin::metrics))
+        .route("/admin/api/csrf", web::get().to(http::admin_api::csrf))
+        .route("/admin/api/bundle", web::get().to(http::admin_api::bundle))
+        .route("/admin/api/reload", web::post().to(http::admin_api::reload));
+}
+
+/// `SIGHUP` reloads the policy bundle, as operators expect of a daemon.
+fn spawn_sighup_reloads(reloader: Arc<PolicyReloader>) {
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!(
+                "cannot listen for SIGHUP; reload with the file watcher or the admin API"
+            );
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            reloader.reload("sighup").await;
+        }
+    });
 }

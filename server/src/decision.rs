@@ -19,6 +19,8 @@ use crate::session::token::CookieSigner;
 
 /// The route name used for requests no route matches.
 pub const DEFAULT_ROUTE: &str = "default";
+/// The route whose policy guards Gatehouse's own admin UI and API.
+pub const ADMIN_ROUTE: &str = "gatehouse-admin";
 
 /// The outcome category, as audited and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +282,56 @@ impl Decider {
         d.status = 200;
         d.headers = response_headers;
         d
+    }
+
+    /// Authorizes a request to Gatehouse's own admin API with the `gatehouse-admin` route's
+    /// policy: the same sessions and engine as verify, fail closed. Returns the session, or
+    /// the status and reason to answer with.
+    pub async fn authorize_admin(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        peer: std::net::IpAddr,
+        credentials: Credentials<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<ResolvedSession>, (u16, String)> {
+        let bundle = self.bundle.load_full();
+        let Some(route) = bundle.routes.get(ADMIN_ROUTE) else {
+            return Err((403, "no_admin_route".into()));
+        };
+        let session = match self.resolve(credentials, now).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(invalid)) => return Err((401, invalid.code().into())),
+            Err(e) => {
+                tracing::error!(error = %e, "admin authorization failed closed");
+                return Err((500, "store_error".into()));
+            }
+        };
+        let path = normalize_path(path, false).map_err(|e| (400, e.to_string()))?;
+        let request_headers = self.policy_headers(headers);
+        let request = RequestFacts {
+            method,
+            scheme: "http",
+            host: None,
+            path: &path,
+            query: None,
+            headers: &request_headers,
+            source_ip: peer,
+        };
+        let facts = RouteFacts {
+            name: ADMIN_ROUTE,
+            tenant: None,
+            params: &[],
+        };
+        match bundle.evaluate(route, &request, &facts, &session.identity, now) {
+            Ok(o) if o.allow => Ok(session),
+            Ok(o) => Err((403, o.reason.unwrap_or_else(|| "denied".into()))),
+            Err(e) => {
+                tracing::error!(error = %e, "admin policy failed; denying");
+                Err((500, "policy_error".into()))
+            }
+        }
     }
 
     /// Finds a live session among the presented credentials. Several cookies with our name

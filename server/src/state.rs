@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::decision::Decider;
 use crate::policy::Bundle;
+use crate::policy::reload::PolicyReloader;
 use crate::store::Store;
 
 pub struct AppState {
@@ -16,4 +17,6 @@ pub struct AppState {
     /// The live policy bundle; swapped whole on reload.
     pub bundle: Arc<ArcSwap<Bundle>>,
     pub decider: Decider,
+    /// Every reload trigger (watcher, SIGHUP, admin API) goes through it.
+    pub reloader: Arc<PolicyReloader>,
 }

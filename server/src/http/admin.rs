@@ -12,7 +12,7 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready to answer: a bundle is loaded and the database answers.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let bundle = state.bundle.load();
+    let reload = state.reloader.status();
     let database = match state.store.ping().await {
         Ok(()) => json!({"ok": true, "backend": state.store.backend_name()}),
         Err(e) => {
@@ -22,7 +22,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ready = database["ok"] == json!(true);
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "bundle": {"version": bundle.version, "loaded_at": bundle.loaded_at.to_rfc3339(), "routes": bundle.routes.routes().len()},
+        // A refused reload does not make us unready: the previous bundle is valid and serving.
+        "bundle": {
+            "version": reload.version,
+            "loaded_at": reload.loaded_at.to_rfc3339(),
+            "routes": state.bundle.load().routes.routes().len(),
+            "last_error": reload.last_error,
+            "last_error_at": reload.last_error_at.map(|t| t.to_rfc3339()),
+        },
         "database": database,
     });
     if ready {

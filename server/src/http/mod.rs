@@ -1,6 +1,7 @@
 //! HTTP handlers: thin adapters from actix requests to the domain code.
 
 pub mod admin;
+pub mod admin_api;
 pub mod verify;
 
 use actix_web::http::header::HeaderMap;

@@ -7,6 +7,7 @@ pub mod cel;
 pub mod error;
 pub mod input;
 pub mod rego;
+pub mod reload;
 pub mod routes;
 pub mod testing;
 

@@ -3,5 +3,6 @@
 
 mod helpers;
 mod hostile;
+mod reload;
 mod sessions;
 mod verify;

@@ -1,0 +1,106 @@
+//! `/admin/api/*`: JSON for operators and the admin UI. Every call passes the
+//! `gatehouse-admin` route's policy; changes made with a cookie also need `X-CSRF-Token`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use crate::decision::Credentials;
+use crate::session::resolver::ResolvedSession;
+use crate::state::AppState;
+
+/// Why an admin call was refused, as JSON.
+fn refuse(status: u16, reason: &str) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::FORBIDDEN);
+    HttpResponse::build(status).json(json!({"error": reason}))
+}
+
+/// Authorizes the call; for unsafe methods with a cookie session, checks the CSRF token.
+async fn authorize(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Arc<ResolvedSession>, HttpResponse> {
+    let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
+    let bearer = super::bearer_token(req.headers());
+    let credentials = Credentials {
+        cookies: &cookies,
+        bearer,
+    };
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let session = state
+        .decider
+        .authorize_admin(
+            req.method().as_str(),
+            req.path(),
+            req.headers(),
+            peer,
+            credentials,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(|(status, reason)| refuse(status, &reason))?;
+    let unsafe_method = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
+    // A bearer token is never sent by a browser on its own, so only cookie sessions need
+    // the CSRF check.
+    if unsafe_method && bearer.is_none() {
+        let presented = req
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !state
+            .decider
+            .signer
+            .verify_csrf(&session.session_id, presented)
+        {
+            return Err(refuse(403, "csrf_token_missing_or_wrong"));
+        }
+    }
+    Ok(session)
+}
+
+/// `GET /admin/api/csrf`: the CSRF token for this session.
+pub async fn csrf(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    match authorize(&req, &state).await {
+        Ok(session) => HttpResponse::Ok()
+            .json(json!({"token": state.decider.signer.csrf_token(&session.session_id)})),
+        Err(r) => r,
+    }
+}
+
+/// `GET /admin/api/bundle`: the live bundle's version, load time, files and last error.
+pub async fn bundle(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(r) = authorize(&req, &state).await {
+        return r;
+    }
+    HttpResponse::Ok().json(state.reloader.status())
+}
+
+/// `POST /admin/api/reload`: reload the bundle now; answers with the outcome.
+pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let session = match authorize(&req, &state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    tracing::info!(admin = %session.email, "reload requested through the admin API");
+    let outcome = state.reloader.reload("admin-api").await;
+    let status = state.reloader.status();
+    match outcome {
+        crate::policy::reload::ReloadOutcome::Refused { error } => {
+            HttpResponse::UnprocessableEntity()
+                .json(json!({"result": "refused", "error": error, "version": status.version}))
+        }
+        crate::policy::reload::ReloadOutcome::Activated { version } => {
+            HttpResponse::Ok().json(json!({"result": "activated", "version": version}))
+        }
+        crate::policy::reload::ReloadOutcome::Unchanged { version } => {
+            HttpResponse::Ok().json(json!({"result": "unchanged", "version": version}))
+        }
+    }
+}
