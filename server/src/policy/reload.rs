@@ -211,11 +211,11 @@ pub fn watch(dir: &Path, reloader: Arc<PolicyReloader>) -> Result<WatchHandle, n
         while rx.recv().await.is_some() {
             // After the directory was deleted and re-created the old watch is gone: renew it
             // (renewing a live watch is harmless).
-            if dir.exists() {
-                if let Ok(mut d) = rewatch.lock() {
-                    let _ = d.unwatch(&dir);
-                    let _ = d.watch(&dir, RecursiveMode::Recursive);
-                }
+            if dir.exists()
+                && let Ok(mut d) = rewatch.lock()
+            {
+                let _ = d.unwatch(&dir);
+                let _ = d.watch(&dir, RecursiveMode::Recursive);
             }
             reloader.reload("watch").await;
         }
