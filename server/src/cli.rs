@@ -90,7 +90,8 @@ pub enum PolicyCommand {
     /// Run every `test_*` rule in `*_test.rego` files, like `opa test`.
     Test {
         dir: PathBuf,
-        /// Also list passing tests and their durations.
+        /// Also list passing tests with their durations, and show every test's source
+        /// (with its `with input as` documents).
         #[arg(long, short)]
         verbose: bool,
     },
@@ -317,8 +318,27 @@ fn policy_test(dir: &Path, verbose: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // With --verbose each test is shown with its source, which holds its `with input as`.
+    let source_of = |r: &testing::TestResult| -> String {
+        tests
+            .iter()
+            .find(|t| t.path == r.file)
+            .map(|t| {
+                t.text
+                    .lines()
+                    .skip(r.line.saturating_sub(1))
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(|l| format!("    | {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
     let mut failed = 0;
     for r in &results {
+        if verbose {
+            println!("{}", source_of(r));
+        }
         match &r.outcome {
             TestOutcome::Pass if verbose => {
                 println!("PASS {} ({:?})  {}:{}", r.name, r.duration, r.file, r.line)

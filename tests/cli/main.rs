@@ -86,6 +86,10 @@ fn policy_test_runs_the_bundle_tests() {
         "{stdout}"
     );
     assert!(stdout.contains("PASS: 12/12"), "{stdout}");
+    assert!(
+        stdout.contains("with input as {\"user\": {\"groups\": [\"kitchen\"]}}"),
+        "--verbose shows the inputs: {stdout}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "routes.yaml", "routes: []\n");
@@ -302,20 +306,32 @@ fn block_after(lines: &[&str], index: usize) -> String {
         .position(|l| l.starts_with("```"))
         .map(|p| index + 1 + p + 1)
         .expect("a fenced block after the marker");
-    let end = lines[start..].iter().position(|l| l.starts_with("```")).map(|p| start + p).expect("closing fence");
+    let end = lines[start..]
+        .iter()
+        .position(|l| l.starts_with("```"))
+        .map(|p| start + p)
+        .expect("closing fence");
     lines[start..end].join("\n") + "\n"
 }
 
 #[test]
 fn every_example_in_the_policy_guide_runs() {
-    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policies.md")).unwrap();
+    let guide =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/policies.md"))
+            .unwrap();
     let lines: Vec<&str> = guide.lines().collect();
     let dir = tempfile::tempdir().unwrap();
     let mut evals = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        if let Some(path) = line.strip_prefix("<!-- bundle: ").and_then(|r| r.strip_suffix(" -->")) {
+        if let Some(path) = line
+            .strip_prefix("<!-- bundle: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        {
             write(dir.path(), path, &block_after(&lines, i));
-        } else if let Some(spec) = line.strip_prefix("<!-- eval: ").and_then(|r| r.strip_suffix(" -->")) {
+        } else if let Some(spec) = line
+            .strip_prefix("<!-- eval: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        {
             let (route, expect) = spec.split_once(' ').expect("eval: <route> <allow|deny>");
             evals.push((route.to_string(), expect == "allow", block_after(&lines, i)));
         }
@@ -325,38 +341,69 @@ fn every_example_in_the_policy_guide_runs() {
     assert!(check.status.success(), "{}", text(&check.stderr));
     let tests = gatehouse(&["policy", "test", bundle]);
     assert!(tests.status.success(), "{}", text(&tests.stdout));
-    assert!(text(&tests.stdout).contains("PASS: 3/3"), "{}", text(&tests.stdout));
+    assert!(
+        text(&tests.stdout).contains("PASS: 3/3"),
+        "{}",
+        text(&tests.stdout)
+    );
     assert!(evals.len() >= 5);
     for (n, (route, allow, input)) in evals.iter().enumerate() {
         let file = write(dir.path(), &format!("input-{n}.json"), input);
-        let out = gatehouse(&["policy", "eval", bundle, "--route", route, "--input", file.to_str().unwrap()]);
+        let out = gatehouse(&[
+            "policy",
+            "eval",
+            bundle,
+            "--route",
+            route,
+            "--input",
+            file.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{route}: {}", text(&out.stderr));
         let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(decision["allow"], *allow, "{route} with {input}: {decision}");
+        assert_eq!(
+            decision["allow"], *allow,
+            "{route} with {input}: {decision}"
+        );
     }
 }
 
 #[test]
 fn sighup_reloads_the_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = config_file(dir.path(), &example_policies(), "");
-    let text_config = std::fs::read_to_string(&config).unwrap().replace("admin_listen: 127.0.0.1:0", &format!("admin_listen: 127.0.0.1:{admin}"));
+    let text_config = std::fs::read_to_string(&config).unwrap().replace(
+        "admin_listen: 127.0.0.1:0",
+        &format!("admin_listen: 127.0.0.1:{admin}"),
+    );
     std::fs::write(&config, text_config).unwrap();
     let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["serve", "--config", config.to_str().unwrap()])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let reloads = rt.block_on(async {
         let client = reqwest::Client::new();
         let metrics = |client: reqwest::Client| async move {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
-                match client.get(format!("http://127.0.0.1:{admin}/metrics")).send().await {
+                match client
+                    .get(format!("http://127.0.0.1:{admin}/metrics"))
+                    .send()
+                    .await
+                {
                     Ok(r) => return r.text().await.unwrap_or_default(),
-                    Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
                     Err(e) => panic!("serve did not answer: {e}"),
                 }
             }
@@ -369,7 +416,10 @@ fn sighup_reloads_the_bundle() {
                 .unwrap_or(0)
         };
         let before = count(&metrics(client.clone()).await);
-        let status = Command::new("kill").args(["-HUP", &server.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", &server.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

@@ -5,7 +5,7 @@
 //! `decision` rule gathers those four fields with defaults, so a request costs one
 //! evaluation of one entry point.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use regorus::Value;
@@ -28,11 +28,17 @@ pub struct RegoSource {
     pub text: String,
 }
 
-/// Every route package of a bundle, compiled into one RVM program.
+/// How many route entry points share one RVM program. Each entry point takes a register
+/// of the program's 255-register main window, so a bundle of a few hundred routes in one
+/// program fails to compile ("Register overflow"); chunks keep any bundle size working.
+const ENTRIES_PER_PROGRAM: usize = 32;
+
+/// Every route package of a bundle, compiled into RVM programs of up to
+/// [`ENTRIES_PER_PROGRAM`] entry points each.
 pub struct RegoPolicies {
-    program: Arc<Program>,
-    /// Rego package (without `data.`) → entry point index in `program`.
-    entries: BTreeMap<String, usize>,
+    programs: Vec<Arc<Program>>,
+    /// Rego package (without `data.`) → (program, entry point index in that program).
+    entries: BTreeMap<String, (usize, usize)>,
 }
 
 impl std::fmt::Debug for RegoPolicies {
@@ -95,19 +101,75 @@ pub fn load_engine(
     Ok((engine, packages))
 }
 
+/// The `data.<path>` references in a module's text (e.g. `data.lib.tenants`).
+fn data_references(text: &str) -> Vec<&str> {
+    let mut refs = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("data.") {
+        let after = &rest[at + 5..];
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(after.len());
+        let path = after[..len].trim_end_matches('.');
+        if !path.is_empty() {
+            refs.push(path);
+        }
+        rest = &after[len..];
+    }
+    refs
+}
+
+/// The files `packages` need: their own and, transitively, those of every package their
+/// files reference through `data.` (or import).
+fn closure(
+    roots: &[&str],
+    packages: &BTreeMap<String, Vec<String>>,
+    texts: &HashMap<&str, &str>,
+) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut queue: Vec<String> = roots.iter().map(|r| r.to_string()).collect();
+    while let Some(package) = queue.pop() {
+        if !seen.insert(package.clone()) {
+            continue;
+        }
+        for file in packages.get(&package).into_iter().flatten() {
+            files.insert(file.clone());
+            for r in data_references(texts.get(file.as_str()).copied().unwrap_or("")) {
+                for candidate in packages.keys() {
+                    let related = candidate == r
+                        || candidate
+                            .strip_prefix(r)
+                            .is_some_and(|t| t.starts_with('.'))
+                        || r.strip_prefix(candidate.as_str())
+                            .is_some_and(|t| t.starts_with('.'));
+                    if related && !seen.contains(candidate) {
+                        queue.push(candidate.clone());
+                    }
+                }
+            }
+        }
+    }
+    files
+}
+
 impl RegoPolicies {
     /// Compiles `sources` for the route packages in `required` (package → where it is
     /// referenced, for error messages: (file, line, col)).
+    ///
+    /// regorus caps one RVM program at 256 source files, 4,000 rules and 255 registers in
+    /// its main window, so route packages are compiled in chunks, each from an engine holding
+    /// only the files those packages need.
     pub fn compile(
         sources: &[RegoSource],
         required: &BTreeMap<String, (String, usize, usize)>,
     ) -> Result<Option<RegoPolicies>, PolicyError> {
-        let (mut engine, packages) = load_engine(sources)?;
+        // Parse everything once: every file must compile, used by a route or not.
+        let (engine, packages) = load_engine(sources)?;
         if required.is_empty() {
             return Ok(None);
         }
-        let mut entry_names = Vec::with_capacity(required.len());
-        for (index, (package, (file, line, col))) in required.iter().enumerate() {
+        for (package, (file, line, col)) in required {
             let Some(files) = packages.get(package) else {
                 return Err(PolicyError::at(
                     file,
@@ -133,38 +195,67 @@ impl RegoPolicies {
                     ),
                 ));
             }
-            let path = format!("<gatehouse>/{}.rego", wrapper_package(index));
-            engine
-                .add_policy(path.clone(), wrapper_module(index, package))
-                .map_err(|e| PolicyError::from_rego(&path, &format!("{e:#}")))?;
-            entry_names.push((
-                package.clone(),
-                format!("data.{}.decision", wrapper_package(index)),
-            ));
         }
-        let first = entry_names[0].1.as_str();
-        let compiled = engine
-            .compile_with_entrypoint(&first.into())
-            .map_err(|e| PolicyError::from_rego(&entry_names[0].0, &format!("{e:#}")))?;
-        let names: Vec<&str> = entry_names.iter().map(|(_, n)| n.as_str()).collect();
-        let program = Compiler::compile_from_policy(&compiled, &names)
-            .map_err(|e| PolicyError::from_rego(&entry_names[0].0, &format!("{e:#}")))?;
+        let texts: HashMap<&str, &str> = sources
+            .iter()
+            .map(|s| (s.path.as_str(), s.text.as_str()))
+            .collect();
+        let required: Vec<&String> = required.keys().collect();
+        let mut programs = Vec::new();
         let mut entries = BTreeMap::new();
-        for (package, name) in &entry_names {
-            let index = program
-                .entry_points
-                .get_index_of(name.as_str())
-                .ok_or_else(|| {
-                    PolicyError::at(
-                        "<gatehouse>",
-                        1,
-                        1,
-                        format!("entry point {name} missing after compile"),
-                    )
-                })?;
-            entries.insert(package.clone(), index);
+        for (chunk_index, chunk) in required.chunks(ENTRIES_PER_PROGRAM).enumerate() {
+            let roots: Vec<&str> = chunk.iter().map(|p| p.as_str()).collect();
+            let needed = closure(&roots, &packages, &texts);
+            let chunk_sources: Vec<RegoSource> = sources
+                .iter()
+                .filter(|s| needed.contains(&s.path))
+                .cloned()
+                .collect();
+            let (mut engine, _) = load_engine(&chunk_sources)?;
+            let mut names = Vec::with_capacity(chunk.len());
+            for (offset, package) in chunk.iter().enumerate() {
+                let index = chunk_index * ENTRIES_PER_PROGRAM + offset;
+                let path = format!("<gatehouse>/{}.rego", wrapper_package(index));
+                engine
+                    .add_policy(path.clone(), wrapper_module(index, package))
+                    .map_err(|e| PolicyError::from_rego(&path, &format!("{e:#}")))?;
+                names.push(format!("data.{}.decision", wrapper_package(index)));
+            }
+            let compiled = engine
+                .compile_with_entrypoint(&names[0].as_str().into())
+                .map_err(|e| PolicyError::from_rego(chunk[0], &format!("{e:#}")))?;
+            let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let program = Compiler::compile_from_policy(&compiled, &name_refs).map_err(|e| {
+                PolicyError::at(
+                    &packages
+                        .get(chunk[0].as_str())
+                        .and_then(|f| f.first().cloned())
+                        .unwrap_or_default(),
+                    1,
+                    1,
+                    format!(
+                        "cannot compile packages {} to bytecode: {e:#}",
+                        roots.join(", ")
+                    ),
+                )
+            })?;
+            for (package, name) in chunk.iter().zip(&names) {
+                let index = program
+                    .entry_points
+                    .get_index_of(name.as_str())
+                    .ok_or_else(|| {
+                        PolicyError::at(
+                            "<gatehouse>",
+                            1,
+                            1,
+                            format!("entry point {name} missing after compile"),
+                        )
+                    })?;
+                entries.insert((*package).clone(), (programs.len(), index));
+            }
+            programs.push(program);
         }
-        Ok(Some(RegoPolicies { program, entries }))
+        Ok(Some(RegoPolicies { programs, entries }))
     }
 
     pub fn has_package(&self, package: &str) -> bool {
@@ -173,15 +264,55 @@ impl RegoPolicies {
 
     /// Evaluates a route package's decision object for `input`.
     pub fn evaluate(&self, package: &str, input: Value) -> Result<Value, String> {
-        let index = *self
+        let (program, index) = *self
             .entries
             .get(package)
             .ok_or_else(|| format!("package `{package}` is not compiled"))?;
+        let program = self
+            .programs
+            .get(program)
+            .ok_or("program index out of range")?;
         let mut vm = RegoVM::new();
-        vm.load_program(self.program.clone());
+        vm.load_program(program.clone());
         vm.set_max_instructions(MAX_INSTRUCTIONS);
         vm.set_input(input);
         vm.execute_entry_point_by_index(index)
             .map_err(|e| format!("{e:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_references_are_found() {
+        let text = "package a\nimport data.lib.util\nallow if data.routes.x.allow; y := data.z";
+        assert_eq!(
+            data_references(text),
+            vec!["lib.util", "routes.x.allow", "z"]
+        );
+    }
+
+    #[test]
+    fn large_bundles_compile_in_chunks_with_their_dependencies() {
+        let mut sources = vec![RegoSource {
+            path: "lib.rego".into(),
+            text: "package lib\nteam(n) := sprintf(\"team%d\", [n])\n".into(),
+        }];
+        let mut required = BTreeMap::new();
+        for i in 0..300 {
+            sources.push(RegoSource {
+                path: format!("app{i}.rego"),
+                text: format!("package routes.app{i}\ndefault allow := false\nallow if data.lib.team({i}) in input.user.groups\n"),
+            });
+            required.insert(format!("routes.app{i}"), ("routes.yaml".to_string(), 1, 1));
+        }
+        let policies = RegoPolicies::compile(&sources, &required).unwrap().unwrap();
+        let input = regorus::Value::from(serde_json::json!({"user": {"groups": ["team299"]}}));
+        let decision = policies.evaluate("routes.app299", input.clone()).unwrap();
+        assert_eq!(decision["allow"], regorus::Value::Bool(true));
+        let decision = policies.evaluate("routes.app7", input).unwrap();
+        assert_eq!(decision["allow"], regorus::Value::Bool(false));
     }
 }

@@ -145,8 +145,11 @@ async fn broken_policy_keeps_the_last_good_bundle_serving() {
         metrics.contains("gatehouse_policy_reload_errors_total"),
         "{metrics}"
     );
-    // Fixing the file activates the fix and clears the error.
-    std::fs::write(dir.path().join("marketing.rego"), KITCHEN_MAY_MARKET).unwrap();
+    // Fixing the file, saved as editors do (write a temporary file, rename it over the
+    // original), activates the fix and clears the error.
+    let temporary = dir.path().join(".marketing.rego.swp");
+    std::fs::write(&temporary, KITCHEN_MAY_MARKET).unwrap();
+    std::fs::rename(&temporary, dir.path().join("marketing.rego")).unwrap();
     wait_for_status(&app, &ann, MARKETING, 200, Duration::from_secs(2)).await;
     assert!(readyz(&app).await["bundle"]["last_error"].is_null());
 }
