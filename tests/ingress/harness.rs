@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use sqlx::Connection;
 
 pub const COOKIE_SECRET: &str = "e2e-cookie-secret-0123456789abcdef012345";
 
@@ -104,61 +103,7 @@ pub async fn wait_http(url: &str, proc: &mut Proc) {
     panic!("{} did not answer at {url}:\n{}", proc.name, proc.logs());
 }
 
-fn admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A Postgres database for one test, dropped with it.
-pub struct PgDatabase {
-    pub url: String,
-    name: String,
-}
-
-impl PgDatabase {
-    pub async fn create() -> PgDatabase {
-        let name = format!("gatehouse_e2e_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin_url())
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "Postgres is needed at {} (set TEST_POSTGRES_URL): {e}",
-                    admin_url()
-                )
-            });
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let url = match admin_url().rsplit_once('/') {
-            Some((prefix, _)) => format!("{prefix}/{name}"),
-            None => panic!("TEST_POSTGRES_URL must end in /<database>"),
-        };
-        PgDatabase { url, name }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+pub use crate::postgres::PgDatabase;
 
 /// An upstream app that answers every request with what it received, as JSON.
 pub async fn start_echo_app() -> u16 {
@@ -200,7 +145,7 @@ pub struct Gatehouse {
 
 impl Gatehouse {
     pub async fn start(public_url: &str) -> Gatehouse {
-        let db = PgDatabase::create().await;
+        let db = PgDatabase::create("gatehouse_e2e").await;
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let admin_port = free_port();

@@ -3,6 +3,8 @@
 //! real `gatehouse` binary and Postgres deciding.
 
 mod harness;
+#[path = "../common/postgres.rs"]
+mod postgres;
 
 use std::process::Command;
 

@@ -20,16 +20,11 @@ pub enum Backend {
 
 pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
-fn admin_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A database that exists for one test. Dropping it drops the Postgres database (or the
-/// SQLite directory), also when the test panics.
+/// A database that exists for one test: a Postgres database or a SQLite file in a temporary
+/// directory, both removed when dropped.
 pub struct TestDatabase {
     pub url: String,
-    pg_name: Option<String>,
+    _pg: Option<crate::postgres::PgDatabase>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -37,27 +32,10 @@ impl TestDatabase {
     pub async fn create(backend: Backend) -> TestDatabase {
         match backend {
             Backend::Postgres => {
-                let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin_url())
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                            "Postgres is needed at {} (set TEST_POSTGRES_URL): {e}",
-                            admin_url()
-                        )
-                    });
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                let base = admin_url();
-                let url = match base.rsplit_once('/') {
-                    Some((prefix, _)) => format!("{prefix}/{name}"),
-                    None => panic!("TEST_POSTGRES_URL must end in /<database>"),
-                };
+                let pg = crate::postgres::PgDatabase::create("gatehouse_test").await;
                 TestDatabase {
-                    url,
-                    pg_name: Some(name),
+                    url: pg.url.clone(),
+                    _pg: Some(pg),
                     _dir: None,
                 }
             }
@@ -66,37 +44,11 @@ impl TestDatabase {
                 let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
                 TestDatabase {
                     url,
-                    pg_name: None,
+                    _pg: None,
                     _dir: Some(dir),
                 }
             }
         }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        // Drop runs outside any async context we can rely on: use a private runtime on a
-        // plain thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod helpers;
 mod hostile;
+#[path = "../../../tests/common/postgres.rs"]
+mod postgres;
 mod reload;
 mod sessions;
 mod verify;
