@@ -9,6 +9,8 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
 
+use crate::audit::spool::Spool;
+use crate::audit::{AuditSink, AuditWriter, WriterHandle};
 use crate::config::{Config, ConfigError};
 use crate::decision::Decider;
 use crate::http;
@@ -26,6 +28,11 @@ pub enum StartError {
     Policy(#[from] PolicyError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("cannot open the audit spool in {dir}: {source}")]
+    Spool {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot watch the policy directory: {0}")]
     Watch(#[from] notify::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -53,6 +60,7 @@ pub struct Application {
     state: web::Data<AppState>,
     /// Watching stops when the application is dropped.
     _watcher: WatchHandle,
+    audit_writer: WriterHandle,
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -88,6 +96,20 @@ impl Application {
             store.clone(),
         ));
         let watcher = watch(&config.policies_dir, reloader.clone())?;
+        let spool = Spool::open(&config.audit.spool_dir).map_err(|source| StartError::Spool {
+            dir: config.audit.spool_dir.clone(),
+            source,
+        })?;
+        let (audit, audit_rx) = AuditSink::channel();
+        let audit_writer = AuditWriter::new(
+            store.clone(),
+            audit_rx,
+            spool,
+            config.audit.batch_size,
+            config.audit.flush_interval.0,
+        )
+        .spawn();
+        spawn_partition_maintenance(store.clone(), config.audit.retention_days);
         spawn_sighup_reloads(reloader.clone());
         let state = web::Data::new(AppState {
             config: Arc::new(config.clone()),
@@ -95,6 +117,7 @@ impl Application {
             bundle,
             decider,
             reloader,
+            audit,
         });
 
         let public_listener = bind(config.listen)?;
@@ -149,6 +172,7 @@ impl Application {
             admin,
             state,
             _watcher: watcher,
+            audit_writer,
         })
     }
 
@@ -172,10 +196,14 @@ impl Application {
             admin,
             state,
             _watcher,
+            audit_writer,
             ..
         } = self;
         let (public, admin) = tokio::join!(public, admin);
         drop(_watcher);
+        // Both servers have drained their requests: the writer now flushes everything
+        // queued (to the database, or the spool if it is down) before we exit.
+        audit_writer.finish(Duration::from_secs(30)).await;
         state.store.close().await;
         public.and(admin)
     }
@@ -195,6 +223,25 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/csrf", web::get().to(http::admin_api::csrf))
         .route("/admin/api/bundle", web::get().to(http::admin_api::bundle))
         .route("/admin/api/reload", web::post().to(http::admin_api::reload));
+}
+
+/// Keeps daily audit partitions created ahead and drops expired ones, hourly.
+fn spawn_partition_maintenance(store: Store, retention_days: u32) {
+    tokio::spawn(async move {
+        let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            match store.maintain_audit_partitions(retention_days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    dropped = n,
+                    retention_days,
+                    "expired audit partitions dropped"
+                ),
+                Err(e) => tracing::warn!(error = %e, "audit partition maintenance failed"),
+            }
+        }
+    });
 }
 
 /// `SIGHUP` reloads the policy bundle, as operators expect of a daemon.

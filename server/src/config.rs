@@ -202,8 +202,12 @@ pub struct AuditConfig {
     pub batch_size: usize,
     #[serde(default = "default_flush_interval")]
     pub flush_interval: HumanDuration,
-    #[serde(default)]
-    pub spool_dir: Option<PathBuf>,
+    /// Where records wait, fsync'd, while the database is down.
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// Postgres audit partitions older than this many days are dropped.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
 }
 
 impl Default for AuditConfig {
@@ -211,7 +215,8 @@ impl Default for AuditConfig {
         AuditConfig {
             batch_size: default_batch_size(),
             flush_interval: default_flush_interval(),
-            spool_dir: None,
+            spool_dir: default_spool_dir(),
+            retention_days: default_retention_days(),
         }
     }
 }
@@ -301,6 +306,12 @@ fn default_batch_size() -> usize {
 }
 fn default_flush_interval() -> HumanDuration {
     HumanDuration(Duration::from_millis(200))
+}
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("spool")
+}
+fn default_retention_days() -> u32 {
+    90
 }
 
 /// The minimum cookie secret length: HMAC-SHA256 keys shorter than 32 bytes weaken the
@@ -455,6 +466,15 @@ impl Config {
         if self.audit.batch_size == 0 {
             return Err(ConfigError::key("audit.batch_size", "must be at least 1"));
         }
+        if self.audit.flush_interval.0.is_zero() {
+            return Err(ConfigError::key("audit.flush_interval", "must be positive"));
+        }
+        if self.audit.retention_days == 0 {
+            return Err(ConfigError::key(
+                "audit.retention_days",
+                "must be at least 1",
+            ));
+        }
         Ok(())
     }
 
@@ -467,6 +487,9 @@ impl Config {
         };
         if self.policies_dir.is_relative() {
             self.policies_dir = dir.join(&self.policies_dir);
+        }
+        if self.audit.spool_dir.is_relative() {
+            self.audit.spool_dir = dir.join(&self.audit.spool_dir);
         }
         if let Some(rel) = sqlite_relative_path(self.database_url.expose()) {
             let (path, params) = rel

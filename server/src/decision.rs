@@ -61,6 +61,7 @@ pub struct Decision {
     pub bundle_version: String,
     pub user_email: Option<String>,
     pub user_id: Option<String>,
+    pub device_id: Option<String>,
     pub tenant: Option<String>,
     pub method: String,
     pub host: Option<String>,
@@ -162,6 +163,7 @@ impl Decider {
             bundle_version: bundle.version.clone(),
             user_email: None,
             user_id: None,
+            device_id: None,
             tenant: None,
             method: call.method.to_string(),
             host: None,
@@ -219,6 +221,7 @@ impl Decider {
         };
         d.user_email = Some(session.email.clone());
         d.user_id = Some(session.user_id.clone());
+        d.device_id = session.device_id.clone();
 
         let Some(m) = matched else {
             // `default: allow-authenticated`: any live session may pass.

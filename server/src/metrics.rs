@@ -28,6 +28,11 @@ pub struct Metrics {
     pub policy_bundle_info: IntGaugeVec,
     pub logins: IntCounterVec,
     pub sessions_active: IntGauge,
+    pub audit_queue_depth: IntGauge,
+    pub audit_written: IntCounter,
+    pub audit_spooled: IntCounter,
+    pub audit_dropped: IntCounter,
+    pub audit_spool_pending: IntGauge,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -88,6 +93,31 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "gatehouse_sessions_active",
         "Sessions held in this replica's cache",
     )?;
+    let audit_queue_depth = IntGauge::new(
+        "gatehouse_audit_queue_depth",
+        "Audit records waiting for the writer",
+    )?;
+    let audit_written = IntCounter::new(
+        "gatehouse_audit_written_total",
+        "Audit records written to the database",
+    )?;
+    let audit_spooled = IntCounter::new(
+        "gatehouse_audit_spooled_total",
+        "Audit records written to the spool while the database was down",
+    )?;
+    let audit_dropped = IntCounter::new(
+        "gatehouse_audit_dropped_total",
+        "Audit records lost (must stay 0)",
+    )?;
+    let audit_spool_pending = IntGauge::new(
+        "gatehouse_audit_spool_pending",
+        "Audit records in the spool, not yet replayed",
+    )?;
+    registry.register(Box::new(audit_queue_depth.clone()))?;
+    registry.register(Box::new(audit_written.clone()))?;
+    registry.register(Box::new(audit_spooled.clone()))?;
+    registry.register(Box::new(audit_dropped.clone()))?;
+    registry.register(Box::new(audit_spool_pending.clone()))?;
     registry.register(Box::new(decisions.clone()))?;
     registry.register(Box::new(verify_duration.clone()))?;
     registry.register(Box::new(policy_eval_duration.clone()))?;
@@ -110,6 +140,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         policy_bundle_info,
         logins,
         sessions_active,
+        audit_queue_depth,
+        audit_written,
+        audit_spooled,
+        audit_dropped,
+        audit_spool_pending,
     })
 }
 
@@ -172,6 +207,10 @@ mod tests {
             "gatehouse_policy_bundle_info{version=\"abc\"} 1",
             "gatehouse_logins_total",
             "gatehouse_sessions_active",
+            "gatehouse_audit_queue_depth",
+            "gatehouse_audit_written_total",
+            "gatehouse_audit_spooled_total",
+            "gatehouse_audit_dropped_total",
         ] {
             assert!(text.contains(name), "missing {name}");
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::audit::AuditSink;
 use crate::config::Config;
 use crate::decision::Decider;
 use crate::policy::Bundle;
@@ -19,4 +20,6 @@ pub struct AppState {
     pub decider: Decider,
     /// Every reload trigger (watcher, SIGHUP, admin API) goes through it.
     pub reloader: Arc<PolicyReloader>,
+    /// The audit queue; every decision is recorded through it.
+    pub audit: AuditSink,
 }

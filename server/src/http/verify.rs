@@ -6,9 +6,11 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::audit::AuditRecord;
 use crate::decision::{Credentials, Decision, UnauthenticatedMode};
 use crate::metrics::METRICS;
 use crate::request::original::VerifyCall;
+use crate::request::original::is_trusted;
 use crate::state::AppState;
 
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -44,19 +46,50 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
+    let request_id = request_id(&req, &state);
+    let now = chrono::Utc::now();
     let decision = state
         .decider
-        .decide(
-            call,
-            req.headers(),
-            credentials,
-            mode,
-            wants_html,
-            chrono::Utc::now(),
-        )
+        .decide(call, req.headers(), credentials, mode, wants_html, now)
         .await;
     record(&decision);
-    respond(&decision)
+    let mut response = respond(&decision);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    state
+        .audit
+        .record(AuditRecord::from_decision(&decision, &request_id, now))
+        .await;
+    response
+}
+
+/// The ingress's `X-Request-Id` when a trusted proxy sent a sane one (so logs line up
+/// across hops), else a new UUID.
+fn request_id(req: &HttpRequest, state: &AppState) -> String {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let offered = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    match offered {
+        Some(id)
+            if is_trusted(peer, &state.config.trusted_proxies)
+                && !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+                }) =>
+        {
+            id.to_string()
+        }
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
 }
 
 fn record(d: &Decision) {

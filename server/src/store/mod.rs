@@ -314,6 +314,102 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
+    /// Inserts audit records; rows already present (a replayed spool) are skipped.
+    pub async fn insert_audit(
+        &self,
+        records: &[crate::audit::AuditRecord],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Postgres(pool) => {
+                // One statement with one array per column: a fixed number of binds for any
+                // batch size.
+                let col = |f: fn(&crate::audit::AuditRecord) -> Option<String>| {
+                    records.iter().map(f).collect::<Vec<_>>()
+                };
+                sqlx::query(
+                    "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
+                                               method, path, decision, status, reason, policy_version, latency_us, client_ip)
+                     SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                                          $13::int[], $14::text[], $15::text[], $16::bigint[], $17::text[])
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(records.iter().map(|r| r.time).collect::<Vec<_>>())
+                .bind(records.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
+                .bind(records.iter().map(|r| r.kind.clone()).collect::<Vec<_>>())
+                .bind(col(|r| r.user_id.clone()))
+                .bind(col(|r| r.email.clone()))
+                .bind(col(|r| r.tenant.clone()))
+                .bind(col(|r| r.device_id.clone()))
+                .bind(col(|r| r.route.clone()))
+                .bind(col(|r| r.host.clone()))
+                .bind(col(|r| r.method.clone()))
+                .bind(col(|r| r.path.clone()))
+                .bind(records.iter().map(|r| r.decision.clone()).collect::<Vec<_>>())
+                .bind(records.iter().map(|r| r.status).collect::<Vec<_>>())
+                .bind(col(|r| r.reason.clone()))
+                .bind(col(|r| r.policy_version.clone()))
+                .bind(records.iter().map(|r| r.latency_us).collect::<Vec<_>>())
+                .bind(col(|r| r.client_ip.clone()))
+                .execute(pool)
+                .await?;
+            }
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for r in records {
+                    sqlx::query(
+                        "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
+                                                   method, path, decision, status, reason, policy_version, latency_us, client_ip)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    // Fixed-width UTC text, so the security team's `time > '…'` compares right.
+                    .bind(r.time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                    .bind(&r.request_id)
+                    .bind(&r.kind)
+                    .bind(&r.user_id)
+                    .bind(&r.email)
+                    .bind(&r.tenant)
+                    .bind(&r.device_id)
+                    .bind(&r.route)
+                    .bind(&r.host)
+                    .bind(&r.method)
+                    .bind(&r.path)
+                    .bind(&r.decision)
+                    .bind(r.status)
+                    .bind(&r.reason)
+                    .bind(&r.policy_version)
+                    .bind(r.latency_us)
+                    .bind(&r.client_ip)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates audit partitions ahead and drops those older than `retention_days`
+    /// (Postgres only; SQLite keeps one table). Returns the partitions dropped.
+    pub async fn maintain_audit_partitions(&self, retention_days: u32) -> Result<i32, StoreError> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(0);
+        };
+        sqlx::query("SELECT gatehouse_audit_ensure_partitions(current_date - 1, 9)")
+            .execute(pool)
+            .await?;
+        let keep = i32::try_from(retention_days).unwrap_or(i32::MAX);
+        let (dropped,): (i32,) = sqlx::query_as("SELECT gatehouse_audit_drop_partitions($1)")
+            .bind(keep)
+            .fetch_one(pool)
+            .await?;
+        Ok(dropped)
+    }
+
     /// Records that a bundle version was loaded (first and last load time, file list).
     pub async fn record_policy_version(
         &self,

@@ -29,6 +29,17 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A database the test manages itself (dropped by its owner, not by us).
+    pub fn external(url: String) -> TestDatabase {
+        TestDatabase {
+            url,
+            _pg: None,
+            _dir: None,
+        }
+    }
+}
+
+impl TestDatabase {
     pub async fn create(backend: Backend) -> TestDatabase {
         match backend {
             Backend::Postgres => {
@@ -63,6 +74,7 @@ pub struct TestApp {
     pub store: Store,
     pub client: reqwest::Client,
     pub db: TestDatabase,
+    _spool: tempfile::TempDir,
 }
 
 /// Options for [`spawn_app_with`].
@@ -88,6 +100,12 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let db = TestDatabase::create(options.backend).await;
+    spawn_app_on(options, db).await
+}
+
+/// Spawns the app on an existing database (e.g. a private Postgres a test can stop).
+pub async fn spawn_app_on(options: AppOptions, db: TestDatabase) -> TestApp {
+    let spool = tempfile::tempdir().unwrap();
     let yaml = format!(
         "listen: 127.0.0.1:0\n\
          admin_listen: 127.0.0.1:0\n\
@@ -96,9 +114,11 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
          policies_dir: {}\n\
          allowed_redirect_domains: [.example.com]\n\
          cookie:\n  secret: {COOKIE_SECRET}\n  domain: .example.com\n\
+         audit:\n  flush_interval: 50ms\n  spool_dir: {}\n\
          {}",
         db.url,
         options.policies.display(),
+        spool.path().display(),
         options.extra_yaml
     );
     let config = Config::from_yaml_and_env(&yaml, Path::new("test.yaml"), &[])
@@ -121,6 +141,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         store,
         client,
         db,
+        _spool: spool,
     }
 }
 
@@ -196,6 +217,48 @@ impl TestApp {
                 .execute(&mut c)
                 .await
                 .unwrap();
+        }
+    }
+
+    /// Audit rows as (request_id, decision, route, email, policy_version), in insertion order.
+    pub async fn audit_rows(
+        &self,
+    ) -> Vec<(
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )> {
+        let sql = "SELECT request_id, decision, route, email, policy_version FROM audit_events ORDER BY id";
+        if self.db.url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(&self.db.url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.db.url).await.unwrap();
+            sqlx::query_as(sql).fetch_all(&mut c).await.unwrap()
+        }
+    }
+
+    /// Waits until the audit table holds `n` rows (the writer flushes every 50 ms here).
+    pub async fn wait_for_audit_rows(
+        &self,
+        n: usize,
+        limit: std::time::Duration,
+    ) -> Vec<(
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )> {
+        let started = std::time::Instant::now();
+        loop {
+            let rows = self.audit_rows().await;
+            if rows.len() >= n || started.elapsed() > limit {
+                return rows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 

@@ -1,6 +1,7 @@
 //! In-process API tests: the real application on port 0, against real Postgres and SQLite
 //! databases created per test and dropped afterwards.
 
+mod audit;
 mod helpers;
 mod hostile;
 #[path = "../../../tests/common/postgres.rs"]

@@ -1,0 +1,109 @@
+//! The audit trail (DESIGN §10): every decision becomes a record, off the hot path.
+//!
+//! Verify hands a record to a bounded queue and moves on; one writer task batches records
+//! (`audit.batch_size` or every `audit.flush_interval`) into the database. When the database
+//! cannot take a batch, the batch is appended to a spool file and fsync'd, and later batches
+//! queue behind it, so order is kept; the spool is replayed when the database is back. A
+//! graceful shutdown drains the queue. Nothing is dropped silently:
+//! `gatehouse_audit_dropped_total` counts what could not even be queued, and stays 0.
+
+pub mod spool;
+mod writer;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::decision::Decision;
+use crate::metrics::METRICS;
+
+pub use writer::{AuditWriter, WriterHandle};
+
+/// How long a verify may wait for room in a full queue before the record is counted as
+/// dropped. A full queue means the writer is far behind; waiting longer would stall the
+/// ingress.
+pub const MAX_ENQUEUE_WAIT: Duration = Duration::from_millis(50);
+/// Records the queue holds before verify has to wait.
+pub const QUEUE_CAPACITY: usize = 100_000;
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub time: DateTime<Utc>,
+    pub request_id: String,
+    /// `verify`, `login`, `logout`, `revoke` or `admin`.
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub tenant: Option<String>,
+    pub device_id: Option<String>,
+    pub route: Option<String>,
+    pub host: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    /// `allow`, `deny`, `unauthenticated`, `error`, `public` or `bad_request`.
+    pub decision: String,
+    pub status: i32,
+    pub reason: Option<String>,
+    pub policy_version: Option<String>,
+    pub latency_us: i64,
+    pub client_ip: Option<String>,
+}
+
+impl AuditRecord {
+    /// The record of a verify decision.
+    pub fn from_decision(d: &Decision, request_id: &str, now: DateTime<Utc>) -> AuditRecord {
+        AuditRecord {
+            time: now,
+            request_id: request_id.to_string(),
+            kind: "verify".into(),
+            user_id: d.user_id.clone(),
+            email: d.user_email.clone(),
+            tenant: d.tenant.clone(),
+            device_id: d.device_id.clone(),
+            route: Some(d.route.clone()),
+            host: d.host.clone(),
+            method: Some(d.method.clone()),
+            path: Some(d.path.clone()),
+            decision: d.outcome.as_str().to_string(),
+            status: i32::from(d.status),
+            reason: d.reason.clone(),
+            policy_version: Some(d.bundle_version.clone()),
+            latency_us: i64::try_from(d.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            client_ip: d.source_ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+/// The sending side of the audit queue; cheap to clone, shared by every worker.
+#[derive(Clone)]
+pub struct AuditSink {
+    tx: mpsc::Sender<AuditRecord>,
+}
+
+impl AuditSink {
+    /// A sink and the receiving end for [`AuditWriter`].
+    pub fn channel() -> (AuditSink, mpsc::Receiver<AuditRecord>) {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        (AuditSink { tx }, rx)
+    }
+
+    /// Queues a record; waits at most [`MAX_ENQUEUE_WAIT`] when the queue is full.
+    pub async fn record(&self, record: AuditRecord) {
+        let sent = match self.tx.try_send(record) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(record)) => {
+                self.tx.send_timeout(record, MAX_ENQUEUE_WAIT).await.is_ok()
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        };
+        if sent {
+            METRICS.audit_queue_depth.inc();
+        } else {
+            METRICS.audit_dropped.inc();
+            tracing::error!("audit queue full or closed: an audit record was dropped");
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The audit trail: every decision is a row, with the request id the caller saw, and none is
+//! lost while the database is down.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::helpers::{
+    AppOptions, BACKENDS, Backend, Person, TestDatabase, spawn_app, spawn_app_on,
+};
+
+#[tokio::test]
+async fn every_decision_becomes_an_audit_row_with_its_request_id() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let ann = app
+            .login(&Person {
+                email: "ann@example.com",
+                groups: &["kitchen"],
+                tenant: None,
+            })
+            .await;
+        let cases = [
+            ("https://apps.example.com/restaurant", true, "allow"),
+            ("https://apps.example.com/marketing", true, "deny"),
+            (
+                "https://apps.example.com/restaurant",
+                false,
+                "unauthenticated",
+            ),
+            ("https://apps.example.com/healthz", false, "public"),
+            ("https://apps.example.com/a%2fb", true, "bad_request"),
+        ];
+        let mut seen = Vec::new();
+        for (url, with_cookie, decision) in cases {
+            let mut r = app.verify(url);
+            if with_cookie {
+                r = r.header("Cookie", app.cookie(&ann));
+            }
+            let response = r.send().await.unwrap();
+            let id = response.headers()["X-Request-Id"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            seen.push((id, decision));
+        }
+        let version: serde_json::Value = app
+            .client
+            .get(format!("{}/readyz", app.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let version = version["bundle"]["version"].as_str().unwrap().to_string();
+        let rows = app
+            .wait_for_audit_rows(seen.len(), Duration::from_secs(5))
+            .await;
+        assert_eq!(rows.len(), seen.len(), "{backend:?}: {rows:?}");
+        for ((id, decision), row) in seen.iter().zip(&rows) {
+            assert_eq!(&row.0, id, "{backend:?}");
+            assert_eq!(row.1, *decision, "{backend:?}");
+            assert_eq!(row.4.as_deref(), Some(version.as_str()));
+        }
+        assert_eq!(rows[0].2.as_deref(), Some("restaurant"));
+        assert_eq!(rows[0].3.as_deref(), Some("ann@example.com"));
+        assert_eq!(rows[2].3, None);
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_request_id_is_kept() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let response = app
+        .verify("https://apps.example.com/healthz")
+        .header("X-Request-Id", "nginx-7f3a9c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["X-Request-Id"], "nginx-7f3a9c");
+    let rows = app.wait_for_audit_rows(1, Duration::from_secs(5)).await;
+    assert_eq!(rows[0].0, "nginx-7f3a9c");
+}
+
+/// A Postgres server of this test's own (initdb in a temp dir, random port), so the test
+/// can stop and start it.
+struct PrivatePostgres {
+    dir: PathBuf,
+    port: u16,
+    bin: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+fn postgres_bin() -> PathBuf {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap_or_else(|_| {
+            panic!("PostgreSQL server binaries are needed: apt-get install -y postgresql")
+        })
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("initdb not found under /usr/lib/postgresql/*/bin (apt-get install -y postgresql)")
+}
+
+/// Runs a PostgreSQL tool as the `postgres` user when we are root (initdb refuses root).
+fn pg_command(bin: &Path, tool: &str) -> Command {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if is_root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
+        c
+    } else {
+        Command::new(bin.join(tool))
+    }
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let _ = Command::new("chown")
+            .args(["postgres:postgres", tmp.path().to_str().unwrap()])
+            .status();
+        let _ = Command::new("chmod")
+            .args(["755", tmp.path().to_str().unwrap()])
+            .status();
+        let bin = postgres_bin();
+        let out = pg_command(&bin, "initdb")
+            .args([
+                "-D",
+                dir.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = PrivatePostgres {
+            dir,
+            port,
+            bin,
+            _tmp: tmp,
+        };
+        pg.ctl_start();
+        pg
+    }
+
+    fn ctl_start(&self) {
+        let options = format!(
+            "-p {} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port
+        );
+        let out = pg_command(&self.bin, "pg_ctl")
+            .args(["-D", self.dir.to_str().unwrap(), "-o", &options, "-w", "-l"])
+            .arg(self.dir.join("../pg.log"))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn ctl_stop(&self) {
+        let out = pg_command(&self.bin, "pg_ctl")
+            .args(["-D", self.dir.to_str().unwrap(), "-m", "fast", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = pg_command(&self.bin, "pg_ctl")
+            .args(["-D", self.dir.to_str().unwrap(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn no_audit_record_is_lost_while_postgres_is_down() {
+    let pg = PrivatePostgres::start();
+    let mut options = AppOptions::new(Backend::Postgres);
+    options.extra_yaml = "session:\n  cache_ttl: 60s\n".into();
+    let app = spawn_app_on(options, TestDatabase::external(pg.url())).await;
+    let ann = app
+        .login(&Person {
+            email: "ann@example.com",
+            groups: &["kitchen"],
+            tenant: None,
+        })
+        .await;
+    let url = "https://apps.example.com/restaurant";
+    let mut ids = Vec::new();
+    let mut verify = async |expect: u16| {
+        let r = app
+            .verify(url)
+            .header("Cookie", app.cookie(&ann))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), expect);
+        ids.push(r.headers()["X-Request-Id"].to_str().unwrap().to_string());
+    };
+    for _ in 0..20 {
+        verify(200).await;
+    }
+    pg.ctl_stop();
+    // Ten seconds without a database: the cached session keeps answering.
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(10) {
+        verify(200).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A session that is not cached cannot be checked: fail closed.
+    let unknown = app
+        .client
+        .get(format!("{}/auth/verify", app.base))
+        .header("X-Original-URL", url)
+        .header(
+            "Authorization",
+            "Bearer AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 500);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_audit_spooled_total"),
+        "{metrics}"
+    );
+    pg.ctl_start();
+    for _ in 0..20 {
+        verify(200).await;
+    }
+    let expected = ids.len() + 1;
+    let rows = app
+        .wait_for_audit_rows(expected, Duration::from_secs(15))
+        .await;
+    assert_eq!(rows.len(), expected, "every decision is in the table, once");
+    // In order: the ids of our sequential requests appear in the order they were made.
+    let verify_rows: Vec<&String> = rows
+        .iter()
+        .filter(|r| r.1 == "allow")
+        .map(|r| &r.0)
+        .collect();
+    assert_eq!(verify_rows, ids.iter().collect::<Vec<_>>());
+    let dropped = metrics
+        .lines()
+        .find(|l| l.starts_with("gatehouse_audit_dropped_total "))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or("missing");
+    assert_eq!(dropped, "0");
+}
