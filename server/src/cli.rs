@@ -45,6 +45,57 @@ pub enum Command {
     /// Check, test and evaluate policy bundles.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Read the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print audit records, newest first.
+    Query {
+        /// The user's email.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        /// allow, deny, unauthenticated, error, public or bad_request.
+        #[arg(long)]
+        decision: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A duration back from now (`1h`, `7d`) or an RFC 3339 time.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// A duration back from now or an RFC 3339 time.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `1h` means one hour ago; `2026-11-22T18:00:00Z` means that time.
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let ago = humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is neither a duration (1h, 7d) nor an RFC 3339 time: {e}")
+    })?;
+    let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
+    Ok(chrono::Utc::now() - ago)
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,7 +162,67 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(c) => migrate(&c.config).await,
         Command::Session(s) => session(s).await,
         Command::Policy(p) => policy(p),
+        Command::Audit(a) => audit(a).await,
     }
+}
+
+async fn audit(command: AuditCommand) -> ExitCode {
+    let AuditCommand::Query {
+        user,
+        route,
+        decision,
+        tenant,
+        since,
+        until,
+        limit,
+        format,
+        config,
+    } = command;
+    let (_, store) = match connect(&config.config).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let filter = crate::store::AuditFilter {
+        email: user,
+        route,
+        decision,
+        tenant,
+        since,
+        until,
+        limit,
+    };
+    let rows = match store.query_audit(&filter).await {
+        Ok(rows) => rows,
+        Err(e) => return fail(1, e),
+    };
+    match format {
+        OutputFormat::Json => {
+            for row in &rows {
+                println!("{}", serde_json::to_string(row).unwrap_or_default());
+            }
+        }
+        OutputFormat::Table => {
+            println!(
+                "{:<27} {:<15} {:>3}  {:<16} {:<24} {:<6} {:<28} REASON",
+                "TIME", "DECISION", "ST", "ROUTE", "USER", "METHOD", "PATH"
+            );
+            for r in &rows {
+                println!(
+                    "{:<27} {:<15} {:>3}  {:<16} {:<24} {:<6} {:<28} {}",
+                    r.time,
+                    r.decision,
+                    r.status,
+                    r.route.as_deref().unwrap_or("-"),
+                    r.email.as_deref().unwrap_or("-"),
+                    r.method.as_deref().unwrap_or("-"),
+                    r.path.as_deref().unwrap_or("-"),
+                    r.reason.as_deref().unwrap_or("")
+                );
+            }
+            eprintln!("{} record(s)", rows.len());
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -234,6 +345,20 @@ async fn session(command: SessionCommand) -> ExitCode {
             };
             match result {
                 Ok(hashes) => {
+                    let who = if all {
+                        "all sessions".to_string()
+                    } else {
+                        email.clone().unwrap_or_default()
+                    };
+                    let record = crate::audit::AuditRecord::event(
+                        "revoke",
+                        "revoked",
+                        email.as_deref(),
+                        Some(format!("cli: {} session(s) of {who}", hashes.len())),
+                    );
+                    if let Err(e) = store.insert_audit(&[record]).await {
+                        eprintln!("warning: revocation done but not audited: {e}");
+                    }
                     println!("revoked {} session(s)", hashes.len());
                     ExitCode::SUCCESS
                 }

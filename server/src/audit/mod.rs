@@ -77,6 +77,36 @@ impl AuditRecord {
     }
 }
 
+impl AuditRecord {
+    /// A record of something other than a verify call: a revocation, an admin change.
+    pub fn event(
+        kind: &str,
+        decision: &str,
+        email: Option<&str>,
+        reason: Option<String>,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: chrono::Utc::now(),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            kind: kind.into(),
+            user_id: None,
+            email: email.map(str::to_string),
+            tenant: None,
+            device_id: None,
+            route: None,
+            host: None,
+            method: None,
+            path: None,
+            decision: decision.into(),
+            status: 0,
+            reason,
+            policy_version: None,
+            latency_us: 0,
+            client_ip: None,
+        }
+    }
+}
+
 /// The sending side of the audit queue; cheap to clone, shared by every worker.
 #[derive(Clone)]
 pub struct AuditSink {

@@ -31,6 +31,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "last_error_at": reload.last_error_at.map(|t| t.to_rfc3339()),
         },
         "database": database,
+        // Records waiting in the spool mean the database was (or is) unreachable.
+        "audit": {
+            "queue_depth": crate::metrics::METRICS.audit_queue_depth.get(),
+            "spool_pending": crate::metrics::METRICS.audit_spool_pending.get(),
+            "dropped": crate::metrics::METRICS.audit_dropped.get(),
+        },
     });
     if ready {
         HttpResponse::Ok().json(body)

@@ -91,6 +91,26 @@ pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     tracing::info!(admin = %session.email, "reload requested through the admin API");
     let outcome = state.reloader.reload("admin-api").await;
     let status = state.reloader.status();
+    let (decision, detail) = match &outcome {
+        crate::policy::reload::ReloadOutcome::Activated { version } => {
+            ("activated", version.clone())
+        }
+        crate::policy::reload::ReloadOutcome::Unchanged { version } => {
+            ("unchanged", version.clone())
+        }
+        crate::policy::reload::ReloadOutcome::Refused { error } => ("refused", error.clone()),
+    };
+    let mut record = crate::audit::AuditRecord::event(
+        "admin",
+        decision,
+        Some(&session.email),
+        Some(format!("reload: {detail}")),
+    );
+    record.route = Some(crate::decision::ADMIN_ROUTE.into());
+    record.method = Some("POST".into());
+    record.path = Some(req.path().to_string());
+    record.policy_version = Some(status.version.clone());
+    state.audit.record(record).await;
     match outcome {
         crate::policy::reload::ReloadOutcome::Refused { error } => {
             HttpResponse::UnprocessableEntity()

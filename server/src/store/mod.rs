@@ -17,7 +17,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::types::Json;
 use sqlx::{PgPool, SqlitePool};
 
-pub use records::{DeviceRecord, NewSession, SessionRecord, StoredSession, UserRecord};
+pub use records::{
+    AuditFilter, AuditRow, DeviceRecord, NewSession, SessionRecord, StoredSession, UserRecord,
+};
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -391,6 +393,61 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Audit rows matching `filter`, newest first.
+    pub async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        let postgres = matches!(self.backend, Backend::Postgres(_));
+        // Both backends return `time` as the same fixed-width UTC text.
+        let time = if postgres {
+            "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        } else {
+            "time"
+        };
+        let mut sql = format!(
+            "SELECT {time} AS time, request_id, kind, email, tenant, route, host, method, path, decision,
+                    status, reason, policy_version, latency_us, client_ip
+             FROM audit_events WHERE 1 = 1"
+        );
+        let mut text_args: Vec<String> = Vec::new();
+        let mut push = |sql: &mut String, column: &str, op: &str, value: String| {
+            text_args.push(value);
+            sql.push_str(&format!(" AND {column} {op} ${}", text_args.len()));
+        };
+        if let Some(v) = &filter.email {
+            push(&mut sql, "email", "=", v.trim().to_ascii_lowercase());
+        }
+        if let Some(v) = &filter.route {
+            push(&mut sql, "route", "=", v.clone());
+        }
+        if let Some(v) = &filter.decision {
+            push(&mut sql, "decision", "=", v.clone());
+        }
+        if let Some(v) = &filter.tenant {
+            push(&mut sql, "tenant", "=", v.clone());
+        }
+        // Postgres compares timestamptz (the bound text is cast, so the time index is used);
+        // SQLite compares the fixed-width text.
+        let cast = if postgres { "::timestamptz" } else { "" };
+        let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        for (bound, op) in [(filter.since, ">="), (filter.until, "<")] {
+            if let Some(t) = bound {
+                text_args.push(fmt(t));
+                sql.push_str(&format!(" AND time {op} ${}{cast}", text_args.len()));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY time DESC, id DESC LIMIT {}",
+            filter.limit.clamp(1, 100_000)
+        ));
+        let rows = on_pool!(self, pool => {
+            let mut q = sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql.clone()));
+            for a in &text_args {
+                q = q.bind(a);
+            }
+            q.fetch_all(pool).await
+        })?;
+        Ok(rows)
     }
 
     /// Creates audit partitions ahead and drops those older than `retention_days`

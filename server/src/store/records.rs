@@ -67,3 +67,36 @@ pub struct NewSession {
     pub idp_sid: Option<String>,
     pub idp_claims: serde_json::Value,
 }
+
+/// Filters for [`super::Store::query_audit`]; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub email: Option<String>,
+    pub route: Option<String>,
+    pub decision: Option<String>,
+    pub tenant: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: u32,
+}
+
+/// One audit row as `audit query` prints it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AuditRow {
+    /// UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub time: String,
+    pub request_id: String,
+    pub kind: String,
+    pub email: Option<String>,
+    pub tenant: Option<String>,
+    pub route: Option<String>,
+    pub host: Option<String>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub decision: String,
+    pub status: i32,
+    pub reason: Option<String>,
+    pub policy_version: Option<String>,
+    pub latency_us: i64,
+    pub client_ip: Option<String>,
+}

@@ -2,6 +2,7 @@
 //! databases created per test and dropped afterwards.
 
 mod audit;
+mod audit_cookbook;
 mod helpers;
 mod hostile;
 #[path = "../../../tests/common/postgres.rs"]
