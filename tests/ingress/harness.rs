@@ -68,6 +68,22 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit (after a signal), at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Fails with the process's log if it has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -138,8 +154,8 @@ pub struct Gatehouse {
     pub admin_port: u16,
     pub config_path: PathBuf,
     pub proc: Proc,
-    // Held for their Drop: the database is dropped and the directory removed after the test.
-    _db: PgDatabase,
+    /// Dropped (with the database) after the test.
+    pub db: PgDatabase,
     _dir: tempfile::TempDir,
 }
 
@@ -176,7 +192,7 @@ impl Gatehouse {
             admin_port,
             config_path,
             proc,
-            _db: db,
+            db,
             _dir: dir,
         }
     }

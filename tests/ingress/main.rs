@@ -301,3 +301,61 @@ async fn deploy_configs_pass_nginx_t_and_caddy_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_audit_record() {
+    use sqlx::Connection;
+    let mut gh = Gatehouse::start("http://localhost:4999").await;
+    let ann = gh.create_session("ann@example.com", "kitchen");
+    let url = format!("http://127.0.0.1:{}/auth/verify", gh.port);
+    let c = client();
+    let pid = gh.proc.pid();
+    // Stop the service mid-stream; the loop below keeps asking until it is gone.
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    });
+    let mut answered = Vec::new();
+    loop {
+        let r = c
+            .get(&url)
+            .header("X-Original-URL", "http://localhost/restaurant")
+            .header("Cookie", format!("_gatehouse={ann}"))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 200 => {
+                answered.push(r.headers()["x-request-id"].to_str().unwrap().to_string())
+            }
+            Ok(r) => panic!("unexpected {}", r.status()),
+            Err(_) => break,
+        }
+    }
+    killer.await.unwrap();
+    let status = gh
+        .proc
+        .wait_exit(std::time::Duration::from_secs(30))
+        .expect("gatehouse exits after SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        answered.len() > 50,
+        "only {} answers before the stop",
+        answered.len()
+    );
+    let mut conn = sqlx::PgConnection::connect(&gh.db.url).await.unwrap();
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT request_id FROM audit_events WHERE kind = 'verify' ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let stored: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+    let missing: Vec<&String> = answered.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} answered decisions are not in audit_events",
+        missing.len(),
+        answered.len()
+    );
+}

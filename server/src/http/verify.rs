@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use tracing::Instrument;
 
 use crate::audit::AuditRecord;
 use crate::decision::{Credentials, Decision, UnauthenticatedMode};
@@ -48,11 +49,15 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         .is_some_and(|v| v.contains("text/html"));
     let request_id = request_id(&req, &state);
     let now = chrono::Utc::now();
+    // Every log line of this decision carries the request id that is also in its audit row
+    // and in the `X-Request-Id` answer.
+    let span = tracing::info_span!("verify", request_id = %request_id);
     let decision = state
         .decider
         .decide(call, req.headers(), credentials, mode, wants_html, now)
+        .instrument(span.clone())
         .await;
-    record(&decision);
+    span.in_scope(|| record(&decision));
     let mut response = respond(&decision);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response

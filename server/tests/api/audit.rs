@@ -293,3 +293,32 @@ async fn no_audit_record_is_lost_while_postgres_is_down() {
         .unwrap_or("missing");
     assert_eq!(dropped, "0");
 }
+
+#[tokio::test]
+async fn expired_audit_partitions_are_dropped_and_recent_ones_kept() {
+    let app = spawn_app(Backend::Postgres).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url)
+        .await
+        .unwrap();
+    sqlx::query("SELECT gatehouse_audit_ensure_partitions(current_date - 100, 1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    async fn partitions(conn: &mut sqlx::PgConnection) -> Vec<(String,)> {
+        let sql = "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                   JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'audit_events' ORDER BY 1";
+        sqlx::query_as::<_, (String,)>(sql)
+            .fetch_all(conn)
+            .await
+            .unwrap()
+    }
+    let before = partitions(&mut conn).await;
+    assert!(before.len() >= 11, "{before:?}");
+    let dropped = app.store.maintain_audit_partitions(90).await.unwrap();
+    assert_eq!(dropped, 1);
+    let after = partitions(&mut conn).await;
+    let today = format!("audit_events_{}", chrono::Utc::now().format("%Y%m%d"));
+    assert!(after.iter().any(|(p,)| *p == today), "{after:?}");
+    assert!(after.iter().any(|(p,)| p == "audit_events_default"));
+    assert_eq!(after.len(), before.len() - 1);
+}
