@@ -89,6 +89,9 @@ impl Application {
                 cache_ttl: config.session.cache_ttl.0,
             },
         );
+        if let Some(pool) = store.postgres_pool() {
+            crate::session::revocation::spawn_listener(pool.clone(), sessions.clone());
+        }
         let decider = Decider::new(&config, bundle.clone(), sessions);
         let reloader = Arc::new(PolicyReloader::new(
             config.policies_dir.clone(),

@@ -154,14 +154,26 @@ pub struct Gatehouse {
     pub admin_port: u16,
     pub config_path: PathBuf,
     pub proc: Proc,
-    /// Dropped (with the database) after the test.
-    pub db: PgDatabase,
+    pub db_url: String,
+    /// The database this instance created (dropped after the test); `None` for a replica
+    /// started on another instance's database.
+    _db: Option<PgDatabase>,
     _dir: tempfile::TempDir,
 }
 
 impl Gatehouse {
     pub async fn start(public_url: &str) -> Gatehouse {
         let db = PgDatabase::create("gatehouse_e2e").await;
+        let url = db.url.clone();
+        Self::start_on(public_url, &url, Some(db)).await
+    }
+
+    /// A second replica on the same database as `first`.
+    pub async fn replica_of(first: &Gatehouse) -> Gatehouse {
+        Self::start_on("http://localhost:4999", &first.db_url, None).await
+    }
+
+    async fn start_on(public_url: &str, db_url: &str, db: Option<PgDatabase>) -> Gatehouse {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let admin_port = free_port();
@@ -174,7 +186,7 @@ impl Gatehouse {
              trusted_proxies: [127.0.0.1/32, ::1/128]\n\
              allowed_redirect_domains: [localhost, 127.0.0.1]\n\
              cookie:\n  secure: false\n  secret: {COOKIE_SECRET}\n",
-            db.url,
+            db_url,
             repo_root().join("policies").display()
         );
         let config_path = dir.path().join("gatehouse.yaml");
@@ -192,7 +204,8 @@ impl Gatehouse {
             admin_port,
             config_path,
             proc,
-            db,
+            db_url: db_url.to_string(),
+            _db: db,
             _dir: dir,
         }
     }

@@ -344,7 +344,7 @@ async fn sigterm_under_load_loses_no_audit_record() {
         "only {} answers before the stop",
         answered.len()
     );
-    let mut conn = sqlx::PgConnection::connect(&gh.db.url).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&gh.db_url).await.unwrap();
     let rows: Vec<(String,)> =
         sqlx::query_as("SELECT request_id FROM audit_events WHERE kind = 'verify' ORDER BY id")
             .fetch_all(&mut conn)
@@ -358,4 +358,45 @@ async fn sigterm_under_load_loses_no_audit_record() {
         missing.len(),
         answered.len()
     );
+}
+
+#[tokio::test]
+async fn revocation_reaches_every_replica_within_a_second() {
+    let a = Gatehouse::start("http://localhost:4999").await;
+    let b = Gatehouse::replica_of(&a).await;
+    let ann = a.create_session("ann@example.com", "kitchen");
+    let sam = a.create_session("sam@example.com", "staff");
+    let c = client();
+    let ask = |port: u16, cookie: String| {
+        let c = c.clone();
+        async move {
+            c.get(format!("http://127.0.0.1:{port}/auth/verify"))
+                .header("X-Original-URL", "http://localhost/restaurant")
+                .header("Cookie", format!("_gatehouse={cookie}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // A session made once is valid on both replicas, and now cached by both (10 s TTL).
+    assert_eq!(ask(a.port, ann.clone()).await, 200);
+    assert_eq!(ask(b.port, ann.clone()).await, 200);
+    assert_eq!(ask(b.port, sam.clone()).await, 200);
+    a.cli(&["session", "revoke", "--email", "ann@example.com"]);
+    let revoked_at = std::time::Instant::now();
+    for port in [a.port, b.port] {
+        loop {
+            if ask(port, ann.clone()).await == 401 {
+                break;
+            }
+            assert!(
+                revoked_at.elapsed() < std::time::Duration::from_secs(1),
+                "replica on {port} still accepts a revoked session"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(ask(b.port, sam).await, 200, "other sessions are untouched");
 }

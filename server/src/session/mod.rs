@@ -1,6 +1,7 @@
 //! Sessions: tokens, signed cookies, issuing, and resolution with an in-memory cache.
 
 pub mod resolver;
+pub mod revocation;
 pub mod token;
 
 use chrono::{DateTime, Utc};

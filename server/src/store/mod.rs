@@ -59,6 +59,16 @@ macro_rules! on_pool {
     };
 }
 
+/// The Postgres channel revocations are announced on.
+pub const REVOCATION_CHANNEL: &str = "gatehouse_revocations";
+/// The payload meaning "every session was revoked".
+pub const REVOKE_ALL: &str = "*";
+
+enum Revoked<'a> {
+    Sessions(&'a [String]),
+    All,
+}
+
 /// Where a group assignment comes from: the IdP's claim or the store (admin/CLI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupSource {
@@ -300,7 +310,9 @@ impl Store {
                    RETURNING token_hash";
         let rows: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(sql)
             .bind(&email).bind(now).bind(reason).fetch_all(pool).await)?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
+        let hashes: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+        self.announce_revocation(Revoked::Sessions(&hashes)).await?;
+        Ok(hashes)
     }
 
     /// Revokes every live session; returns their token hashes.
@@ -313,7 +325,30 @@ impl Store {
                    RETURNING token_hash";
         let rows: Vec<(String,)> = on_pool!(self, pool => sqlx::query_as(sql)
             .bind(now).bind(reason).fetch_all(pool).await)?;
+        self.announce_revocation(Revoked::All).await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Tells every replica's session cache (Postgres `NOTIFY` on [`REVOCATION_CHANNEL`]) to
+    /// drop revoked sessions now rather than when their cache entry lapses. SQLite serves
+    /// one node, whose cache entries lapse after `session.cache_ttl`.
+    async fn announce_revocation(&self, revoked: Revoked<'_>) -> Result<(), StoreError> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Ok(());
+        };
+        let payloads: Vec<String> = match revoked {
+            Revoked::All => vec![REVOKE_ALL.to_string()],
+            // NOTIFY payloads are limited to 8,000 bytes: 100 hashes of 64 hex digits each.
+            Revoked::Sessions(hashes) => hashes.chunks(100).map(|c| c.join(",")).collect(),
+        };
+        for payload in payloads {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(REVOCATION_CHANNEL)
+                .bind(payload)
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Inserts audit records; rows already present (a replayed spool) are skipped.
