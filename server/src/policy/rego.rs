@@ -272,18 +272,89 @@ impl RegoPolicies {
             .programs
             .get(program)
             .ok_or("program index out of range")?;
-        let mut vm = RegoVM::new();
-        vm.load_program(program.clone());
-        vm.set_max_instructions(MAX_INSTRUCTIONS);
-        vm.set_input(input);
-        vm.execute_entry_point_by_index(index)
-            .map_err(|e| format!("{e:#}"))
+        with_vm(program, |vm| {
+            vm.set_max_instructions(MAX_INSTRUCTIONS);
+            vm.set_input(input);
+            let result = vm
+                .execute_entry_point_by_index(index)
+                .map_err(|e| format!("{e:#}"));
+            // Do not keep this request's input alive in the idle VM.
+            vm.set_input(Value::Null);
+            result
+        })
     }
+}
+
+/// VMs kept per thread; a few programs (bundle chunks, and the previous bundle just after
+/// a reload) are in use at once.
+const VMS_PER_THREAD: usize = 8;
+
+thread_local! {
+    static VMS: std::cell::RefCell<Vec<RegoVM>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's VM for `program`, creating it on first use. A VM clears all
+/// per-run state (rule and builtin caches, registers, evaluated values) at the start of
+/// every execution, so reusing it cannot carry one request's results into another; it
+/// saves building a VM (registers, pools, caches) per request. The VM holds its `Arc` of
+/// the program, so a pointer match can never be a different, later program.
+fn with_vm<T>(program: &Arc<Program>, f: impl FnOnce(&mut RegoVM) -> T) -> T {
+    VMS.with(|cell| {
+        let Ok(mut vms) = cell.try_borrow_mut() else {
+            // Re-entered (never expected): use a fresh VM rather than share one.
+            let mut vm = RegoVM::new();
+            vm.load_program(program.clone());
+            return f(&mut vm);
+        };
+        let position = vms
+            .iter()
+            .position(|vm| Arc::ptr_eq(vm.get_program(), program));
+        let position = match position {
+            Some(p) => p,
+            None => {
+                if vms.len() >= VMS_PER_THREAD {
+                    vms.remove(0);
+                }
+                let mut vm = RegoVM::new();
+                vm.load_program(program.clone());
+                vms.push(vm);
+                vms.len() - 1
+            }
+        };
+        f(&mut vms[position])
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reused_vms_never_carry_one_input_into_the_next_evaluation() {
+        let sources = vec![RegoSource {
+            path: "a.rego".into(),
+            text: "package routes.a\ndefault allow := false\nallow if input.user.groups[_] == \"x\"\nreason := sprintf(\"%v\", [input.n])\n".into(),
+        }];
+        let required =
+            BTreeMap::from([("routes.a".to_string(), ("routes.yaml".to_string(), 1, 1))]);
+        let policies = RegoPolicies::compile(&sources, &required).unwrap().unwrap();
+        for n in 0..50 {
+            let groups = if n % 2 == 0 { vec!["x"] } else { vec!["y"] };
+            let input =
+                regorus::Value::from(serde_json::json!({"user": {"groups": groups}, "n": n}));
+            let d = policies.evaluate("routes.a", input).unwrap();
+            assert_eq!(
+                d["allow"],
+                regorus::Value::Bool(n % 2 == 0),
+                "evaluation {n}"
+            );
+            assert_eq!(
+                d["reason"],
+                regorus::Value::from(n.to_string()),
+                "evaluation {n}"
+            );
+        }
+    }
 
     #[test]
     fn data_references_are_found() {
