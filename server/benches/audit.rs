@@ -3,26 +3,17 @@
 //! Needs Postgres at TEST_POSTGRES_URL (default: local trust auth); makes and drops its own
 //! database.
 
-use std::path::Path;
-use std::sync::Arc;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use arc_swap::ArcSwap;
-use criterion::Criterion;
 use gatehouse::audit::spool::Spool;
 use gatehouse::audit::{AuditRecord, AuditSink, AuditWriter};
-use gatehouse::config::Config;
-use gatehouse::decision::{Credentials, Decider, UnauthenticatedMode};
-use gatehouse::policy::Bundle;
+use gatehouse::decision::{Credentials, UnauthenticatedMode};
 use gatehouse::request::original::VerifyCall;
-use gatehouse::session::resolver::{SessionResolver, SessionTimeouts};
-use gatehouse::session::token::CookieSigner;
-use gatehouse::session::{SessionGrant, issue_session};
 use gatehouse::store::Store;
 use sqlx::Connection;
-
-const SECRET: &str = "bench-cookie-secret-0123456789abcdef0123";
 
 fn admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
@@ -76,7 +67,6 @@ fn record(i: usize) -> AuditRecord {
 }
 
 fn run(rt: &tokio::runtime::Runtime, url: &str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let store = rt.block_on(async {
         let s = Store::connect(url).await.expect("store");
         s.migrate().await.expect("migrate");
@@ -100,59 +90,21 @@ fn run(rt: &tokio::runtime::Runtime, url: &str) {
     );
 
     // Added verify latency: the decision alone vs the decision plus queueing its record.
-    let yaml = format!(
-        "public_url: https://auth.example.com\ndatabase_url: {url}\npolicies_dir: {}\ncookie:\n  secret: {SECRET}\n",
-        root.join("policies").display()
-    );
-    let config = Config::from_yaml_and_env(&yaml, Path::new("bench.yaml"), &[]).expect("config");
     let spool_dir = tempfile::tempdir().expect("tempdir");
-    let (decider, cookie, sink, writer) = rt.block_on(async {
-        let live = Arc::new(ArcSwap::from_pointee(
-            Bundle::load(&config.policies_dir).expect("bundle"),
-        ));
-        let sessions = SessionResolver::new(
-            store.clone(),
-            SessionTimeouts {
-                idle_timeout: Duration::from_secs(3600),
-                cache_ttl: Duration::from_secs(3600),
-            },
-        );
-        let grant = SessionGrant {
-            email: "ann@example.com".into(),
-            name: None,
-            username: None,
-            store_groups: Some(vec!["kitchen".into()]),
-            tenant: None,
-            ttl: Duration::from_secs(3600),
-            amr: vec![],
-            ip: None,
-            user_agent: None,
-        };
-        let cookie = issue_session(
-            &store,
-            &CookieSigner::new(SECRET.as_bytes()),
-            &grant,
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("session")
-        .cookie_value;
-        let (sink, rx) = AuditSink::channel();
-        let writer = AuditWriter::new(
+    let fx = rt.block_on(common::fixture(url, &["kitchen"], None));
+    let (decider, cookie) = (fx.decider, fx.cookie);
+    let (sink, rx) = AuditSink::channel();
+    let writer = rt.block_on(async {
+        AuditWriter::new(
             store.clone(),
             rx,
             Spool::open(spool_dir.path()).expect("spool"),
             1000,
             Duration::from_millis(200),
         )
-        .spawn();
-        (Decider::new(&config, live, sessions), cookie, sink, writer)
+        .spawn()
     });
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        HeaderName::from_static("x-original-url"),
-        HeaderValue::from_static("https://apps.example.com/restaurant"),
-    );
+    let headers = common::nginx_headers("https://apps.example.com/restaurant");
     let cookies = [cookie.as_str()];
     let credentials = Credentials {
         cookies: &cookies,
@@ -176,11 +128,7 @@ fn run(rt: &tokio::runtime::Runtime, url: &str) {
     };
     assert_eq!(rt.block_on(decide()).status, 200);
 
-    let mut c = Criterion::default()
-        .output_directory(&root.join("target/criterion"))
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
+    let mut c = common::criterion(Duration::from_secs(3));
     let mut group = c.benchmark_group("audit");
     group.bench_function("verify_without_audit", |b| b.to_async(rt).iter(decide));
     group.bench_function("verify_with_audit", |b| {
@@ -195,13 +143,10 @@ fn run(rt: &tokio::runtime::Runtime, url: &str) {
     drop(sink);
     rt.block_on(writer.finish(Duration::from_secs(60)));
 
-    let mean = |name: &str| -> Option<f64> {
-        let path = root.join(format!("target/criterion/audit/{name}/new/estimates.json"));
-        let json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-        json["mean"]["point_estimate"].as_f64()
-    };
-    if let (Some(without), Some(with)) = (mean("verify_without_audit"), mean("verify_with_audit")) {
+    if let (Some(without), Some(with)) = (
+        common::mean_ns("audit", "verify_without_audit"),
+        common::mean_ns("audit", "verify_with_audit"),
+    ) {
         println!(
             "verify: without audit {:.1} µs, with audit {:.1} µs ({:.2}x)",
             without / 1e3,

@@ -2,28 +2,23 @@
 //! the 6-route example bundle, and the verify decision while reloads run continuously
 //! against the same decision without them. Ratios are printed from this run.
 
-use std::path::{Path, PathBuf};
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use arc_swap::ArcSwap;
 use criterion::Criterion;
-use gatehouse::config::Config;
-use gatehouse::decision::{Credentials, Decider, UnauthenticatedMode};
+use gatehouse::decision::{Credentials, UnauthenticatedMode};
 use gatehouse::policy::Bundle;
 use gatehouse::request::original::VerifyCall;
-use gatehouse::session::resolver::{SessionResolver, SessionTimeouts};
-use gatehouse::session::token::CookieSigner;
-use gatehouse::session::{SessionGrant, issue_session};
-use gatehouse::store::Store;
 
-const SECRET: &str = "bench-cookie-secret-0123456789abcdef0123";
 const ROUTES: usize = 500;
 
-fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+fn example() -> std::path::PathBuf {
+    common::example_policies()
 }
 
 /// A bundle of `n` route policies, each with one test, like a large organisation's.
@@ -76,53 +71,13 @@ fn bench_verify_during_reloads(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let yaml = format!(
-        "public_url: https://auth.example.com\ndatabase_url: 'sqlite::memory:'\npolicies_dir: {}\ncookie:\n  secret: {SECRET}\n",
-        example().display()
-    );
-    let config = Config::from_yaml_and_env(&yaml, Path::new("bench.yaml"), &[]).expect("config");
-    let (decider, cookie, live) = rt.block_on(async {
-        let store = Store::connect(config.database_url.expose())
-            .await
-            .expect("store");
-        store.migrate().await.expect("migrate");
-        let live = Arc::new(ArcSwap::from_pointee(
-            Bundle::load(&example()).expect("bundle"),
-        ));
-        let sessions = SessionResolver::new(
-            store.clone(),
-            SessionTimeouts {
-                idle_timeout: Duration::from_secs(3600),
-                cache_ttl: Duration::from_secs(3600),
-            },
-        );
-        let grant = SessionGrant {
-            email: "ann@example.com".into(),
-            name: None,
-            username: None,
-            store_groups: Some(vec!["kitchen".into()]),
-            tenant: None,
-            ttl: Duration::from_secs(3600),
-            amr: vec![],
-            ip: None,
-            user_agent: None,
-        };
-        let cookie = issue_session(
-            &store,
-            &CookieSigner::new(SECRET.as_bytes()),
-            &grant,
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("session")
-        .cookie_value;
-        (Decider::new(&config, live.clone(), sessions), cookie, live)
-    });
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        HeaderName::from_static("x-original-url"),
-        HeaderValue::from_static("https://apps.example.com/restaurant"),
-    );
+    let common::Fixture {
+        decider,
+        cookie,
+        bundle: live,
+        ..
+    } = rt.block_on(common::fixture("sqlite::memory:", &["kitchen"], None));
+    let headers = common::nginx_headers("https://apps.example.com/restaurant");
     let cookies = [cookie.as_str()];
     let credentials = Credentials {
         cookies: &cookies,
@@ -169,27 +124,14 @@ fn bench_verify_during_reloads(c: &mut Criterion) {
     println!("bundle swaps during the measurement: {swaps}");
 }
 
-fn mean_ns(group: &str, name: &str) -> Option<f64> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "../target/criterion/{group}/{name}/new/estimates.json"
-    ));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    json["mean"]["point_estimate"].as_f64()
-}
-
 fn main() {
-    let mut c = Criterion::default()
-        .output_directory(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"))
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args();
+    let mut c = common::criterion(Duration::from_secs(3));
     bench_build(&mut c);
     bench_verify_during_reloads(&mut c);
     c.final_summary();
     if let (Some(small), Some(large)) = (
-        mean_ns("reload", "example_bundle"),
-        mean_ns("reload", "bundle_500_routes"),
+        common::mean_ns("reload", "example_bundle"),
+        common::mean_ns("reload", "bundle_500_routes"),
     ) {
         println!(
             "\nbundle build: example {:.1} ms, {ROUTES} routes {:.1} ms ({:.1}x)",
@@ -199,8 +141,8 @@ fn main() {
         );
     }
     if let (Some(quiet), Some(busy)) = (
-        mean_ns("verify_reloading", "quiet"),
-        mean_ns("verify_reloading", "during_reloads"),
+        common::mean_ns("verify_reloading", "quiet"),
+        common::mean_ns("verify_reloading", "during_reloads"),
     ) {
         println!(
             "verify: quiet {:.1} µs, during reloads {:.1} µs ({:.2}x)",

@@ -1,0 +1,120 @@
+//! What the benchmarks share: a `Decider` over the example bundle with one cached-to-be
+//! session, NGINX-style verify headers, and reading criterion's estimates for the ratio
+//! summaries.
+#![allow(dead_code)] // each benchmark uses part of this
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use arc_swap::ArcSwap;
+use criterion::Criterion;
+use gatehouse::config::Config;
+use gatehouse::decision::Decider;
+use gatehouse::policy::Bundle;
+use gatehouse::session::resolver::{SessionResolver, SessionTimeouts};
+use gatehouse::session::token::CookieSigner;
+use gatehouse::session::{SessionGrant, issue_session};
+use gatehouse::store::Store;
+
+pub const SECRET: &str = "bench-cookie-secret-0123456789abcdef0123";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn example_policies() -> PathBuf {
+    repo_root().join("policies")
+}
+
+pub struct Fixture {
+    pub decider: Decider,
+    pub cookie: String,
+    pub bundle: Arc<ArcSwap<Bundle>>,
+    pub store: Store,
+}
+
+/// A migrated store at `database_url`, the example bundle, and a session for
+/// ann@example.com in `groups` (and `tenant` as admin).
+pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) -> Fixture {
+    let yaml = format!(
+        "public_url: https://auth.example.com\ndatabase_url: '{database_url}'\npolicies_dir: {}\ncookie:\n  secret: {SECRET}\n",
+        example_policies().display()
+    );
+    let config = Config::from_yaml_and_env(&yaml, Path::new("bench.yaml"), &[]).expect("config");
+    let store = Store::connect(database_url).await.expect("store");
+    store.migrate().await.expect("migrate");
+    let bundle = Arc::new(ArcSwap::from_pointee(
+        Bundle::load(&config.policies_dir).expect("bundle"),
+    ));
+    let sessions = SessionResolver::new(
+        store.clone(),
+        SessionTimeouts {
+            idle_timeout: Duration::from_secs(3600),
+            cache_ttl: Duration::from_secs(3600),
+        },
+    );
+    let grant = SessionGrant {
+        email: "ann@example.com".into(),
+        name: None,
+        username: Some("ann".into()),
+        store_groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+        tenant: tenant.map(|t| (t.to_string(), "admin".to_string())),
+        ttl: Duration::from_secs(3600),
+        amr: vec!["pwd".into()],
+        ip: None,
+        user_agent: None,
+    };
+    let signer = CookieSigner::new(SECRET.as_bytes());
+    let cookie = issue_session(&store, &signer, &grant, chrono::Utc::now())
+        .await
+        .expect("session")
+        .cookie_value;
+    Fixture {
+        decider: Decider::new(&config, bundle.clone(), sessions),
+        cookie,
+        bundle,
+        store,
+    }
+}
+
+/// The headers NGINX's auth subrequest carries for `url`.
+pub fn nginx_headers(url: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in [
+        ("x-original-url", url),
+        ("x-original-method", "GET"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+        ),
+        ("accept", "text/html,application/xhtml+xml"),
+        ("x-forwarded-for", "203.0.113.7"),
+    ] {
+        h.insert(
+            HeaderName::from_static(k),
+            HeaderValue::from_str(v).expect("header"),
+        );
+    }
+    h
+}
+
+/// Criterion writing to the workspace's target/criterion, with short runs.
+pub fn criterion(measurement: Duration) -> Criterion {
+    Criterion::default()
+        .output_directory(&repo_root().join("target/criterion"))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(measurement)
+        .configure_from_args()
+}
+
+/// Criterion's mean estimate (ns) for `group/name` from this run, if it ran.
+pub fn mean_ns(group: &str, name: &str) -> Option<f64> {
+    let path = repo_root().join(format!(
+        "target/criterion/{group}/{name}/new/estimates.json"
+    ));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    json["mean"]["point_estimate"].as_f64()
+}
