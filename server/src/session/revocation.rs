@@ -10,36 +10,46 @@ use sqlx::postgres::PgListener;
 use super::resolver::SessionResolver;
 use crate::store::{REVOCATION_CHANNEL, REVOKE_ALL};
 
-/// Listens for revocations until the process ends; reconnects after connection loss.
+/// Listens for revocations until the process ends, reconnecting after connection loss.
+///
+/// Announcements sent while the listener was away are lost, so after every reconnection the
+/// whole cache is cleared and sessions are re-read (with any revocation) from the store. Not
+/// before: while the database is down, the cache is what keeps verify answering, and no
+/// revocation can be written then anyway.
 pub fn spawn_listener(pool: PgPool, sessions: SessionResolver) {
     tokio::spawn(async move {
+        let mut reconnecting = false;
         loop {
-            match listen(&pool, &sessions).await {
-                Ok(()) => return,
-                Err(e) => {
-                    // Announcements made while we were away are lost: forget every cached
-                    // session, so each is re-read (with its revocation) from the store.
-                    sessions.evict_all();
-                    tracing::warn!(error = %e, "revocation listener lost its connection; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
+            let error = listen(&pool, &sessions, &mut reconnecting).await;
+            reconnecting = true;
+            tracing::warn!(error = %error, "revocation listener lost its connection; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }
 
-async fn listen(pool: &PgPool, sessions: &SessionResolver) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(REVOCATION_CHANNEL).await?;
-    tracing::info!(
-        channel = REVOCATION_CHANNEL,
-        "listening for session revocations"
-    );
+/// Listens until the connection is lost; returns why.
+async fn listen(pool: &PgPool, sessions: &SessionResolver, reconnecting: &mut bool) -> sqlx::Error {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    if let Err(e) = listener.listen(REVOCATION_CHANNEL).await {
+        return e;
+    }
+    if std::mem::take(reconnecting) {
+        sessions.evict_all();
+        tracing::info!("revocation listener reconnected; session cache cleared");
+    } else {
+        tracing::info!(
+            channel = REVOCATION_CHANNEL,
+            "listening for session revocations"
+        );
+    }
     loop {
-        // `try_recv` answers `None` when the connection dropped (it reconnects on the next
-        // call): anything announced meanwhile was missed.
-        match listener.try_recv().await? {
-            Some(notification) => {
+        // `try_recv` answers `None` when the connection dropped.
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
                 let payload = notification.payload();
                 if payload == REVOKE_ALL {
                     sessions.evict_all();
@@ -52,10 +62,8 @@ async fn listen(pool: &PgPool, sessions: &SessionResolver) -> Result<(), sqlx::E
                     "revoked sessions evicted from the cache"
                 );
             }
-            None => {
-                sessions.evict_all();
-                tracing::warn!("revocation listener reconnected; session cache cleared");
-            }
+            Ok(None) => return sqlx::Error::Protocol("notification connection closed".into()),
+            Err(e) => return e,
         }
     }
 }
