@@ -111,6 +111,20 @@ pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     record.path = Some(req.path().to_string());
     record.policy_version = Some(status.version.clone());
     state.audit.record(record).await;
+    let detail = json!({"result": decision, "detail": detail});
+    if let Err(e) = state
+        .store
+        .record_admin_action(
+            &session.email,
+            "policy.reload",
+            Some(&status.version),
+            &detail,
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "admin action not recorded in admin_actions");
+    }
     match outcome {
         crate::policy::reload::ReloadOutcome::Refused { error } => {
             HttpResponse::UnprocessableEntity()

@@ -220,6 +220,12 @@ impl SessionResolver {
         }
     }
 
+    /// Sessions held in this replica's cache (approximate; expired entries linger until
+    /// moka's housekeeping runs).
+    pub fn cached_sessions(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
     /// Drops every cached session (e.g. `session revoke --all` seen from another replica).
     pub fn evict_all(&self) {
         self.cache.invalidate_all();

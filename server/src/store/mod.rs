@@ -502,6 +502,22 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Records an administrator's change in `admin_actions`.
+    pub async fn record_admin_action(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        detail: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO admin_actions (time, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(now).bind(actor).bind(action).bind(target).bind(Json(detail))
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
     /// Records that a bundle version was loaded (first and last load time, file list).
     pub async fn record_policy_version(
         &self,

@@ -311,6 +311,21 @@ async fn admin_reload_api_is_guarded_by_the_admin_policy_and_csrf() {
         "{bundle}"
     );
     assert!(bundle["files"].as_array().unwrap().len() >= 9);
+    // Each reload through the API is an admin action on record.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&app.db.url)
+        .await
+        .unwrap();
+    let actions: Vec<(String, String)> =
+        sqlx::query_as("SELECT actor, action FROM admin_actions ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .all(|(actor, action)| actor == "root@example.com" && action == "policy.reload")
+    );
 }
 
 #[tokio::test]

@@ -217,4 +217,5 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains("gatehouse_verify_duration_seconds_bucket"));
+    assert!(metrics.contains("gatehouse_sessions_active"));
 }
