@@ -69,6 +69,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
+        warn_unimplemented(&config);
         let store = Store::connect(config.database_url.expose()).await?;
         store.migrate().await?;
         let bundle = Bundle::load(&config.policies_dir)?;
@@ -226,6 +227,21 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/csrf", web::get().to(http::admin_api::csrf))
         .route("/admin/api/bundle", web::get().to(http::admin_api::bundle))
         .route("/admin/api/reload", web::post().to(http::admin_api::reload));
+}
+
+/// Says plainly which configured parts do not run yet, rather than ignoring them silently.
+fn warn_unimplemented(config: &Config) {
+    if config.oidc.is_some() {
+        tracing::warn!(
+            "`oidc` is configured but the OIDC login (/auth/login, /auth/callback) is not implemented yet; sessions come from `gatehouse session create`"
+        );
+    }
+    if let Some(proxy) = &config.proxy {
+        tracing::warn!(listen = %proxy.listen, "`proxy` is configured but the built-in proxy is not implemented yet; nothing listens there");
+    }
+    if let Some(grpc) = &config.grpc_listen {
+        tracing::warn!(listen = %grpc, "`grpc_listen` is configured but the Envoy ext_authz server is not implemented yet; nothing listens there");
+    }
 }
 
 /// Keeps daily audit partitions created ahead and drops expired ones, hourly.

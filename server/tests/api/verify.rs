@@ -219,3 +219,38 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
     assert!(metrics.contains("gatehouse_verify_duration_seconds_bucket"));
     assert!(metrics.contains("gatehouse_sessions_active"));
 }
+
+#[tokio::test]
+async fn default_allow_authenticated_lets_any_session_through_unmatched_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "default: allow-authenticated\nroutes:\n  - name: health\n    path: /healthz\n    public: true\n",
+    )
+    .unwrap();
+    let mut options = crate::helpers::AppOptions::new(crate::helpers::Backend::Sqlite);
+    options.policies = dir.path().to_path_buf();
+    let app = crate::helpers::spawn_app_with(options).await;
+    let cookie = app
+        .login(&Person {
+            email: "ann@example.com",
+            groups: &["kitchen"],
+            tenant: None,
+        })
+        .await;
+    let anonymous = app
+        .verify("https://apps.example.com/anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let allowed = app
+        .verify("https://apps.example.com/anything")
+        .header("Cookie", app.cookie(&cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["X-Auth-Request-Email"], "ann@example.com");
+    assert_eq!(allowed.headers()["X-Auth-Request-Groups"], "kitchen");
+}
