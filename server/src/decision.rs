@@ -19,6 +19,9 @@ use crate::session::token::CookieSigner;
 
 /// The route name used for requests no route matches.
 pub const DEFAULT_ROUTE: &str = "default";
+/// How many cookies carrying our name one request may have tried.
+const MAX_COOKIES_TRIED: usize = 4;
+
 /// The route whose policy guards Gatehouse's own admin UI and API.
 pub const ADMIN_ROUTE: &str = "gatehouse-admin";
 
@@ -345,9 +348,12 @@ impl Decider {
         now: DateTime<Utc>,
     ) -> Result<Result<Arc<ResolvedSession>, InvalidSession>, String> {
         let mut first_invalid = InvalidSession::Unknown;
+        // A few cookies are tried at most, so a request stuffed with forged cookies cannot
+        // turn into many store lookups.
         let tokens = credentials
             .cookies
             .iter()
+            .take(MAX_COOKIES_TRIED)
             .map(|c| self.signer.verify(c))
             .chain(credentials.bearer.map(|b| self.signer.verify_bearer(b)));
         for token in tokens {

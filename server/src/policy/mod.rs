@@ -70,8 +70,19 @@ impl BundleFiles {
     pub fn read(dir: &Path) -> Result<BundleFiles, PolicyError> {
         let display_root = dir.display().to_string();
         let mut files = Vec::new();
+        // Symlinks are followed (ConfigMaps are made of them), so a link back up the tree
+        // would loop: the depth is bounded.
+        const MAX_DEPTH: usize = 16;
         let mut stack = vec![(dir.to_path_buf(), String::new())];
         while let Some((path, rel)) = stack.pop() {
+            if rel.matches('/').count() >= MAX_DEPTH {
+                return Err(PolicyError::at(
+                    &path.display().to_string(),
+                    1,
+                    1,
+                    format!("directories nested deeper than {MAX_DEPTH} (a symlink loop?)"),
+                ));
+            }
             let entries = std::fs::read_dir(&path).map_err(|e| {
                 PolicyError::at(
                     &path.display().to_string(),
@@ -582,6 +593,16 @@ mod tests {
     }
 
     const ONE_ROUTE: &str = "routes:\n  - name: app\n    path: /app\n    policy: routes.app\n";
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_in_the_bundle_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("routes.yaml"), "routes: []\n").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let err = BundleFiles::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("symlink loop"), "{err}");
+    }
 
     #[test]
     fn rego_syntax_error_reports_file_line_col() {
