@@ -254,3 +254,40 @@ async fn default_allow_authenticated_lets_any_session_through_unmatched_paths() 
     assert_eq!(allowed.headers()["X-Auth-Request-Email"], "ann@example.com");
     assert_eq!(allowed.headers()["X-Auth-Request-Groups"], "kitchen");
 }
+
+#[tokio::test]
+async fn case_insensitive_bundles_fold_path_case_before_matching() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "case_insensitive_paths: true\nroutes:\n  - name: admin\n    path: /admin\n    cel: \"'admins' in user.groups\"\n  - name: open\n    path: /\n    cel: \"true\"\n",
+    )
+    .unwrap();
+    let mut options = crate::helpers::AppOptions::new(crate::helpers::Backend::Sqlite);
+    options.policies = dir.path().to_path_buf();
+    let app = crate::helpers::spawn_app_with(options).await;
+    let cookie = app
+        .login(&Person {
+            email: "ann@example.com",
+            groups: &["staff"],
+            tenant: None,
+        })
+        .await;
+    // On an IIS-like upstream /ADMIN is /admin: it must meet the admin rule, not the open one.
+    for path in ["/admin", "/ADMIN", "/Admin/users", "/%41DMIN"] {
+        let r = app
+            .verify(&format!("https://apps.example.com{path}"))
+            .header("Cookie", app.cookie(&cookie))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let open = app
+        .verify("https://apps.example.com/Home")
+        .header("Cookie", app.cookie(&cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+}
