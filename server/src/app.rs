@@ -93,7 +93,9 @@ impl Application {
         if let Some(pool) = store.postgres_pool() {
             crate::session::revocation::spawn_listener(pool.clone(), sessions.clone());
         }
-        let decider = Decider::new(&config, bundle.clone(), sessions);
+        let devices =
+            crate::session::device::DeviceResolver::new(store.clone(), config.session.cache_ttl.0);
+        let decider = Decider::new(&config, bundle.clone(), sessions, devices);
         let reloader = Arc::new(PolicyReloader::new(
             config.policies_dir.clone(),
             bundle.clone(),

@@ -48,6 +48,32 @@ pub enum Command {
     /// Read the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Register devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register (or update) the device of an mTLS client certificate; prints its id. A trusted
+    /// ingress passes the verified certificate's fingerprint as X-Client-Cert-Fingerprint
+    /// (or NGINX's $ssl_client_fingerprint as X-SSL-Client-Fingerprint).
+    Register {
+        /// SHA-256 (or NGINX's SHA-1) fingerprint, hex with or without colons.
+        #[arg(long)]
+        cert_fingerprint: String,
+        /// The device is managed by the organisation.
+        #[arg(long)]
+        managed: bool,
+        /// low, medium or high.
+        #[arg(long, default_value = "medium")]
+        trust: String,
+        /// The user the device belongs to (must exist).
+        #[arg(long)]
+        email: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +189,54 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Session(s) => session(s).await,
         Command::Policy(p) => policy(p),
         Command::Audit(a) => audit(a).await,
+        Command::Device(d) => device(d).await,
+    }
+}
+
+async fn device(command: DeviceCommand) -> ExitCode {
+    let DeviceCommand::Register {
+        cert_fingerprint,
+        managed,
+        trust,
+        email,
+        config,
+    } = command;
+    let Some(fingerprint) = crate::session::device::normalize_fingerprint(&cert_fingerprint) else {
+        return fail(
+            2,
+            "--cert-fingerprint must be a hex SHA-256 or SHA-1 fingerprint",
+        );
+    };
+    let (_, store) = match connect(&config.config).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    match store
+        .register_cert_device(
+            &fingerprint,
+            managed,
+            &trust,
+            email.as_deref(),
+            chrono::Utc::now(),
+        )
+        .await
+    {
+        Ok(id) => {
+            let record = crate::audit::AuditRecord::event(
+                "admin",
+                "device_registered",
+                email.as_deref(),
+                Some(format!("{fingerprint} managed={managed} trust={trust}")),
+            );
+            if let Err(e) = store.insert_audit(&[record]).await {
+                eprintln!("warning: device registered but not audited: {e}");
+            }
+            println!("{id}");
+            eprintln!("device {id}: {fingerprint}, managed: {managed}, trust: {trust}");
+            ExitCode::SUCCESS
+        }
+        Err(crate::store::StoreError::Invalid(message)) => fail(2, message),
+        Err(e) => fail(1, e),
     }
 }
 

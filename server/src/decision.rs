@@ -14,6 +14,7 @@ use crate::policy::input::{RequestFacts, RouteFacts};
 use crate::policy::{Bundle, DefaultAction, RouteRule};
 use crate::request::normalize::{normalize_host, normalize_path, split_target};
 use crate::request::original::{OriginalRequest, VerifyCall};
+use crate::session::device::{DeviceResolver, FINGERPRINT_HEADERS, normalize_fingerprint};
 use crate::session::resolver::{InvalidSession, ResolvedSession, SessionResolver};
 use crate::session::token::CookieSigner;
 
@@ -94,6 +95,7 @@ pub enum UnauthenticatedMode {
 pub struct Decider {
     pub bundle: Arc<ArcSwap<Bundle>>,
     pub sessions: SessionResolver,
+    pub devices: DeviceResolver,
     pub signer: CookieSigner,
     pub headers: HeaderNames,
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -113,6 +115,7 @@ impl Decider {
         config: &Config,
         bundle: Arc<ArcSwap<Bundle>>,
         sessions: SessionResolver,
+        devices: DeviceResolver,
     ) -> Decider {
         let mut hidden: Vec<String> = config
             .headers
@@ -137,6 +140,7 @@ impl Decider {
         Decider {
             bundle,
             sessions,
+            devices,
             signer: CookieSigner::new(config.cookie.secret.expose().as_bytes()),
             headers: config.headers.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
@@ -249,8 +253,22 @@ impl Decider {
             tenant: m.tenant.as_deref(),
             params: &m.params,
         };
+        // A registered client certificate from a trusted ingress is the device.
+        let with_device;
+        let identity = match self.certificate_device(&original, headers).await {
+            Ok(Some(device)) => {
+                d.device_id = Some(device.id.clone());
+                let mut identity = session.identity.clone();
+                identity.rego.device = device.rego.clone();
+                identity.cel.device = device.cel.clone();
+                with_device = identity;
+                &with_device
+            }
+            Ok(None) => &session.identity,
+            Err(message) => return d.error(message),
+        };
         let eval_started = Instant::now();
-        let outcome = bundle.evaluate(m.route, &request, &route_facts, &session.identity, now);
+        let outcome = bundle.evaluate(m.route, &request, &route_facts, identity, now);
         crate::metrics::METRICS
             .policy_eval_duration
             .observe(eval_started.elapsed().as_secs_f64());
@@ -338,6 +356,34 @@ impl Decider {
                 Err((500, "policy_error".into()))
             }
         }
+    }
+
+    /// The registered device of the client certificate a trusted ingress verified, if any.
+    /// Fingerprint headers from anyone else are ignored, like every forwarding header.
+    async fn certificate_device(
+        &self,
+        original: &OriginalRequest,
+        headers: &HeaderMap,
+    ) -> Result<Option<Arc<crate::session::device::DeviceDocs>>, String> {
+        if !original.from_trusted_proxy {
+            return Ok(None);
+        }
+        let Some(raw) = FINGERPRINT_HEADERS
+            .iter()
+            .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        else {
+            return Ok(None);
+        };
+        let Some(fingerprint) = normalize_fingerprint(raw) else {
+            tracing::warn!(
+                "ignoring a client certificate fingerprint that is not hex SHA-1/SHA-256"
+            );
+            return Ok(None);
+        };
+        self.devices
+            .resolve(&fingerprint)
+            .await
+            .map_err(|e| format!("device store: {e}"))
     }
 
     /// Finds a live session among the presented credentials. Several cookies with our name

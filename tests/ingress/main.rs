@@ -116,6 +116,18 @@ async fn nginx_auth_request_guards_apps_end_to_end() {
         "{echo}"
     );
 
+    // `device register` through the real CLI (the trust rules are covered by the API tests).
+    let device = gh.cli(&[
+        "device",
+        "register",
+        "--cert-fingerprint",
+        &"ab".repeat(32),
+        "--managed",
+        "--trust",
+        "high",
+    ]);
+    assert_eq!(device.len(), 36, "prints the device id: {device}");
+
     // Other spellings of a path reach the route of their normalized form.
     for path in [
         "/marketing/../restaurant/x",

@@ -72,7 +72,15 @@ pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) 
         .expect("session")
         .cookie_value;
     Fixture {
-        decider: Decider::new(&config, bundle.clone(), sessions),
+        decider: Decider::new(
+            &config,
+            bundle.clone(),
+            sessions,
+            gatehouse::session::device::DeviceResolver::new(
+                store.clone(),
+                Duration::from_secs(3600),
+            ),
+        ),
         cookie,
         bundle,
         store,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
 use crate::request::normalize::NormalizedPath;
-use crate::store::SessionRecord;
+use crate::store::{DeviceRecord, SessionRecord};
 
 /// A value type an input document can be written in.
 pub trait Doc: Sized + Clone {
@@ -108,6 +108,21 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// `input.device` for a known device.
+pub fn device_doc<D: Doc>(d: &DeviceRecord) -> D {
+    D::map(vec![
+        ("id", D::str(&d.id)),
+        ("registered", D::bool(d.registered)),
+        ("managed", D::bool(d.managed)),
+        ("trust", D::str(&d.trust)),
+        ("posture", from_json(&d.posture.0)),
+        (
+            "cert_fingerprint",
+            D::opt_str(d.cert_fingerprint.as_deref()),
+        ),
+    ])
+}
+
 /// `input.user`, `input.session` and `input.device` of one session, in one value type.
 #[derive(Clone, Debug)]
 pub struct IdentityDocs<D> {
@@ -147,20 +162,7 @@ impl<D: Doc> IdentityDocs<D> {
             ("auth_time", D::str(&rfc3339(s.auth_time))),
             ("amr", D::strs(s.amr.0.iter().map(String::as_str))),
         ]);
-        let device = match &record.device {
-            Some(d) => D::map(vec![
-                ("id", D::str(&d.id)),
-                ("registered", D::bool(d.registered)),
-                ("managed", D::bool(d.managed)),
-                ("trust", D::str(&d.trust)),
-                ("posture", from_json(&d.posture.0)),
-                (
-                    "cert_fingerprint",
-                    D::opt_str(d.cert_fingerprint.as_deref()),
-                ),
-            ]),
-            None => D::null(),
-        };
+        let device = record.device.as_ref().map_or_else(D::null, device_doc);
         IdentityDocs {
             user,
             session,

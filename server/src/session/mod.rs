@@ -1,5 +1,6 @@
 //! Sessions: tokens, signed cookies, issuing, and resolution with an in-memory cache.
 
+pub mod device;
 pub mod resolver;
 pub mod revocation;
 pub mod token;

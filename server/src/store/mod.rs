@@ -502,6 +502,45 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Registers (or updates) the device identified by an mTLS client certificate
+    /// fingerprint (`sha256:<hex>` or `sha1:<hex>`); returns its id.
+    pub async fn register_cert_device(
+        &self,
+        fingerprint: &str,
+        managed: bool,
+        trust: &str,
+        owner_email: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        if !matches!(trust, "low" | "medium" | "high") {
+            return Err(StoreError::Invalid(format!(
+                "trust must be low, medium or high, not `{trust}`"
+            )));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let owner = owner_email.map(|e| e.trim().to_ascii_lowercase());
+        let sql = "INSERT INTO devices (id, user_id, cert_fingerprint, registered, managed, trust, posture, created_at)
+                   VALUES ($1, (SELECT id FROM users WHERE email = $2), $3, TRUE, $4, $5, '{}', $6)
+                   ON CONFLICT (cert_fingerprint) DO UPDATE SET
+                       registered = TRUE, managed = EXCLUDED.managed, trust = EXCLUDED.trust,
+                       user_id = COALESCE(EXCLUDED.user_id, devices.user_id)
+                   RETURNING id";
+        let row: (String,) = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(&id).bind(&owner).bind(fingerprint).bind(managed).bind(trust).bind(now)
+            .fetch_one(pool).await)?;
+        Ok(row.0)
+    }
+
+    /// The device registered for a client certificate fingerprint.
+    pub async fn find_cert_device(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let sql = "SELECT id, registered, managed, trust, posture, cert_fingerprint FROM devices WHERE cert_fingerprint = $1";
+        let device = on_pool!(self, pool => sqlx::query_as(sql).bind(fingerprint).fetch_optional(pool).await)?;
+        Ok(device)
+    }
+
     /// Records an administrator's change in `admin_actions`.
     pub async fn record_admin_action(
         &self,

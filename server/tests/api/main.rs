@@ -3,6 +3,7 @@
 
 mod audit;
 mod audit_cookbook;
+mod devices;
 mod helpers;
 mod hostile;
 #[path = "../../../tests/common/postgres.rs"]

@@ -1,0 +1,102 @@
+//! Devices identified by a client certificate fingerprint from a trusted ingress.
+
+use crate::helpers::{AppOptions, Backend, Person, spawn_app, spawn_app_with};
+
+const FINGERPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
+
+#[tokio::test]
+async fn a_registered_certificate_is_the_device_policies_see() {
+    for backend in crate::helpers::BACKENDS {
+        let app = spawn_app(backend).await;
+        let fin = app
+            .login(&Person {
+                email: "fin@example.com",
+                groups: &["finance"],
+                tenant: None,
+            })
+            .await;
+        let normalized = gatehouse::session::device::normalize_fingerprint(FINGERPRINT).unwrap();
+        app.store
+            .register_cert_device(
+                &normalized,
+                true,
+                "high",
+                Some("fin@example.com"),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        let reports = "https://apps.example.com/reports";
+        // The example `reports` route: finance, from a managed device.
+        let without = app
+            .verify(reports)
+            .header("Cookie", app.cookie(&fin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(without.status(), 403, "{backend:?}");
+        let with = app
+            .verify(reports)
+            .header("Cookie", app.cookie(&fin))
+            .header("X-Client-Cert-Fingerprint", FINGERPRINT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(with.status(), 200, "{backend:?}");
+        let nginx_style = app
+            .verify(reports)
+            .header("Cookie", app.cookie(&fin))
+            .header(
+                "X-SSL-Client-Fingerprint",
+                FINGERPRINT.replace(':', "").to_lowercase(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(nginx_style.status(), 200, "{backend:?}");
+        let unknown = app
+            .verify(reports)
+            .header("Cookie", app.cookie(&fin))
+            .header("X-Client-Cert-Fingerprint", "00".repeat(32))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 403, "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn fingerprints_from_untrusted_peers_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    // A route on the verify path itself, so an untrusted peer's request line matches it.
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "routes:\n  - name: managed-only\n    path: /auth/verify\n    cel: \"device.managed\"\n",
+    )
+    .unwrap();
+    let mut options = AppOptions::new(Backend::Sqlite);
+    options.policies = dir.path().to_path_buf();
+    options.extra_yaml = "trusted_proxies: [10.99.0.0/16]\n".into();
+    let app = spawn_app_with(options).await;
+    let fin = app
+        .login(&Person {
+            email: "fin@example.com",
+            groups: &["finance"],
+            tenant: None,
+        })
+        .await;
+    let normalized = gatehouse::session::device::normalize_fingerprint(FINGERPRINT).unwrap();
+    app.store
+        .register_cert_device(&normalized, true, "high", None, chrono::Utc::now())
+        .await
+        .unwrap();
+    let forged = app
+        .client
+        .get(format!("{}/auth/verify", app.base))
+        .header("Cookie", app.cookie(&fin))
+        .header("X-Client-Cert-Fingerprint", FINGERPRINT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+}
