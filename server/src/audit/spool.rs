@@ -47,6 +47,11 @@ impl Spool {
             text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
             text.push('\n');
         }
+        // The directory may have been removed under us (a cleanup job, an operator): make it
+        // again rather than lose the records.
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -140,5 +145,15 @@ mod tests {
         reopened.clear().unwrap();
         assert_eq!(reopened.pending(), 0);
         assert!(reopened.read_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_removed_spool_directory_is_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let mut spool = Spool::open(&spool_dir).unwrap();
+        std::fs::remove_dir_all(&spool_dir).unwrap();
+        spool.append(&[record("a")]).unwrap();
+        assert_eq!(spool.read_all().unwrap().len(), 1);
     }
 }

@@ -225,12 +225,7 @@ async fn no_audit_record_is_lost_while_postgres_is_down() {
     let url = "https://apps.example.com/restaurant";
     let mut ids = Vec::new();
     let mut verify = async |expect: u16| {
-        let r = app
-            .verify(url)
-            .header("Cookie", app.cookie(&ann))
-            .send()
-            .await
-            .unwrap();
+        let r = app.verify_as(url, &ann).await;
         assert_eq!(r.status().as_u16(), expect);
         ids.push(r.headers()["X-Request-Id"].to_str().unwrap().to_string());
     };

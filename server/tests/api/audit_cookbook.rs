@@ -45,11 +45,8 @@ async fn every_cookbook_query_runs_and_finds_its_rows() {
         })
         .await;
     let allowed = app
-        .verify("https://apps.example.com/restaurant/orders")
-        .header("Cookie", app.cookie(&ann))
-        .send()
-        .await
-        .unwrap();
+        .verify_as("https://apps.example.com/restaurant/orders", &ann)
+        .await;
     let request_id = allowed.headers()["X-Request-Id"]
         .to_str()
         .unwrap()
@@ -58,12 +55,7 @@ async fn every_cookbook_query_runs_and_finds_its_rows() {
         "https://apps.example.com/admin/users",
         "https://apps.example.com/marketing",
     ] {
-        let r = app
-            .verify(url)
-            .header("Cookie", app.cookie(&ann))
-            .send()
-            .await
-            .unwrap();
+        let r = app.verify_as(url, &ann).await;
         assert_eq!(r.status(), 403);
     }
     let anonymous = app
@@ -119,11 +111,7 @@ async fn audit_query_cli_filters_on_both_backends() {
             "https://apps.example.com/restaurant",
             "https://apps.example.com/marketing",
         ] {
-            app.verify(url)
-                .header("Cookie", app.cookie(&ann))
-                .send()
-                .await
-                .unwrap();
+            app.verify_as(url, &ann).await;
         }
         app.verify("https://apps.example.com/healthz")
             .send()

@@ -28,12 +28,7 @@ async fn a_registered_certificate_is_the_device_policies_see() {
             .unwrap();
         let reports = "https://apps.example.com/reports";
         // The example `reports` route: finance, from a managed device.
-        let without = app
-            .verify(reports)
-            .header("Cookie", app.cookie(&fin))
-            .send()
-            .await
-            .unwrap();
+        let without = app.verify_as(reports, &fin).await;
         assert_eq!(without.status(), 403, "{backend:?}");
         let with = app
             .verify(reports)

@@ -270,6 +270,15 @@ impl TestApp {
             .header("X-Original-Method", "GET")
     }
 
+    /// A verify call as NGINX makes it, with `cookie` as the session cookie.
+    pub async fn verify_as(&self, original_url: &str, cookie: &str) -> reqwest::Response {
+        self.verify(original_url)
+            .header("Cookie", self.cookie(cookie))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn cookie(&self, value: &str) -> String {
         format!("{}={value}", self.config.cookie.name)
     }

@@ -180,11 +180,8 @@ async fn hostile_forwarding_values_get_400_not_a_panic() {
     }
     // The service is still answering.
     let ok = app
-        .verify("https://apps.example.com/restaurant")
-        .header("Cookie", app.cookie(&cookie))
-        .send()
-        .await
-        .unwrap();
+        .verify_as("https://apps.example.com/restaurant", &cookie)
+        .await;
     assert_eq!(ok.status(), 200);
 }
 
@@ -220,11 +217,8 @@ async fn policy_evaluation_error_fails_closed_with_500() {
         .await;
     for path in ["/broken", "/loop"] {
         let response = app
-            .verify(&format!("https://apps.example.com{path}"))
-            .header("Cookie", app.cookie(&cookie))
-            .send()
-            .await
-            .unwrap();
+            .verify_as(&format!("https://apps.example.com{path}"), &cookie)
+            .await;
         assert_eq!(response.status(), 500, "{path}");
         assert!(!response.headers().contains_key("X-Auth-Request-User"));
     }

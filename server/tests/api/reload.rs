@@ -30,13 +30,7 @@ async fn app_with_bundle_copy(dir: &Path) -> TestApp {
 }
 
 async fn status_of(app: &TestApp, cookie: &str, url: &str) -> u16 {
-    app.verify(url)
-        .header("Cookie", app.cookie(cookie))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.verify_as(url, cookie).await.status().as_u16()
 }
 
 /// Polls until `url` answers `want`, failing after `limit`.

@@ -22,24 +22,11 @@ async fn expired_session_gets_401() {
         let app = spawn_app_with(short_cache(backend)).await;
         let cookie = app.login_for(&ANN, Duration::from_secs(1)).await;
         let url = "https://apps.example.com/restaurant";
-        assert_eq!(
-            app.verify(url)
-                .header("Cookie", app.cookie(&cookie))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.verify_as(url, &cookie).await.status(), 200);
         tokio::time::sleep(Duration::from_millis(1100)).await;
         // Cached or not, an expired session is refused.
         assert_eq!(
-            app.verify(url)
-                .header("Cookie", app.cookie(&cookie))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            app.verify_as(url, &cookie).await.status(),
             401,
             "{backend:?}"
         );
@@ -59,15 +46,7 @@ async fn revoked_session_gets_401_once_the_cache_entry_lapses() {
             })
             .await;
         let url = "https://apps.example.com/restaurant";
-        assert_eq!(
-            app.verify(url)
-                .header("Cookie", app.cookie(&cookie))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.verify_as(url, &cookie).await.status(), 200);
         let revoked = app
             .store
             .revoke_sessions_by_email("ANN@example.com", "test", chrono::Utc::now())
@@ -76,25 +55,12 @@ async fn revoked_session_gets_401_once_the_cache_entry_lapses() {
         assert_eq!(revoked.len(), 1);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
-            app.verify(url)
-                .header("Cookie", app.cookie(&cookie))
-                .send()
-                .await
-                .unwrap()
-                .status(),
+            app.verify_as(url, &cookie).await.status(),
             401,
             "{backend:?}"
         );
         // Other users are untouched.
-        assert_eq!(
-            app.verify(url)
-                .header("Cookie", app.cookie(&other))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.verify_as(url, &other).await.status(), 200);
     }
 }
 
@@ -111,36 +77,12 @@ async fn idle_session_gets_401_and_activity_keeps_it_alive() {
         .await;
     let url = "https://apps.example.com/restaurant";
     for _ in 0..4 {
-        assert_eq!(
-            app.verify(url)
-                .header("Cookie", app.cookie(&active))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.verify_as(url, &active).await.status(), 200);
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     // 4 s without a request is past the 2 s idle timeout.
-    assert_eq!(
-        app.verify(url)
-            .header("Cookie", app.cookie(&idle))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    assert_eq!(
-        app.verify(url)
-            .header("Cookie", app.cookie(&active))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.verify_as(url, &idle).await.status(), 401);
+    assert_eq!(app.verify_as(url, &active).await.status(), 200);
 }
 
 #[tokio::test]
@@ -162,11 +104,8 @@ async fn store_failure_fails_closed_with_500() {
     .await
     .unwrap();
     let response = app
-        .verify("https://apps.example.com/restaurant")
-        .header("Cookie", app.cookie(&cookie))
-        .send()
-        .await
-        .unwrap();
+        .verify_as("https://apps.example.com/restaurant", &cookie)
+        .await;
     assert_eq!(response.status(), 500);
     assert!(!response.headers().contains_key("X-Auth-Request-User"));
     // Public routes need no store and keep answering.

@@ -245,11 +245,8 @@ async fn default_allow_authenticated_lets_any_session_through_unmatched_paths() 
         .unwrap();
     assert_eq!(anonymous.status(), 401);
     let allowed = app
-        .verify("https://apps.example.com/anything")
-        .header("Cookie", app.cookie(&cookie))
-        .send()
-        .await
-        .unwrap();
+        .verify_as("https://apps.example.com/anything", &cookie)
+        .await;
     assert_eq!(allowed.status(), 200);
     assert_eq!(allowed.headers()["X-Auth-Request-Email"], "ann@example.com");
     assert_eq!(allowed.headers()["X-Auth-Request-Groups"], "kitchen");
@@ -276,18 +273,12 @@ async fn case_insensitive_bundles_fold_path_case_before_matching() {
     // On an IIS-like upstream /ADMIN is /admin: it must meet the admin rule, not the open one.
     for path in ["/admin", "/ADMIN", "/Admin/users", "/%41DMIN"] {
         let r = app
-            .verify(&format!("https://apps.example.com{path}"))
-            .header("Cookie", app.cookie(&cookie))
-            .send()
-            .await
-            .unwrap();
+            .verify_as(&format!("https://apps.example.com{path}"), &cookie)
+            .await;
         assert_eq!(r.status(), 403, "{path}");
     }
     let open = app
-        .verify("https://apps.example.com/Home")
-        .header("Cookie", app.cookie(&cookie))
-        .send()
-        .await
-        .unwrap();
+        .verify_as("https://apps.example.com/Home", &cookie)
+        .await;
     assert_eq!(open.status(), 200);
 }
