@@ -44,15 +44,7 @@ async fn every_decision_becomes_an_audit_row_with_its_request_id() {
                 .to_string();
             seen.push((id, decision));
         }
-        let version: serde_json::Value = app
-            .client
-            .get(format!("{}/readyz", app.admin))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let version: serde_json::Value = app.admin_json("/readyz").await;
         let version = version["bundle"]["version"].as_str().unwrap().to_string();
         let rows = app
             .wait_for_audit_rows(seen.len(), Duration::from_secs(5))
@@ -254,15 +246,7 @@ async fn no_audit_record_is_lost_while_postgres_is_down() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 500);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.admin_text("/metrics").await;
     assert!(
         metrics.contains("gatehouse_audit_spooled_total"),
         "{metrics}"

@@ -1,6 +1,6 @@
 //! Devices identified by a client certificate fingerprint from a trusted ingress.
 
-use crate::helpers::{AppOptions, Backend, Person, spawn_app, spawn_app_with};
+use crate::helpers::{Person, spawn_app, spawn_app_with};
 
 const FINGERPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
 
@@ -62,15 +62,13 @@ async fn a_registered_certificate_is_the_device_policies_see() {
 
 #[tokio::test]
 async fn fingerprints_from_untrusted_peers_are_ignored() {
-    let dir = tempfile::tempdir().unwrap();
     // A route on the verify path itself, so an untrusted peer's request line matches it.
-    std::fs::write(
-        dir.path().join("routes.yaml"),
+    let dir = crate::helpers::bundle_dir(&[(
+        "routes.yaml",
         "routes:\n  - name: managed-only\n    path: /auth/verify\n    cel: \"device.managed\"\n",
-    )
-    .unwrap();
-    let mut options = AppOptions::new(Backend::Sqlite);
-    options.policies = dir.path().to_path_buf();
+    )]);
+    let mut options =
+        crate::helpers::AppOptions::with_policies(crate::helpers::Backend::Sqlite, dir.path());
     options.extra_yaml = "trusted_proxies: [10.99.0.0/16]\n".into();
     let app = spawn_app_with(options).await;
     let fin = app

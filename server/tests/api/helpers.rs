@@ -94,6 +94,25 @@ impl AppOptions {
     }
 }
 
+impl AppOptions {
+    /// Options serving the bundle in `dir` instead of the example one.
+    pub fn with_policies(backend: Backend, dir: &Path) -> AppOptions {
+        AppOptions {
+            policies: dir.to_path_buf(),
+            ..AppOptions::new(backend)
+        }
+    }
+}
+
+/// A policy bundle of `(file, text)` pairs in a temporary directory (removed when dropped).
+pub fn bundle_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(AppOptions::new(backend)).await
 }
@@ -268,6 +287,32 @@ impl TestApp {
             .get(format!("{}/auth/verify", self.base))
             .header("X-Original-URL", original_url)
             .header("X-Original-Method", "GET")
+    }
+
+    /// The admin listener's answer to `GET path` as text (`/metrics`).
+    pub async fn admin_text(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.admin);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The admin listener's answer to `GET path` as JSON (`/readyz`).
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let url = format!("{}{path}", self.admin);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// A verify call as NGINX makes it, with `cookie` as the session cookie.

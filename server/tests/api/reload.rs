@@ -55,14 +55,7 @@ async fn wait_for_status(
 }
 
 async fn readyz(app: &TestApp) -> serde_json::Value {
-    app.client
-        .get(format!("{}/readyz", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.admin_json("/readyz").await
 }
 
 const MARKETING: &str = "https://apps.example.com/marketing";
@@ -126,15 +119,7 @@ async fn broken_policy_keeps_the_last_good_bundle_serving() {
         status_of(&app, &ann, "https://apps.example.com/restaurant").await,
         200
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.admin_text("/metrics").await;
     assert!(
         metrics.contains("gatehouse_policy_reload_errors_total"),
         "{metrics}"

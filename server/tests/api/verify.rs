@@ -187,15 +187,7 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let ready: serde_json::Value = app
-        .client
-        .get(format!("{}/readyz", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = app.admin_json("/readyz").await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["database"]["backend"], "postgres");
     assert_eq!(ready["bundle"]["version"].as_str().unwrap().len(), 16);
@@ -203,15 +195,7 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
         .send()
         .await
         .unwrap();
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.admin_text("/metrics").await;
     assert!(
         metrics.contains("gatehouse_decisions_total{decision=\"public\",route=\"public-health\"}"),
         "{metrics}"
@@ -222,14 +206,12 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn default_allow_authenticated_lets_any_session_through_unmatched_paths() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("routes.yaml"),
+    let dir = crate::helpers::bundle_dir(&[(
+        "routes.yaml",
         "default: allow-authenticated\nroutes:\n  - name: health\n    path: /healthz\n    public: true\n",
-    )
-    .unwrap();
-    let mut options = crate::helpers::AppOptions::new(crate::helpers::Backend::Sqlite);
-    options.policies = dir.path().to_path_buf();
+    )]);
+    let options =
+        crate::helpers::AppOptions::with_policies(crate::helpers::Backend::Sqlite, dir.path());
     let app = crate::helpers::spawn_app_with(options).await;
     let cookie = app
         .login(&Person {
@@ -254,14 +236,12 @@ async fn default_allow_authenticated_lets_any_session_through_unmatched_paths() 
 
 #[tokio::test]
 async fn case_insensitive_bundles_fold_path_case_before_matching() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("routes.yaml"),
+    let dir = crate::helpers::bundle_dir(&[(
+        "routes.yaml",
         "case_insensitive_paths: true\nroutes:\n  - name: admin\n    path: /admin\n    cel: \"'admins' in user.groups\"\n  - name: open\n    path: /\n    cel: \"true\"\n",
-    )
-    .unwrap();
-    let mut options = crate::helpers::AppOptions::new(crate::helpers::Backend::Sqlite);
-    options.policies = dir.path().to_path_buf();
+    )]);
+    let options =
+        crate::helpers::AppOptions::with_policies(crate::helpers::Backend::Sqlite, dir.path());
     let app = crate::helpers::spawn_app_with(options).await;
     let cookie = app
         .login(&Person {
