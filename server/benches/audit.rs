@@ -10,9 +10,6 @@ use std::time::{Duration, Instant};
 
 use gatehouse::audit::spool::Spool;
 use gatehouse::audit::{AuditRecord, AuditSink, AuditWriter};
-use gatehouse::decision::{Credentials, UnauthenticatedMode};
-use gatehouse::request::original::VerifyCall;
-use gatehouse::store::Store;
 use sqlx::Connection;
 
 fn admin_url() -> String {
@@ -67,11 +64,8 @@ fn record(i: usize) -> AuditRecord {
 }
 
 fn run(rt: &tokio::runtime::Runtime, url: &str) {
-    let store = rt.block_on(async {
-        let s = Store::connect(url).await.expect("store");
-        s.migrate().await.expect("migrate");
-        s
-    });
+    let fixture = rt.block_on(common::fixture(url, &["kitchen"], None));
+    let store = fixture.store.clone();
 
     // Throughput: 200,000 rows in batches of 1,000 (the default batch size).
     let total = 200_000;
@@ -91,8 +85,6 @@ fn run(rt: &tokio::runtime::Runtime, url: &str) {
 
     // Added verify latency: the decision alone vs the decision plus queueing its record.
     let spool_dir = tempfile::tempdir().expect("tempdir");
-    let fx = rt.block_on(common::fixture(url, &["kitchen"], None));
-    let (decider, cookie) = (fx.decider, fx.cookie);
     let (sink, rx) = AuditSink::channel();
     let writer = rt.block_on(async {
         AuditWriter::new(
@@ -105,27 +97,7 @@ fn run(rt: &tokio::runtime::Runtime, url: &str) {
         .spawn()
     });
     let headers = common::nginx_headers("https://apps.example.com/restaurant");
-    let cookies = [cookie.as_str()];
-    let credentials = Credentials {
-        cookies: &cookies,
-        bearer: None,
-    };
-    let call = VerifyCall {
-        method: "GET",
-        target: "/auth/verify",
-        peer: "127.0.0.1".parse().expect("ip"),
-        scheme: "http",
-    };
-    let decide = || {
-        decider.decide(
-            call,
-            &headers,
-            credentials,
-            UnauthenticatedMode::Status,
-            false,
-            chrono::Utc::now(),
-        )
-    };
+    let decide = || fixture.decide(&headers, true);
     assert_eq!(rt.block_on(decide()).status, 200);
 
     let mut c = common::criterion(Duration::from_secs(3));

@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use criterion::Criterion;
-use gatehouse::decision::{Credentials, UnauthenticatedMode};
 use gatehouse::policy::Bundle;
-use gatehouse::request::original::VerifyCall;
 
 const ROUTES: usize = 500;
 
@@ -71,34 +69,10 @@ fn bench_verify_during_reloads(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let common::Fixture {
-        decider,
-        cookie,
-        bundle: live,
-        ..
-    } = rt.block_on(common::fixture("sqlite::memory:", &["kitchen"], None));
+    let fixture = rt.block_on(common::fixture("sqlite::memory:", &["kitchen"], None));
+    let live = fixture.bundle.clone();
     let headers = common::nginx_headers("https://apps.example.com/restaurant");
-    let cookies = [cookie.as_str()];
-    let credentials = Credentials {
-        cookies: &cookies,
-        bearer: None,
-    };
-    let call = VerifyCall {
-        method: "GET",
-        target: "/auth/verify",
-        peer: "127.0.0.1".parse().expect("ip"),
-        scheme: "http",
-    };
-    let decide = || {
-        decider.decide(
-            call,
-            &headers,
-            credentials,
-            UnauthenticatedMode::Status,
-            false,
-            chrono::Utc::now(),
-        )
-    };
+    let decide = || fixture.decide(&headers, true);
     assert_eq!(rt.block_on(decide()).status, 200);
 
     let mut group = c.benchmark_group("verify_reloading");

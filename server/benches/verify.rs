@@ -9,13 +9,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use criterion::Criterion;
-use gatehouse::decision::{Credentials, UnauthenticatedMode};
 use gatehouse::policy::Bundle;
-use gatehouse::request::original::VerifyCall;
 
 const CASES: &[(&str, &str, bool, u16)] = &[
     (
@@ -67,31 +64,10 @@ fn bench_verify(c: &mut Criterion) {
         &["kitchen", "staff", "finance"],
         Some("acme"),
     ));
-    let peer: IpAddr = "127.0.0.1".parse().expect("ip");
     let mut group = c.benchmark_group("verify");
     for (name, url, with_cookie, expected) in CASES {
         let headers = common::nginx_headers(url);
-        let cookies = [f.cookie.as_str()];
-        let credentials = Credentials {
-            cookies: if *with_cookie { &cookies } else { &[] },
-            bearer: None,
-        };
-        let call = VerifyCall {
-            method: "GET",
-            target: "/auth/verify",
-            peer,
-            scheme: "http",
-        };
-        let decide = || {
-            f.decider.decide(
-                call,
-                &headers,
-                credentials,
-                UnauthenticatedMode::Status,
-                true,
-                chrono::Utc::now(),
-            )
-        };
+        let decide = || f.decide(&headers, *with_cookie);
         // Warm the session cache and check the case decides what it claims to.
         let status = rt.block_on(decide()).status;
         assert_eq!(status, *expected, "{name}");

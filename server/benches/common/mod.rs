@@ -3,6 +3,7 @@
 //! summaries.
 #![allow(dead_code)] // each benchmark uses part of this
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use arc_swap::ArcSwap;
 use criterion::Criterion;
 use gatehouse::config::Config;
-use gatehouse::decision::Decider;
+use gatehouse::decision::{Credentials, Decider, Decision, UnauthenticatedMode};
 use gatehouse::policy::Bundle;
+use gatehouse::request::original::VerifyCall;
 use gatehouse::session::resolver::{SessionResolver, SessionTimeouts};
 use gatehouse::session::token::CookieSigner;
 use gatehouse::session::{SessionGrant, issue_session};
@@ -84,6 +86,34 @@ pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) 
         cookie,
         bundle,
         store,
+    }
+}
+
+impl Fixture {
+    /// One verify decision for NGINX-style `headers`, with this fixture's session cookie or
+    /// none.
+    pub async fn decide(&self, headers: &HeaderMap, with_cookie: bool) -> Decision {
+        let cookie = [self.cookie.as_str()];
+        let credentials = Credentials {
+            cookies: if with_cookie { &cookie } else { &[] },
+            bearer: None,
+        };
+        let call = VerifyCall {
+            method: "GET",
+            target: "/auth/verify",
+            peer: IpAddr::from([127, 0, 0, 1]),
+            scheme: "http",
+        };
+        self.decider
+            .decide(
+                call,
+                headers,
+                credentials,
+                UnauthenticatedMode::Status,
+                false,
+                chrono::Utc::now(),
+            )
+            .await
     }
 }
 
