@@ -51,6 +51,8 @@ pub enum Command {
     /// Register devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Run a development OpenID provider on loopback (NOT for production).
+    DevIdp(crate::dev_idp::DevIdpArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +192,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Policy(p) => policy(p),
         Command::Audit(a) => audit(a).await,
         Command::Device(d) => device(d).await,
+        Command::DevIdp(args) => crate::dev_idp::run(args).await,
     }
 }
 

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod dev_idp;
+
 const SECRET: &str = "cli-test-cookie-secret-0123456789abcdef";
 
 fn gatehouse(args: &[&str]) -> Output {

@@ -1,0 +1,129 @@
+//! `gatehouse dev-idp`: a development OpenID provider on loopback. NOT FOR PRODUCTION.
+//!
+//! Static users and clients from a YAML file ([`config`]), an RSA key generated at start
+//! ([`keys`]), state in memory ([`store`]), tokens built with openidconnect's types
+//! ([`tokens`]), and the endpoints ([`http`]): discovery, JWKS, authorize with a login
+//! form, token (code with PKCE S256, refresh with rotation), userinfo, end_session with
+//! back-channel logout. The file is re-read on every request, so an edited user's groups
+//! show at the next refresh. See docs/dev-idp.md.
+
+pub mod config;
+pub mod html;
+pub mod http;
+pub mod keys;
+pub mod signed;
+pub mod store;
+pub mod tokens;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use actix_web::{App, HttpServer, web};
+
+use config::DevIdpConfig;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevIdpArgs {
+    /// A loopback address (127.0.0.1, ::1); port 0 picks a free port (printed at start).
+    #[arg(long, default_value = "127.0.0.1:5556")]
+    pub listen: SocketAddr,
+    /// The YAML file with the clients and users (see examples/dev-idp.yaml).
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+pub async fn run(args: DevIdpArgs) -> ExitCode {
+    if !args.listen.ip().is_loopback() {
+        return fail(
+            2,
+            format!(
+                "--listen {}: the dev IdP listens only on loopback (127.0.0.1 or ::1); it is a development tool, NOT for production",
+                args.listen
+            ),
+        );
+    }
+    let config = match DevIdpConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    let listener = match std::net::TcpListener::bind(args.listen) {
+        Ok(l) => l,
+        Err(e) => return fail(1, format!("cannot listen on {}: {e}", args.listen)),
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(1, e),
+    };
+    let issuer = config
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    if let Some(port) = url::Url::parse(&issuer)
+        .ok()
+        .and_then(|u| u.port_or_known_default())
+        && port != addr.port()
+    {
+        tracing::warn!(%issuer, listen = %addr, "dev-idp: the issuer's port is not the listening port");
+    }
+    let key = match keys::SigningKey::generate() {
+        Ok(k) => k,
+        Err(e) => return fail(1, e),
+    };
+    let banner = banner(&issuer, &addr, &config);
+    let idp = match http::Idp::new(issuer, args.config.clone(), config, key) {
+        Ok(idp) => web::Data::new(idp),
+        Err(e) => return fail(1, e),
+    };
+    let server = HttpServer::new(move || App::new().app_data(idp.clone()).configure(http::routes))
+        .workers(2)
+        .listen(listener);
+    let server = match server {
+        Ok(s) => s.run(),
+        Err(e) => return fail(1, format!("cannot serve on {addr}: {e}")),
+    };
+    // Printed once the socket is bound: tests and scripts read the issuer from it.
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(banner.as_bytes());
+    let _ = stdout.flush();
+    match server.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, e),
+    }
+}
+
+fn banner(issuer: &str, addr: &SocketAddr, config: &DevIdpConfig) -> String {
+    let line = "=".repeat(72);
+    let mut out = format!(
+        "{line}\ngatehouse dev-idp: DEVELOPMENT IDENTITY PROVIDER — NOT FOR PRODUCTION\n{line}\n\
+         listening on http://{addr}\nissuer: {issuer}\n\
+         discovery: {}/.well-known/openid-configuration\nclients:\n",
+        issuer.trim_end_matches('/')
+    );
+    for c in &config.clients {
+        out.push_str(&format!(
+            "  {} (redirect_uris: {})\n",
+            c.client_id,
+            c.redirect_uris.join(", ")
+        ));
+    }
+    out.push_str("logins (username / password):\n");
+    for u in &config.users {
+        out.push_str(&format!(
+            "  {} / {}  <{}> groups: [{}]\n",
+            u.username,
+            u.password,
+            u.email,
+            u.groups.join(", ")
+        ));
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
