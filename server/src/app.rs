@@ -14,6 +14,10 @@ use crate::audit::{AuditSink, AuditWriter, WriterHandle};
 use crate::config::{Config, ConfigError};
 use crate::decision::Decider;
 use crate::http;
+use crate::oidc::AuthService;
+use crate::oidc::crypto::TokenCipher;
+use crate::oidc::provider::OidcProvider;
+use crate::oidc::refresh::Refresher;
 use crate::policy::reload::{PolicyReloader, WatchHandle, watch};
 use crate::policy::{Bundle, PolicyError};
 use crate::session::resolver::{SessionResolver, SessionTimeouts};
@@ -95,7 +99,7 @@ impl Application {
         }
         let devices =
             crate::session::device::DeviceResolver::new(store.clone(), config.session.cache_ttl.0);
-        let decider = Decider::new(&config, bundle.clone(), sessions, devices);
+        let decider = Decider::new(&config, bundle.clone(), sessions.clone(), devices);
         let reloader = Arc::new(PolicyReloader::new(
             config.policies_dir.clone(),
             bundle.clone(),
@@ -115,6 +119,28 @@ impl Application {
             config.audit.flush_interval.0,
         )
         .spawn();
+        let provider = match &config.oidc {
+            Some(oidc) => Some(Arc::new(
+                OidcProvider::new(oidc, &callback_url(&config)).map_err(|e| ConfigError::Key {
+                    key: "oidc".into(),
+                    message: e,
+                })?,
+            )),
+            None => None,
+        };
+        if let Some(provider) = &provider {
+            spawn_initial_discovery(provider.clone());
+            Refresher {
+                store: store.clone(),
+                provider: provider.clone(),
+                cipher: TokenCipher::from_secret(config.cookie.secret.expose().as_bytes()),
+                sessions: sessions.clone(),
+                audit: audit.clone(),
+                interval: config.session.refresh_interval.0,
+            }
+            .spawn();
+        }
+        let auth = AuthService::new(&config, provider, store.clone(), sessions, audit.clone());
         spawn_partition_maintenance(store.clone(), config.audit.retention_days);
         spawn_sighup_reloads(reloader.clone());
         let state = web::Data::new(AppState {
@@ -124,6 +150,7 @@ impl Application {
             decider,
             reloader,
             audit,
+            auth,
         });
 
         let public_listener = bind(config.listen)?;
@@ -215,11 +242,44 @@ impl Application {
     }
 }
 
-/// The public listener: verify and (later) login endpoints.
+/// The public listener: verify and the browser login endpoints, with oauth2-proxy's
+/// `/oauth2/*` aliases.
 fn public_routes(cfg: &mut web::ServiceConfig) {
+    use http::auth;
     // NGINX `auth_request` keeps the original method (POST, DELETE, …): accept them all.
     cfg.route("/auth/verify", web::route().to(http::verify::verify))
-        .route("/oauth2/auth", web::route().to(http::verify::verify));
+        .route("/oauth2/auth", web::route().to(http::verify::verify))
+        .route("/auth/login", web::get().to(auth::login))
+        .route("/oauth2/start", web::get().to(auth::login))
+        .route("/auth/callback", web::get().to(auth::callback))
+        .route("/oauth2/callback", web::get().to(auth::callback))
+        .route("/auth/logout", web::get().to(auth::logout))
+        .route("/auth/logout", web::post().to(auth::logout))
+        .route("/oauth2/sign_out", web::get().to(auth::logout))
+        .route("/oauth2/sign_out", web::post().to(auth::logout))
+        .route(
+            "/auth/backchannel-logout",
+            web::post().to(auth::backchannel_logout),
+        )
+        .route("/", web::get().to(auth::home));
+}
+
+/// The redirect URI registered at the IdP.
+pub fn callback_url(config: &Config) -> String {
+    format!(
+        "{}/auth/callback",
+        config.public_url.as_str().trim_end_matches('/')
+    )
+}
+
+/// Reads the IdP's discovery document at start so the first login does not wait for it;
+/// an IdP that is down now is retried at the next login.
+fn spawn_initial_discovery(provider: Arc<OidcProvider>) {
+    tokio::spawn(async move {
+        if let Err(e) = provider.discovered().await {
+            tracing::warn!(error = %e, "OIDC discovery failed at start; logins retry it");
+        }
+    });
 }
 
 fn admin_routes(cfg: &mut web::ServiceConfig) {
@@ -233,11 +293,6 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
 
 /// Says plainly which configured parts do not run yet, rather than ignoring them silently.
 fn warn_unimplemented(config: &Config) {
-    if config.oidc.is_some() {
-        tracing::warn!(
-            "`oidc` is configured but the OIDC login (/auth/login, /auth/callback) is not implemented yet; sessions come from `gatehouse session create`"
-        );
-    }
     if let Some(proxy) = &config.proxy {
         tracing::warn!(listen = %proxy.listen, "`proxy` is configured but the built-in proxy is not implemented yet; nothing listens there");
     }

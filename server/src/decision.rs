@@ -386,6 +386,18 @@ impl Decider {
             .map_err(|e| format!("device store: {e}"))
     }
 
+    /// The email of the live session among `credentials`, if any (for pages that greet).
+    pub async fn session_of(
+        &self,
+        credentials: Credentials<'_>,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
+        match self.resolve(credentials, now).await {
+            Ok(Ok(session)) => Some(session.email.clone()),
+            _ => None,
+        }
+    }
+
     /// Finds a live session among the presented credentials. Several cookies with our name
     /// (one tossed in by a sibling subdomain) are each tried; the first live one wins.
     async fn resolve(

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use crate::audit::AuditSink;
 use crate::config::Config;
 use crate::decision::Decider;
+use crate::oidc::AuthService;
 use crate::policy::Bundle;
 use crate::policy::reload::PolicyReloader;
 use crate::store::Store;
@@ -22,4 +23,6 @@ pub struct AppState {
     pub reloader: Arc<PolicyReloader>,
     /// The audit queue; every decision is recorded through it.
     pub audit: AuditSink,
+    /// Login, logout and back-channel logout.
+    pub auth: AuthService,
 }

@@ -161,22 +161,59 @@ pub struct Gatehouse {
     _dir: tempfile::TempDir,
 }
 
+/// How to start a Gatehouse beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct GatehouseOptions {
+    /// The public port; a free one when `None`.
+    pub port: Option<u16>,
+    /// `{port}` is replaced by the public port.
+    pub public_url: String,
+    /// YAML appended to the config (e.g. an `oidc:` section).
+    pub extra_yaml: String,
+}
+
 impl Gatehouse {
     pub async fn start(public_url: &str) -> Gatehouse {
+        Self::start_with(GatehouseOptions {
+            public_url: public_url.into(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A Gatehouse on a database of its own, configured by `options`.
+    pub async fn start_with(options: GatehouseOptions) -> Gatehouse {
         let db = PgDatabase::create("gatehouse_e2e").await;
         let url = db.url.clone();
-        Self::start_on(public_url, &url, Some(db)).await
+        Self::start_on(&options, &url, Some(db)).await
     }
 
     /// A second replica on the same database as `first`.
     pub async fn replica_of(first: &Gatehouse) -> Gatehouse {
-        Self::start_on("http://localhost:4999", &first.db_url, None).await
+        Self::replica_with(
+            first,
+            GatehouseOptions {
+                public_url: "http://localhost:4999".into(),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
-    async fn start_on(public_url: &str, db_url: &str, db: Option<PgDatabase>) -> Gatehouse {
+    /// A replica on `first`'s database, configured by `options`.
+    pub async fn replica_with(first: &Gatehouse, options: GatehouseOptions) -> Gatehouse {
+        Self::start_on(&options, &first.db_url, None).await
+    }
+
+    async fn start_on(
+        options: &GatehouseOptions,
+        db_url: &str,
+        db: Option<PgDatabase>,
+    ) -> Gatehouse {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let admin_port = free_port();
+        let public_url = options.public_url.replace("{port}", &port.to_string());
         let config = format!(
             "listen: 127.0.0.1:{port}\n\
              admin_listen: 127.0.0.1:{admin_port}\n\
@@ -185,9 +222,10 @@ impl Gatehouse {
              policies_dir: {}\n\
              trusted_proxies: [127.0.0.1/32, ::1/128]\n\
              allowed_redirect_domains: [localhost, 127.0.0.1]\n\
-             cookie:\n  secure: false\n  secret: {COOKIE_SECRET}\n",
+             cookie:\n  secure: false\n  secret: {COOKIE_SECRET}\n{}",
             db_url,
-            repo_root().join("policies").display()
+            repo_root().join("policies").display(),
+            options.extra_yaml,
         );
         let config_path = dir.path().join("gatehouse.yaml");
         std::fs::write(&config_path, config).expect("write config");

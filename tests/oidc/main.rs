@@ -1,5 +1,12 @@
 //! End-to-end OIDC login tests against an independent provider (node oidc-provider).
 
+#[path = "../ingress/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+mod hostile;
+mod login;
 #[path = "../common/oidc_provider.rs"]
 mod oidc_provider;
+#[path = "../common/postgres.rs"]
+mod postgres;
 mod provider_harness;

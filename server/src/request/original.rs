@@ -181,6 +181,16 @@ impl OriginalRequest {
     }
 }
 
+/// The browser's address for logs and audit of non-verify endpoints (login, logout): the
+/// forwarded client address when the peer is a trusted proxy, else the peer.
+pub fn browser_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+    if is_trusted(peer, trusted) {
+        client_ip(headers, peer, trusted).unwrap_or(peer)
+    } else {
+        canonical_ip(peer)
+    }
+}
+
 /// The client address: walk `X-Forwarded-For` from the right, skipping trusted proxies;
 /// the first untrusted hop is the client. `X-Real-IP` is used when there is no XFF.
 fn client_ip(

@@ -43,8 +43,7 @@ pub enum IssueError {
     Invalid(String),
 }
 
-/// Upserts the user and creates a session with a new random token (never a reused one:
-/// no session fixation). Only the token's hash is stored.
+/// Upserts the user by email and creates a session for it (`session create`).
 pub async fn issue_session(
     store: &Store,
     signer: &CookieSigner,
@@ -77,28 +76,67 @@ pub async fn issue_session(
     if let Some((tenant, role)) = &grant.tenant {
         store.add_tenant_member(tenant, &user_id, role, now).await?;
     }
+    mint_session(
+        store,
+        signer,
+        &SessionSpec {
+            user_id,
+            ttl,
+            amr: grant.amr.clone(),
+            ip: grant.ip.clone(),
+            user_agent: grant.user_agent.clone(),
+            device_id: None,
+            idp_sid: None,
+            idp_claims: serde_json::json!({}),
+        },
+        now,
+    )
+    .await
+}
+
+/// A session to create for an existing user.
+#[derive(Debug, Clone)]
+pub struct SessionSpec {
+    pub user_id: String,
+    pub ttl: chrono::Duration,
+    pub amr: Vec<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub device_id: Option<String>,
+    pub idp_sid: Option<String>,
+    pub idp_claims: serde_json::Value,
+}
+
+/// Creates a session with a new random token (never a reused one: no session fixation).
+/// Only the token's hash is stored.
+pub async fn mint_session(
+    store: &Store,
+    signer: &CookieSigner,
+    spec: &SessionSpec,
+    now: DateTime<Utc>,
+) -> Result<IssuedSession, IssueError> {
     let token = SessionToken::generate();
     let session_id = uuid::Uuid::new_v4().to_string();
-    let expires_at = now + ttl;
+    let expires_at = now + spec.ttl;
     store
         .create_session(&NewSession {
             id: session_id.clone(),
             token_hash: token.hash().0,
-            user_id: user_id.clone(),
-            device_id: None,
+            user_id: spec.user_id.clone(),
+            device_id: spec.device_id.clone(),
             created_at: now,
             expires_at,
             auth_time: now,
-            amr: grant.amr.clone(),
-            ip: grant.ip.clone(),
-            user_agent: grant.user_agent.clone(),
-            idp_sid: None,
-            idp_claims: serde_json::json!({}),
+            amr: spec.amr.clone(),
+            ip: spec.ip.clone(),
+            user_agent: spec.user_agent.clone(),
+            idp_sid: spec.idp_sid.clone(),
+            idp_claims: spec.idp_claims.clone(),
         })
         .await?;
     Ok(IssuedSession {
         session_id,
-        user_id,
+        user_id: spec.user_id.clone(),
         cookie_value: signer.sign(&token),
         expires_at,
     })

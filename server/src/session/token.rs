@@ -88,6 +88,15 @@ impl CookieSigner {
         CookieSigner { mac }
     }
 
+    /// A signer with a key of its own derived from `secret` for `purpose`, so values signed
+    /// for one purpose (a device cookie) are never accepted for another (a session).
+    pub fn derived(secret: &[u8], purpose: &str) -> CookieSigner {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable_key());
+        mac.update(b"gatehouse-derived-key-v1:");
+        mac.update(purpose.as_bytes());
+        CookieSigner::new(&mac.finalize().into_bytes())
+    }
+
     fn tag(&self, encoded_token: &str) -> Hmac<Sha256> {
         let mut mac = self.mac.clone();
         mac.update(b"gatehouse-session-v1:");

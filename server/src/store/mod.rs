@@ -59,6 +59,9 @@ macro_rules! on_pool {
     };
 }
 
+mod login;
+pub use login::{DeviceListing, EndedSession, LoginState, RefreshCandidate};
+
 /// The Postgres channel revocations are announced on.
 pub const REVOCATION_CHANNEL: &str = "gatehouse_revocations";
 /// The payload meaning "every session was revoked".

@@ -1,0 +1,6 @@
+-- OIDC login (issue 4): see migrations/postgres/0003_oidc.sql.
+ALTER TABLE sessions ADD COLUMN id_token_enc BLOB;
+CREATE INDEX sessions_refresh_due ON sessions (refreshed_at)
+    WHERE revoked_at IS NULL AND refresh_token_enc IS NOT NULL;
+CREATE INDEX login_states_expiry ON login_states (expires_at);
+CREATE INDEX devices_user ON devices (user_id);

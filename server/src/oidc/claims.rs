@@ -1,0 +1,213 @@
+//! From the IdP's claims to a Gatehouse user: subject, email, name, username and groups.
+//!
+//! Claims come from the verified ID token and, when the IdP has a userinfo endpoint, from
+//! userinfo (many IdPs, `oidc-provider` among them, put profile and email claims only
+//! there). Userinfo is trusted only when its `sub` equals the ID token's (OIDC Core 5.3.2).
+
+use serde_json::{Map, Value};
+
+/// Who the IdP says logged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpIdentity {
+    pub subject: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    pub groups: Vec<String>,
+    /// The IdP session id (`sid`), for back-channel logout.
+    pub sid: Option<String>,
+    /// The merged claims, kept with the session (no tokens in here).
+    pub claims: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimsError {
+    #[error("the identity provider sent no `{0}` claim")]
+    Missing(&'static str),
+    #[error("userinfo `sub` does not match the ID token's")]
+    SubjectMismatch,
+    #[error("the identity provider says the email address `{0}` is not verified")]
+    UnverifiedEmail(String),
+    #[error("claim `{0}` has an unusable value")]
+    Invalid(&'static str),
+}
+
+/// Upper bounds on what one user's claims may bring in.
+const MAX_GROUPS: usize = 1000;
+const MAX_GROUP_LEN: usize = 256;
+
+/// Merges ID token and userinfo claims (userinfo wins for the same name, as it is the
+/// fresher read) and maps them.
+pub fn map_claims(
+    id_token: &Map<String, Value>,
+    userinfo: Option<&Map<String, Value>>,
+    groups_claim: &str,
+) -> Result<IdpIdentity, ClaimsError> {
+    let subject = string(id_token, "sub").ok_or(ClaimsError::Missing("sub"))?;
+    let mut merged = id_token.clone();
+    if let Some(info) = userinfo {
+        if string(info, "sub").as_deref() != Some(subject.as_str()) {
+            return Err(ClaimsError::SubjectMismatch);
+        }
+        for (k, v) in info {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    // Token plumbing is not identity; keep the stored claims to what policies may want.
+    for k in [
+        "aud", "azp", "nonce", "at_hash", "c_hash", "exp", "iat", "nbf", "jti",
+    ] {
+        merged.remove(k);
+    }
+    let email = string(&merged, "email")
+        .map(|e| e.trim().to_ascii_lowercase())
+        .filter(|e| !e.is_empty())
+        .ok_or(ClaimsError::Missing("email"))?;
+    if email.len() > 320 || !email.contains('@') || email.chars().any(char::is_control) {
+        return Err(ClaimsError::Invalid("email"));
+    }
+    // Absent means the IdP does not say; an explicit `false` is refused (an attacker could
+    // otherwise register someone else's address at a permissive IdP).
+    if matches!(merged.get("email_verified"), Some(Value::Bool(false)))
+        || matches!(merged.get("email_verified"), Some(Value::String(s)) if s == "false")
+    {
+        return Err(ClaimsError::UnverifiedEmail(email));
+    }
+    let groups = groups(&merged, groups_claim)?;
+    Ok(IdpIdentity {
+        email,
+        name: string(&merged, "name"),
+        username: string(&merged, "preferred_username"),
+        groups,
+        sid: string(&merged, "sid"),
+        subject,
+        claims: Value::Object(merged),
+    })
+}
+
+fn string(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) if !s.is_empty() && !s.chars().any(char::is_control) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The groups claim: an array of strings, or one string (some IdPs send a single group
+/// that way). A missing claim is no groups. `groups_claim` may be a dotted path
+/// (`realm_access.roles`, Keycloak).
+fn groups(claims: &Map<String, Value>, groups_claim: &str) -> Result<Vec<String>, ClaimsError> {
+    let mut value = None;
+    let mut scope = Some(claims);
+    for (i, part) in groups_claim.split('.').enumerate() {
+        let Some(map) = scope else { break };
+        // A literal claim name with dots (`https://example.com/groups`) wins over a path.
+        if i == 0 && claims.contains_key(groups_claim) {
+            value = claims.get(groups_claim);
+            break;
+        }
+        value = map.get(part);
+        scope = value.and_then(Value::as_object);
+    }
+    let mut out: Vec<String> = match value {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                _ => Err(ClaimsError::Invalid("groups")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(ClaimsError::Invalid("groups")),
+    };
+    if out.len() > MAX_GROUPS
+        || out
+            .iter()
+            .any(|g| g.is_empty() || g.len() > MAX_GROUP_LEN || g.chars().any(char::is_control))
+    {
+        return Err(ClaimsError::Invalid("groups"));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn id_token_and_userinfo_are_merged() {
+        let id = obj(json!({"sub": "u1", "sid": "s-1", "nonce": "n", "aud": "gatehouse"}));
+        let info = obj(
+            json!({"sub": "u1", "email": "Alice@Example.COM", "email_verified": true,
+                              "name": "Alice", "preferred_username": "alice",
+                              "groups": ["staff", "finance", "staff"]}),
+        );
+        let who = map_claims(&id, Some(&info), "groups").unwrap();
+        assert_eq!(who.subject, "u1");
+        assert_eq!(who.email, "alice@example.com");
+        assert_eq!(who.name.as_deref(), Some("Alice"));
+        assert_eq!(who.username.as_deref(), Some("alice"));
+        assert_eq!(who.groups, vec!["finance", "staff"]);
+        assert_eq!(who.sid.as_deref(), Some("s-1"));
+        assert!(who.claims.get("nonce").is_none());
+        assert!(who.claims.get("aud").is_none());
+    }
+
+    #[test]
+    fn userinfo_for_another_subject_is_refused() {
+        let id = obj(json!({"sub": "u1", "email": "a@x.com"}));
+        let info = obj(json!({"sub": "u2", "email": "b@x.com"}));
+        assert_eq!(
+            map_claims(&id, Some(&info), "groups"),
+            Err(ClaimsError::SubjectMismatch)
+        );
+    }
+
+    #[test]
+    fn missing_or_unverified_email_is_refused() {
+        let id = obj(json!({"sub": "u1"}));
+        assert_eq!(
+            map_claims(&id, None, "groups"),
+            Err(ClaimsError::Missing("email"))
+        );
+        let id = obj(json!({"sub": "u1", "email": "a@x.com", "email_verified": false}));
+        assert!(matches!(
+            map_claims(&id, None, "groups"),
+            Err(ClaimsError::UnverifiedEmail(_))
+        ));
+        let id = obj(json!({"email": "a@x.com"}));
+        assert_eq!(
+            map_claims(&id, None, "groups"),
+            Err(ClaimsError::Missing("sub"))
+        );
+    }
+
+    #[test]
+    fn groups_claim_shapes() {
+        let id = obj(json!({"sub": "u", "email": "a@x.com", "grp": "solo",
+                            "realm_access": {"roles": ["r1", "r2"]},
+                            "https://x.io/groups": ["g"], "bad": [{"a": 1}]}));
+        assert_eq!(map_claims(&id, None, "grp").unwrap().groups, vec!["solo"]);
+        assert_eq!(
+            map_claims(&id, None, "realm_access.roles").unwrap().groups,
+            vec!["r1", "r2"]
+        );
+        assert_eq!(
+            map_claims(&id, None, "https://x.io/groups").unwrap().groups,
+            vec!["g"]
+        );
+        assert!(map_claims(&id, None, "missing").unwrap().groups.is_empty());
+        assert_eq!(
+            map_claims(&id, None, "bad"),
+            Err(ClaimsError::Invalid("groups"))
+        );
+    }
+}

@@ -1,0 +1,691 @@
+//! The identity provider as Gatehouse sees it: discovery, the authorization request, code
+//! exchange with ID token verification, refresh, RP-initiated logout and back-channel
+//! logout tokens. Built on the `openidconnect` crate; everything that can be verified is
+//! verified (signature via JWKS, issuer, audience, expiry, nonce).
+//!
+//! Discovery (metadata + JWKS) is cached and re-read every [`REDISCOVER_AFTER`], and at
+//! once (throttled) when a token names a key we do not know, to follow key rotation. If the
+//! IdP is down when Gatehouse starts, discovery is retried at the next login.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
+    CoreErrorResponseType, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
+};
+use openidconnect::{
+    AdditionalProviderMetadata, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError,
+    ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
+    JsonWebKey, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata,
+    RedirectUrl, RefreshToken, RequestTokenError, Scope, SignatureVerificationError, reqwest,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::claims::{ClaimsError, IdpIdentity, map_claims};
+use crate::config::OidcConfig;
+
+/// How long discovered metadata and keys are used before they are read again.
+pub const REDISCOVER_AFTER: Duration = Duration::from_secs(3600);
+/// At most one forced re-discovery (unknown signing key) per this interval, so forged
+/// tokens with made-up key ids cannot make us hammer the IdP.
+const FORCED_REDISCOVERY_THROTTLE: Duration = Duration::from_secs(10);
+/// Allowed clock difference with the IdP for logout tokens.
+const CLOCK_SKEW_SECS: i64 = 120;
+const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Asymmetric algorithms only: never `none`, never HMAC with the client secret.
+const ALLOWED_ALGS: [CoreJwsSigningAlgorithm; 9] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+/// Discovery fields the `openidconnect` core types leave out.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct LogoutMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_session_endpoint: Option<url::Url>,
+}
+impl AdditionalProviderMetadata for LogoutMetadata {}
+
+type Metadata = ProviderMetadata<
+    LogoutMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// The client as built from discovery: authorization endpoint set, token and userinfo
+/// endpoints as the IdP advertises them.
+type OidcClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// One discovery result.
+pub struct Discovered {
+    client: OidcClient,
+    keys: Vec<CoreJsonWebKey>,
+    issuer: String,
+    end_session: Option<url::Url>,
+    fetched_at: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("identity provider unreachable or its discovery document is unusable: {0}")]
+    Discovery(String),
+    #[error("the identity provider refused the code exchange: {0}")]
+    Exchange(String),
+    #[error("ID token rejected: {0}")]
+    IdToken(String),
+    #[error("{0}")]
+    Claims(#[from] ClaimsError),
+    #[error("userinfo request failed: {0}")]
+    UserInfo(String),
+    #[error("logout token rejected: {0}")]
+    LogoutToken(String),
+}
+
+/// What a fresh authorization request needs remembered until the callback.
+pub struct AuthorizationRequest {
+    pub url: url::Url,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
+/// The outcome of a code exchange.
+pub struct LoginTokens {
+    pub identity: IdpIdentity,
+    pub refresh_token: Option<String>,
+    /// The raw ID token, kept (encrypted) as `id_token_hint` for logout.
+    pub id_token: String,
+}
+
+/// The outcome of a refresh.
+pub struct Refreshed {
+    /// `None` when the IdP sent neither an ID token nor has a userinfo endpoint.
+    pub identity: Option<IdpIdentity>,
+    /// The new refresh token when the IdP rotates them.
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// The IdP refused the refresh token (`invalid_grant`): the grant is gone — user
+    /// disabled, consent revoked, IdP session ended. The session must end too.
+    #[error("identity provider rejected the refresh token: {0}")]
+    Rejected(String),
+    /// Could not ask (network, 5xx, bad answer): try again later.
+    #[error("refresh failed: {0}")]
+    Unavailable(String),
+}
+
+/// Who a verified back-channel logout token logs out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutRequest {
+    pub subject: Option<String>,
+    pub sid: Option<String>,
+}
+
+pub struct OidcProvider {
+    config: OidcConfig,
+    redirect_url: RedirectUrl,
+    http: reqwest::Client,
+    current: ArcSwapOption<Discovered>,
+    discovering: tokio::sync::Mutex<()>,
+}
+
+impl OidcProvider {
+    /// `callback_url` is `<public_url>/auth/callback`, registered at the IdP.
+    pub fn new(config: &OidcConfig, callback_url: &str) -> Result<OidcProvider, String> {
+        let redirect_url = RedirectUrl::new(callback_url.to_string()).map_err(|e| e.to_string())?;
+        let http = reqwest::Client::builder()
+            // An IdP answer is never followed elsewhere (SSRF guard).
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(OidcProvider {
+            config: config.clone(),
+            redirect_url,
+            http,
+            current: ArcSwapOption::empty(),
+            discovering: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The HTTP client used for the IdP (no redirects, timeouts).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Current discovery, reading it first if missing or older than [`REDISCOVER_AFTER`].
+    pub async fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
+        if let Some(d) = self.current.load_full()
+            && d.fetched_at.elapsed() < REDISCOVER_AFTER
+        {
+            return Ok(d);
+        }
+        self.rediscover(REDISCOVER_AFTER).await
+    }
+
+    /// Reads discovery again unless another caller did within `fresh_for`.
+    async fn rediscover(&self, fresh_for: Duration) -> Result<Arc<Discovered>, OidcError> {
+        let _guard = self.discovering.lock().await;
+        if let Some(d) = self.current.load_full()
+            && d.fetched_at.elapsed() < fresh_for
+        {
+            return Ok(d);
+        }
+        let issuer = IssuerUrl::new(self.config.issuer.clone())
+            .map_err(|e| OidcError::Discovery(e.to_string()))?;
+        let metadata = Metadata::discover_async(issuer, &self.http)
+            .await
+            .map_err(|e| OidcError::Discovery(error_chain(&e)))?;
+        let end_session = metadata.additional_metadata().end_session_endpoint.clone();
+        let keys = metadata.jwks().keys().clone();
+        let issuer = metadata.issuer().to_string();
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.config.client_id.clone()),
+            self.config
+                .client_secret
+                .as_ref()
+                .map(|s| ClientSecret::new(s.expose().to_string())),
+        )
+        .set_redirect_uri(self.redirect_url.clone());
+        let discovered = Arc::new(Discovered {
+            client,
+            keys,
+            issuer,
+            end_session,
+            fetched_at: Instant::now(),
+        });
+        tracing::info!(issuer = %discovered.issuer, keys = discovered.keys.len(), "OIDC provider discovered");
+        self.current.store(Some(discovered.clone()));
+        Ok(discovered)
+    }
+
+    /// A new authorization request: random state and nonce, PKCE S256.
+    pub async fn authorization_request(&self) -> Result<AuthorizationRequest, OidcError> {
+        let d = self.discovered().await?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let scopes = self
+            .config
+            .scopes
+            .iter()
+            .filter(|s| s.as_str() != "openid")
+            .map(|s| Scope::new(s.clone()));
+        let (url, state, nonce) = d
+            .client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scopes(scopes)
+            .set_pkce_challenge(challenge)
+            .url();
+        Ok(AuthorizationRequest {
+            url,
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+        })
+    }
+
+    /// Exchanges the code (with the PKCE verifier), verifies the ID token against `nonce`,
+    /// reads userinfo, and maps the claims.
+    pub async fn exchange(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<LoginTokens, OidcError> {
+        let d = self.discovered().await?;
+        let response = d
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| OidcError::Exchange(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| OidcError::Exchange(token_error(&e)))?;
+        let id_token = response
+            .extra_fields()
+            .id_token()
+            .ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
+        let nonce = Nonce::new(nonce.to_string());
+        let claims = self
+            .verify_id_token(&d, id_token, |d, t| {
+                let v = d.client.id_token_verifier().set_allowed_algs(ALLOWED_ALGS);
+                t.claims(&v, &nonce).map(|_| ())
+            })
+            .await?;
+        let raw = id_token.to_string();
+        let userinfo = self.userinfo(&d, response.access_token().secret()).await?;
+        let identity = map_claims(&claims, userinfo.as_ref(), &self.config.groups_claim)?;
+        Ok(LoginTokens {
+            identity,
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+            id_token: raw,
+        })
+    }
+
+    /// Verifies an ID token with `check` (signature, issuer, audience, expiry and the
+    /// caller's nonce rule), re-reading the JWKS once if the token's key is unknown, and
+    /// returns its claims as JSON.
+    async fn verify_id_token<F>(
+        &self,
+        first: &Arc<Discovered>,
+        token: &openidconnect::core::CoreIdToken,
+        check: F,
+    ) -> Result<Map<String, Value>, OidcError>
+    where
+        F: Fn(
+            &Discovered,
+            &openidconnect::core::CoreIdToken,
+        ) -> Result<(), ClaimsVerificationError>,
+    {
+        let result = match check(first, token) {
+            Err(ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            )) => {
+                let d = self.rediscover(FORCED_REDISCOVERY_THROTTLE).await?;
+                check(&d, token)
+            }
+            other => other,
+        };
+        result.map_err(|e| OidcError::IdToken(error_chain(&e)))?;
+        jwt_claims(&token.to_string()).map_err(OidcError::IdToken)
+    }
+
+    /// Userinfo claims, when the IdP has the endpoint. A signed (JWT) userinfo answer is
+    /// not used: the ID token's claims stand alone then.
+    async fn userinfo(
+        &self,
+        d: &Discovered,
+        access_token: &str,
+    ) -> Result<Option<Map<String, Value>>, OidcError> {
+        let Some(endpoint) = d.client.user_info_url() else {
+            return Ok(None);
+        };
+        let response = self
+            .http
+            .get(endpoint.url().clone())
+            .bearer_auth(access_token)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| OidcError::UserInfo(error_chain(&e)))?;
+        if !response.status().is_success() {
+            return Err(OidcError::UserInfo(format!("status {}", response.status())));
+        }
+        let is_json = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            tracing::warn!("userinfo answered with a non-JSON body; using ID token claims only");
+            return Ok(None);
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| OidcError::UserInfo(e.to_string()))?;
+        let body: Value =
+            serde_json::from_slice(&bytes).map_err(|e| OidcError::UserInfo(e.to_string()))?;
+        match body {
+            Value::Object(map) => Ok(Some(map)),
+            _ => Err(OidcError::UserInfo("not a JSON object".into())),
+        }
+    }
+
+    /// Uses a refresh token to re-read the user's claims. `subject` is the session's user;
+    /// claims for anyone else are refused.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        subject: &str,
+    ) -> Result<Refreshed, RefreshError> {
+        let d = self
+            .discovered()
+            .await
+            .map_err(|e| RefreshError::Unavailable(e.to_string()))?;
+        let token = RefreshToken::new(refresh_token.to_string());
+        let response = d
+            .client
+            .exchange_refresh_token(&token)
+            .map_err(|e| RefreshError::Unavailable(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match &e {
+                RequestTokenError::ServerResponse(r)
+                    if *r.error() == CoreErrorResponseType::InvalidGrant =>
+                {
+                    RefreshError::Rejected(token_error(&e))
+                }
+                _ => RefreshError::Unavailable(token_error(&e)),
+            })?;
+        let unavailable = |e: OidcError| RefreshError::Unavailable(e.to_string());
+        let mut id_claims = match response.extra_fields().id_token() {
+            // Refreshed ID tokens carry no nonce (OIDC Core 12.2).
+            Some(t) => Some(
+                self.verify_id_token(&d, t, |d, t| {
+                    let v = d.client.id_token_verifier().set_allowed_algs(ALLOWED_ALGS);
+                    t.claims(&v, |_: Option<&Nonce>| Ok(())).map(|_| ())
+                })
+                .await
+                .map_err(unavailable)?,
+            ),
+            None => None,
+        };
+        let userinfo = self
+            .userinfo(&d, response.access_token().secret())
+            .await
+            .map_err(unavailable)?;
+        if id_claims.is_none() && userinfo.is_some() {
+            let mut m = Map::new();
+            m.insert("sub".into(), Value::String(subject.to_string()));
+            id_claims = Some(m);
+        }
+        let identity = match id_claims {
+            Some(claims) => {
+                let identity = map_claims(&claims, userinfo.as_ref(), &self.config.groups_claim)
+                    .map_err(|e| RefreshError::Rejected(e.to_string()))?;
+                if identity.subject != subject {
+                    return Err(RefreshError::Rejected(
+                        "refreshed claims are for another subject".into(),
+                    ));
+                }
+                Some(identity)
+            }
+            None => None,
+        };
+        Ok(Refreshed {
+            identity,
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+        })
+    }
+
+    /// The IdP's `end_session_endpoint` with `id_token_hint`, `client_id`,
+    /// `post_logout_redirect_uri`; `None` when the IdP has no such endpoint.
+    pub async fn end_session_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: &str,
+    ) -> Option<url::Url> {
+        let d = self.discovered().await.ok()?;
+        let mut url = d.end_session.clone()?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(hint) = id_token_hint {
+                q.append_pair("id_token_hint", hint);
+            }
+            q.append_pair("client_id", &self.config.client_id);
+            q.append_pair("post_logout_redirect_uri", post_logout_redirect_uri);
+        }
+        Some(url)
+    }
+
+    /// Verifies an OIDC back-channel logout token (Back-Channel Logout 1.0 §2.6): signed by
+    /// one of the IdP's keys with an allowed algorithm, our issuer and audience, fresh, the
+    /// logout event, `sub` or `sid`, and no `nonce`.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutRequest, OidcError> {
+        let bad = |m: &str| OidcError::LogoutToken(m.to_string());
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("not a signed JWT"));
+        };
+        let header: Value = decode_json(header_b64).map_err(|e| bad(&e))?;
+        let alg: CoreJwsSigningAlgorithm =
+            serde_json::from_value(header["alg"].clone()).map_err(|_| bad("unknown alg"))?;
+        if !ALLOWED_ALGS.contains(&alg) {
+            return Err(bad("algorithm not allowed"));
+        }
+        let kid = header["kid"].as_str();
+        let signature = B64
+            .decode(sig_b64)
+            .map_err(|_| bad("signature is not base64url"))?;
+        let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+        let mut d = self.discovered().await?;
+        let mut verified = verify_with_keys(&d.keys, kid, &alg, message, &signature);
+        if verified == Err(KeyLookup::NoKey) {
+            d = self.rediscover(FORCED_REDISCOVERY_THROTTLE).await?;
+            verified = verify_with_keys(&d.keys, kid, &alg, message, &signature);
+        }
+        verified.map_err(|e| bad(e.message()))?;
+        let claims: Value = decode_json(payload_b64).map_err(|e| bad(&e))?;
+        check_logout_claims(&claims, &d.issuer, &self.config.client_id, now_secs())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyLookup {
+    NoKey,
+    BadSignature,
+}
+
+impl KeyLookup {
+    fn message(self) -> &'static str {
+        match self {
+            KeyLookup::NoKey => "no key of the identity provider matches",
+            KeyLookup::BadSignature => "signature does not verify",
+        }
+    }
+}
+
+fn verify_with_keys(
+    keys: &[CoreJsonWebKey],
+    kid: Option<&str>,
+    alg: &CoreJwsSigningAlgorithm,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), KeyLookup> {
+    let candidates: Vec<&CoreJsonWebKey> = keys
+        .iter()
+        .filter(|k| match kid {
+            Some(kid) => k.key_id().is_some_and(|id| id.as_str() == kid),
+            None => true,
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(KeyLookup::NoKey);
+    }
+    if candidates
+        .iter()
+        .any(|k| k.verify_signature(alg, message, signature).is_ok())
+    {
+        Ok(())
+    } else {
+        Err(KeyLookup::BadSignature)
+    }
+}
+
+fn check_logout_claims(
+    claims: &Value,
+    issuer: &str,
+    client_id: &str,
+    now: i64,
+) -> Result<LogoutRequest, OidcError> {
+    let bad = |m: &str| OidcError::LogoutToken(m.to_string());
+    if claims["iss"].as_str() != Some(issuer) {
+        return Err(bad("wrong issuer"));
+    }
+    let audience_ok = match &claims["aud"] {
+        Value::String(a) => a == client_id,
+        Value::Array(list) => list.iter().any(|a| a.as_str() == Some(client_id)),
+        _ => false,
+    };
+    if !audience_ok {
+        return Err(bad("wrong audience"));
+    }
+    let iat = claims["iat"].as_i64().ok_or_else(|| bad("no iat"))?;
+    if iat > now + CLOCK_SKEW_SECS {
+        return Err(bad("issued in the future"));
+    }
+    match claims["exp"].as_i64() {
+        Some(exp) if exp + CLOCK_SKEW_SECS < now => return Err(bad("expired")),
+        Some(_) => {}
+        // Tokens without `exp` (allowed by early drafts) must at least be recent.
+        None if iat + 600 < now => return Err(bad("too old")),
+        None => {}
+    }
+    if !claims["events"][BACKCHANNEL_EVENT].is_object() {
+        return Err(bad("not a back-channel logout event"));
+    }
+    if claims.get("nonce").is_some() {
+        return Err(bad("a logout token must not carry a nonce"));
+    }
+    let subject = claims["sub"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let sid = claims["sid"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    if subject.is_none() && sid.is_none() {
+        return Err(bad("neither sub nor sid"));
+    }
+    Ok(LogoutRequest { subject, sid })
+}
+
+fn decode_json(part: &str) -> Result<Value, String> {
+    let bytes = B64
+        .decode(part.trim_end_matches('='))
+        .map_err(|_| "not base64url".to_string())?;
+    serde_json::from_slice(&bytes).map_err(|_| "not JSON".to_string())
+}
+
+/// The claims of a JWT whose signature was already verified.
+fn jwt_claims(jwt: &str) -> Result<Map<String, Value>, String> {
+    let payload = jwt.split('.').nth(1).ok_or("not a JWT")?;
+    match decode_json(payload)? {
+        Value::Object(m) => Ok(m),
+        _ => Err("claims are not a JSON object".into()),
+    }
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// An error with its causes, for messages that say what actually failed.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A token endpoint error: the IdP's `error` and `error_description` when it sent them.
+fn token_error<RE, T>(e: &RequestTokenError<RE, T>) -> String
+where
+    RE: std::error::Error + 'static,
+    T: openidconnect::ErrorResponse + 'static,
+{
+    match e {
+        RequestTokenError::ServerResponse(r) => r.to_string(),
+        other => error_chain(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn logout_claims() -> Value {
+        json!({
+            "iss": "https://idp.test", "aud": ["gatehouse"], "iat": 1000, "exp": 1100,
+            "jti": "j1", "sid": "s1", "sub": "u1",
+            "events": {BACKCHANNEL_EVENT: {}}
+        })
+    }
+
+    #[test]
+    fn logout_claims_accept_a_good_token() {
+        let r =
+            check_logout_claims(&logout_claims(), "https://idp.test", "gatehouse", 1050).unwrap();
+        assert_eq!(r.sid.as_deref(), Some("s1"));
+        assert_eq!(r.subject.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn logout_claims_refuse_each_defect() {
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("issuer", Box::new(|c| c["iss"] = json!("https://evil"))),
+            ("audience", Box::new(|c| c["aud"] = json!("other"))),
+            ("expired", Box::new(|c| c["exp"] = json!(10))),
+            ("future", Box::new(|c| c["iat"] = json!(99999))),
+            ("event", Box::new(|c| c["events"] = json!({}))),
+            ("nonce", Box::new(|c| c["nonce"] = json!("n"))),
+            (
+                "no sub or sid",
+                Box::new(|c| {
+                    c.as_object_mut().unwrap().remove("sub");
+                    c.as_object_mut().unwrap().remove("sid");
+                }),
+            ),
+        ];
+        for (name, mutate) in cases {
+            let mut c = logout_claims();
+            mutate(&mut c);
+            assert!(
+                check_logout_claims(&c, "https://idp.test", "gatehouse", 1050).is_err(),
+                "{name} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_signatures_are_told_apart() {
+        assert_eq!(
+            verify_with_keys(
+                &[],
+                Some("k"),
+                &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+                b"m",
+                b"s"
+            ),
+            Err(KeyLookup::NoKey)
+        );
+    }
+}
