@@ -24,6 +24,10 @@ pub struct Stack {
     pub ports: Vec<u16>,
     /// Replicas on the same database, on `ports[1..]`.
     pub replicas: Vec<Gatehouse>,
+    /// The port reserved for an ingress in front (see [`start_stack_with`]).
+    pub ingress_port: Option<u16>,
+    /// Held until the ingress listens; drop it then.
+    pub starting: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 impl Stack {
@@ -62,35 +66,53 @@ pub fn accounts() -> Value {
 /// Starts the IdP (registering the callbacks of `replicas` Gatehouse ports) and a
 /// Gatehouse on the first port; the others are in `Stack::ports` for replicas.
 pub async fn start_stack(refresh_interval: &str, replicas: usize) -> Stack {
-    // Ports are picked, released and bound again; tests start their stacks one at a time so
-    // another test's provider (which binds port 0) cannot be handed a port in between.
-    static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _one_at_a_time = STARTING.lock().await;
+    start_stack_with(refresh_interval, replicas, false).await
+}
+
+/// Ports are picked, released and bound again; stacks start one at a time so another
+/// test's provider (which binds port 0) cannot be handed a port in between.
+pub static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// [`start_stack`]; with `behind_ingress`, one more port is reserved for an ingress that
+/// serves `/auth/*` (the public URL and the registered callback name it), and the start
+/// lock is kept in `Stack::starting` until the test has bound that port.
+pub async fn start_stack_with(
+    refresh_interval: &str,
+    replicas: usize,
+    behind_ingress: bool,
+) -> Stack {
+    let starting = STARTING.lock().await;
     // The ports stay bound until the provider has its own.
-    let reserved: Vec<std::net::TcpListener> = (0..replicas)
+    let reserved: Vec<std::net::TcpListener> = (0..replicas + usize::from(behind_ingress))
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("reserve a port"))
         .collect();
-    let ports: Vec<u16> = reserved
+    let mut ports: Vec<u16> = reserved
         .iter()
         .map(|l| l.local_addr().unwrap().port())
         .collect();
+    let ingress_port = behind_ingress.then(|| ports.pop().unwrap());
+    let public_ports: Vec<u16> = match ingress_port {
+        Some(p) => vec![p],
+        None => ports.clone(),
+    };
     let port = ports[0];
     let idp = OidcProvider::start(json!({
         "clients": [{
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
-            "redirect_uris": ports.iter().map(|p| format!("http://127.0.0.1:{p}/auth/callback")).collect::<Vec<_>>(),
-            "post_logout_redirect_uris": ports.iter().map(|p| format!("http://127.0.0.1:{p}/")).collect::<Vec<_>>(),
+            "redirect_uris": public_ports.iter().map(|p| format!("http://127.0.0.1:{p}/auth/callback")).collect::<Vec<_>>(),
+            "post_logout_redirect_uris": public_ports.iter().map(|p| format!("http://127.0.0.1:{p}/")).collect::<Vec<_>>(),
             "backchannel_logout_uri": format!("http://127.0.0.1:{port}/auth/backchannel-logout"),
             "backchannel_logout_session_required": true
         }],
         "accounts": accounts()
     }));
     drop(reserved);
-    let gh = Gatehouse::start_with(options(&idp, port, refresh_interval)).await;
+    let public_port = ingress_port.unwrap_or(port);
+    let gh = Gatehouse::start_with(options(&idp, port, public_port, refresh_interval)).await;
     let mut others = Vec::new();
     for p in &ports[1..] {
-        others.push(Gatehouse::replica_with(&gh, options(&idp, *p, refresh_interval)).await);
+        others.push(Gatehouse::replica_with(&gh, options(&idp, *p, *p, refresh_interval)).await);
     }
     Stack {
         idp,
@@ -98,13 +120,20 @@ pub async fn start_stack(refresh_interval: &str, replicas: usize) -> Stack {
         port,
         ports,
         replicas: others,
+        ingress_port,
+        starting: ingress_port.map(|_| starting),
     }
 }
 
-pub fn options(idp: &OidcProvider, port: u16, refresh_interval: &str) -> GatehouseOptions {
+pub fn options(
+    idp: &OidcProvider,
+    port: u16,
+    public_port: u16,
+    refresh_interval: &str,
+) -> GatehouseOptions {
     GatehouseOptions {
         port: Some(port),
-        public_url: "http://127.0.0.1:{port}".into(),
+        public_url: format!("http://127.0.0.1:{public_port}"),
         extra_yaml: format!(
             "oidc:\n  issuer: {}\n  client_id: {CLIENT_ID}\n  client_secret: {CLIENT_SECRET}\n  \
              scopes: [openid, email, profile, groups]\n\

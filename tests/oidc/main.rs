@@ -3,7 +3,9 @@
 #[path = "../ingress/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+mod dev_idp;
 mod hostile;
+mod ingress;
 mod login;
 #[path = "../common/oidc_provider.rs"]
 mod oidc_provider;
