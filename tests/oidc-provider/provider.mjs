@@ -24,6 +24,12 @@ if (!configPath) {
   process.exit(2);
 }
 const config = JSON.parse(readFileSync(configPath, 'utf8'));
+// `clockOffsetSeconds` runs the provider's clock off by that much (negative: in the past),
+// so tests can get tokens that a relying party must find expired.
+if (config.clockOffsetSeconds) {
+  const realNow = Date.now;
+  Date.now = () => realNow() + config.clockOffsetSeconds * 1000;
+}
 const host = config.host ?? '127.0.0.1';
 const accounts = new Map(Object.entries(config.accounts ?? {}));
 const backchannel = [];

@@ -95,9 +95,17 @@ async fn quick_start_with_the_dev_idp_and_the_example_config() {
     let posted = browser.post_form(action.as_str(), &fields).await;
     assert_eq!(posted.status, 302, "{}", posted.body);
     let end = browser
-        .follow_until(&posted.location().unwrap(), |u| u.host_str() == Some("localhost"))
+        .follow_until(&posted.location().unwrap(), |u| {
+            u.host_str() == Some("localhost")
+        })
         .await;
-    assert_eq!(end.url, "http://localhost:3000/", "chain {:?}\n{}", end.chain, gh.logs());
+    assert_eq!(
+        end.url,
+        "http://localhost:3000/",
+        "chain {:?}\n{}",
+        end.chain,
+        gh.logs()
+    );
     let cookie = browser
         .cookie_header(&format!("http://127.0.0.1:{port}/"))
         .expect("session cookie");
@@ -116,8 +124,17 @@ async fn quick_start_with_the_dev_idp_and_the_example_config() {
     let out = browser
         .follow(&format!("http://127.0.0.1:{port}/auth/logout"))
         .await;
-    assert_eq!(out.url, format!("http://127.0.0.1:{port}/"), "{:?}", out.chain);
-    assert!(out.chain.iter().any(|u| u.starts_with(&issuer)), "{:?}", out.chain);
+    assert_eq!(
+        out.url,
+        format!("http://127.0.0.1:{port}/"),
+        "{:?}",
+        out.chain
+    );
+    assert!(
+        out.chain.iter().any(|u| u.starts_with(&issuer)),
+        "{:?}",
+        out.chain
+    );
     let r = verify(port, "apps.example.com", "/marketing", Some(&cookie)).await;
     assert_eq!(r.status(), 401);
     let _ = idp.kill();

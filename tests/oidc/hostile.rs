@@ -4,7 +4,7 @@
 
 use url::Url;
 
-use crate::login::{Stack, metric, sign_in, start_stack, urlencode, verify};
+use crate::login::{Stack, metric, sign_in, start_stack, start_stack_with, urlencode, verify};
 use crate::oidc_provider::{Browser, Page};
 
 fn has_session_cookie(browser: &Browser, stack: &Stack) -> bool {
@@ -260,4 +260,28 @@ async fn hostile_rd_values_land_on_the_fallback() {
             .status(),
         200
     );
+}
+
+/// An ID token that expired before it reached us (the IdP's clock runs 30 minutes behind
+/// and its ID tokens live 10 minutes) is refused.
+#[tokio::test]
+async fn an_expired_id_token_is_refused() {
+    let stack = start_stack_with(
+        "15m",
+        1,
+        false,
+        serde_json::json!({"clockOffsetSeconds": -1800, "ttl": {"IdToken": 600}}),
+    )
+    .await;
+    let browser = Browser::new();
+    let cb = callback_url(&browser, &stack, "alice", None).await;
+    let page = browser.get(&cb.url).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(
+        page.body.to_lowercase().contains("expired"),
+        "{}",
+        page.body
+    );
+    assert!(!has_session_cookie(&browser, &stack));
+    assert_eq!(logins(&stack, "token_error").await, 1.0);
 }

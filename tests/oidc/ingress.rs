@@ -11,7 +11,7 @@ use crate::oidc_provider::Browser;
 
 #[tokio::test]
 async fn nginx_login_round_trip_reaches_the_app_with_identity_headers() {
-    let mut stack = start_stack_with("15m", 1, true).await;
+    let mut stack = start_stack_with("15m", 1, true, serde_json::json!({})).await;
     let ingress = stack.ingress_port.unwrap();
     let app_port = start_echo_app().await;
     let dir = tempfile::tempdir().unwrap();
@@ -44,12 +44,21 @@ async fn nginx_login_round_trip_reaches_the_app_with_identity_headers() {
         .await;
     assert_eq!(out.status, 302);
     let again = browser.get(&app_url).await;
-    assert_eq!(again.status, 302, "after logout the app needs a login again");
+    assert_eq!(
+        again.status, 302,
+        "after logout the app needs a login again"
+    );
     let cookie = browser.cookie_header(&app_url);
     assert!(
         cookie.as_deref().is_none_or(|c| !c.contains("_gatehouse=")),
         "the session cookie is cleared: {cookie:?}"
     );
-    let r = verify(stack.port, "a.example.com", "/restaurant", cookie.as_deref()).await;
+    let r = verify(
+        stack.port,
+        "a.example.com",
+        "/restaurant",
+        cookie.as_deref(),
+    )
+    .await;
     assert_eq!(r.status(), 401);
 }

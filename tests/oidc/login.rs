@@ -66,20 +66,22 @@ pub fn accounts() -> Value {
 /// Starts the IdP (registering the callbacks of `replicas` Gatehouse ports) and a
 /// Gatehouse on the first port; the others are in `Stack::ports` for replicas.
 pub async fn start_stack(refresh_interval: &str, replicas: usize) -> Stack {
-    start_stack_with(refresh_interval, replicas, false).await
+    start_stack_with(refresh_interval, replicas, false, json!({})).await
 }
 
 /// Ports are picked, released and bound again; stacks start one at a time so another
 /// test's provider (which binds port 0) cannot be handed a port in between.
 pub static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// [`start_stack`]; with `behind_ingress`, one more port is reserved for an ingress that
+/// [`start_stack`] with `provider_extra` merged into the provider's config; with
+/// `behind_ingress`, one more port is reserved for an ingress that
 /// serves `/auth/*` (the public URL and the registered callback name it), and the start
 /// lock is kept in `Stack::starting` until the test has bound that port.
 pub async fn start_stack_with(
     refresh_interval: &str,
     replicas: usize,
     behind_ingress: bool,
+    provider_extra: Value,
 ) -> Stack {
     let starting = STARTING.lock().await;
     // The ports stay bound until the provider has its own.
@@ -96,7 +98,7 @@ pub async fn start_stack_with(
         None => ports.clone(),
     };
     let port = ports[0];
-    let idp = OidcProvider::start(json!({
+    let mut provider_config = json!({
         "clients": [{
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
@@ -106,7 +108,11 @@ pub async fn start_stack_with(
             "backchannel_logout_session_required": true
         }],
         "accounts": accounts()
-    }));
+    });
+    for (k, v) in provider_extra.as_object().into_iter().flatten() {
+        provider_config[k] = v.clone();
+    }
+    let idp = OidcProvider::start(provider_config);
     drop(reserved);
     let public_port = ingress_port.unwrap_or(port);
     let gh = Gatehouse::start_with(options(&idp, port, public_port, refresh_interval)).await;

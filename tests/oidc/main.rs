@@ -1,9 +1,9 @@
 //! End-to-end OIDC login tests against an independent provider (node oidc-provider).
 
+mod dev_idp;
 #[path = "../ingress/harness.rs"]
 #[allow(dead_code)]
 mod harness;
-mod dev_idp;
 mod hostile;
 mod ingress;
 mod login;
