@@ -121,7 +121,7 @@ impl Application {
         .spawn();
         let provider = match &config.oidc {
             Some(oidc) => Some(Arc::new(
-                OidcProvider::new(oidc, &callback_url(&config)).map_err(|e| ConfigError::Key {
+                OidcProvider::new(oidc, &config.public_url).map_err(|e| ConfigError::Key {
                     key: "oidc".into(),
                     message: e,
                 })?,
@@ -262,14 +262,6 @@ fn public_routes(cfg: &mut web::ServiceConfig) {
             web::post().to(auth::backchannel_logout),
         )
         .route("/", web::get().to(auth::home));
-}
-
-/// The redirect URI registered at the IdP.
-pub fn callback_url(config: &Config) -> String {
-    format!(
-        "{}/auth/callback",
-        config.public_url.as_str().trim_end_matches('/')
-    )
 }
 
 /// Reads the IdP's discovery document at start so the first login does not wait for it;

@@ -40,7 +40,13 @@ impl Stack {
     pub fn after_callback(&self) -> impl Fn(&Url) -> bool + Copy + use<> {
         let port = self.port;
         move |u: &Url| {
-            (u.port() == Some(port) && u.path() != "/auth/callback" && u.path() != "/auth/login")
+            let passing = [
+                "/auth/callback",
+                "/oauth2/callback",
+                "/auth/login",
+                "/oauth2/start",
+            ];
+            (u.port() == Some(port) && !passing.contains(&u.path()))
                 || u.host_str() == Some("localhost")
         }
     }
@@ -102,7 +108,10 @@ pub async fn start_stack_with(
         "clients": [{
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
-            "redirect_uris": public_ports.iter().map(|p| format!("http://127.0.0.1:{p}/auth/callback")).collect::<Vec<_>>(),
+            "redirect_uris": public_ports
+                .iter()
+                .flat_map(|p| [format!("http://127.0.0.1:{p}/auth/callback"), format!("http://127.0.0.1:{p}/oauth2/callback")])
+                .collect::<Vec<_>>(),
             "post_logout_redirect_uris": public_ports.iter().map(|p| format!("http://127.0.0.1:{p}/")).collect::<Vec<_>>(),
             "backchannel_logout_uri": format!("http://127.0.0.1:{port}/auth/backchannel-logout"),
             "backchannel_logout_session_required": true
@@ -583,4 +592,58 @@ pub fn urlencode(s: &str) -> String {
 fn b64(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// oauth2-proxy's paths: `/oauth2/start` uses `/oauth2/callback` as the redirect URI (an IdP
+/// client registered for oauth2-proxy works unchanged), `/oauth2/auth` verifies and
+/// `/oauth2/sign_out` logs out; `X-Auth-Request-Redirect` names the target when `rd` is
+/// absent.
+#[tokio::test]
+async fn oauth2_proxy_paths_and_redirect_header_work() {
+    let stack = start_stack("15m", 1).await;
+    let browser = Browser::new();
+    let first = browser
+        .client
+        .get(stack.url("/oauth2/start"))
+        .header(
+            "X-Auth-Request-Redirect",
+            "http://localhost:7000/from-header",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 302);
+    let to_idp = first.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to_idp.contains(&urlencode(&stack.url("/oauth2/callback"))),
+        "the oauth2 alias asks for /oauth2/callback: {to_idp}"
+    );
+    let end = sign_in(&browser, &to_idp, "alice", stack.after_callback()).await;
+    assert_eq!(
+        end.url, "http://localhost:7000/from-header",
+        "{:?}",
+        end.chain
+    );
+    assert!(
+        end.chain.iter().any(|u| u.contains("/oauth2/callback?")),
+        "{:?}",
+        end.chain
+    );
+    let cookie = session_cookie(&browser, &stack);
+    let r = client()
+        .get(stack.url("/oauth2/auth"))
+        .header("X-Original-URL", "http://a.example.com/restaurant")
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let out = browser.get(&stack.url("/oauth2/sign_out")).await;
+    assert_eq!(out.status, 302);
+    assert_eq!(
+        verify(stack.port, "a.example.com", "/restaurant", Some(&cookie))
+            .await
+            .status(),
+        401
+    );
 }

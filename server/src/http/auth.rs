@@ -10,6 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::config::{Config, SameSite};
 use crate::oidc::login::DEVICE_COOKIE_MAX_AGE;
+use crate::oidc::provider::CallbackPath;
 use crate::oidc::{CallbackParams, ClientFacts, LoginFailure};
 use crate::request::original::browser_ip;
 use crate::state::AppState;
@@ -37,13 +38,20 @@ fn client_ip(req: &HttpRequest, state: &AppState) -> String {
     browser_ip(req.headers(), peer_ip(req), &state.config.trusted_proxies).to_string()
 }
 
-/// `GET /auth/login?rd=URL`: 302 to the IdP.
-pub async fn login(query: web::Query<RdQuery>, state: web::Data<AppState>) -> HttpResponse {
-    match state
-        .auth
-        .start(query.rd.as_deref(), chrono::Utc::now())
-        .await
-    {
+/// `GET /auth/login?rd=URL`: 302 to the IdP. Without `rd`, oauth2-proxy's
+/// `X-Auth-Request-Redirect` request header names the target (validated the same way).
+pub async fn login(
+    req: HttpRequest,
+    query: web::Query<RdQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let rd = query.rd.as_deref().or_else(|| {
+        req.headers()
+            .get("x-auth-request-redirect")
+            .and_then(|v| v.to_str().ok())
+    });
+    let callback = CallbackPath::for_request_path(req.path());
+    match state.auth.start(rd, callback, chrono::Utc::now()).await {
         Ok(url) => redirect(url.as_str()),
         Err(e) => error_page(&e, &state.config),
     }
@@ -67,7 +75,8 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         device_cookie: device_values.first().copied(),
     };
     let now = chrono::Utc::now();
-    match state.auth.finish(&params, &client, now).await {
+    let callback = CallbackPath::for_request_path(req.path());
+    match state.auth.finish(&params, callback, &client, now).await {
         Ok(done) => {
             let max_age = (done.session.expires_at - now).num_seconds().max(0);
             let mut response = redirect(&done.redirect_to);

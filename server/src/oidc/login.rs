@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::crypto::TokenCipher;
-use super::provider::{OidcError, OidcProvider};
+use super::provider::{CallbackPath, OidcError, OidcProvider};
 use super::redirect::RedirectPolicy;
 use crate::audit::{AuditRecord, AuditSink};
 use crate::config::Config;
@@ -204,9 +204,10 @@ impl AuthService {
     pub async fn start(
         &self,
         rd: Option<&str>,
+        callback: CallbackPath,
         now: DateTime<Utc>,
     ) -> Result<url::Url, LoginFailure> {
-        let result = self.start_inner(rd, now).await;
+        let result = self.start_inner(rd, callback, now).await;
         if let Err(e) = &result {
             self.count_and_audit_failure(e, None, None).await;
         }
@@ -216,10 +217,11 @@ impl AuthService {
     async fn start_inner(
         &self,
         rd: Option<&str>,
+        callback: CallbackPath,
         now: DateTime<Utc>,
     ) -> Result<url::Url, LoginFailure> {
         let provider = self.provider.as_ref().ok_or(LoginFailure::NotConfigured)?;
-        let request = provider.authorization_request().await?;
+        let request = provider.authorization_request(callback).await?;
         let redirect_to = self.redirects.validate_or_fallback(rd);
         let ttl = chrono::Duration::from_std(LOGIN_STATE_TTL).unwrap_or_default();
         self.store
@@ -245,10 +247,11 @@ impl AuthService {
     pub async fn finish(
         &self,
         params: &CallbackParams,
+        callback: CallbackPath,
         client: &ClientFacts<'_>,
         now: DateTime<Utc>,
     ) -> Result<LoginSuccess, LoginFailure> {
-        match self.finish_inner(params, client, now).await {
+        match self.finish_inner(params, callback, client, now).await {
             Ok(done) => {
                 METRICS.logins.with_label_values(&["success"]).inc();
                 let mut record = AuditRecord::event("login", "allow", Some(&done.email), None);
@@ -270,6 +273,7 @@ impl AuthService {
     async fn finish_inner(
         &self,
         params: &CallbackParams,
+        callback: CallbackPath,
         client: &ClientFacts<'_>,
         now: DateTime<Utc>,
     ) -> Result<LoginSuccess, LoginFailure> {
@@ -303,7 +307,7 @@ impl AuthService {
             .filter(|c| !c.is_empty() && c.len() <= 4096)
             .ok_or(LoginFailure::MissingCode)?;
         let tokens = provider
-            .exchange(code, &pending.pkce_verifier, &pending.nonce)
+            .exchange(code, &pending.pkce_verifier, &pending.nonce, callback)
             .await?;
         let who = tokens.identity;
         let user_id = self.store.upsert_idp_user(&who, now).await?;

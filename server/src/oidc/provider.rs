@@ -154,18 +154,52 @@ pub struct LogoutRequest {
     pub sid: Option<String>,
 }
 
+/// Which callback path a login uses: `/auth/callback`, or oauth2-proxy's
+/// `/oauth2/callback` when the login started at `/oauth2/start` (so an IdP client
+/// registered for oauth2-proxy works unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackPath {
+    Auth,
+    OAuth2,
+}
+
+impl CallbackPath {
+    pub fn path(self) -> &'static str {
+        match self {
+            CallbackPath::Auth => "/auth/callback",
+            CallbackPath::OAuth2 => "/oauth2/callback",
+        }
+    }
+
+    /// The callback path matching the path a request came in on.
+    pub fn for_request_path(path: &str) -> CallbackPath {
+        if path.starts_with("/oauth2/") {
+            CallbackPath::OAuth2
+        } else {
+            CallbackPath::Auth
+        }
+    }
+}
+
 pub struct OidcProvider {
     config: OidcConfig,
     redirect_url: RedirectUrl,
+    oauth2_redirect_url: RedirectUrl,
     http: reqwest::Client,
     current: ArcSwapOption<Discovered>,
     discovering: tokio::sync::Mutex<()>,
 }
 
 impl OidcProvider {
-    /// `callback_url` is `<public_url>/auth/callback`, registered at the IdP.
-    pub fn new(config: &OidcConfig, callback_url: &str) -> Result<OidcProvider, String> {
-        let redirect_url = RedirectUrl::new(callback_url.to_string()).map_err(|e| e.to_string())?;
+    /// Callbacks are `<public_url>/auth/callback` (or `/oauth2/callback`), registered at
+    /// the IdP.
+    pub fn new(config: &OidcConfig, public_url: &url::Url) -> Result<OidcProvider, String> {
+        let base = public_url.as_str().trim_end_matches('/');
+        let redirect_url = RedirectUrl::new(format!("{base}{}", CallbackPath::Auth.path()))
+            .map_err(|e| e.to_string())?;
+        let oauth2_redirect_url =
+            RedirectUrl::new(format!("{base}{}", CallbackPath::OAuth2.path()))
+                .map_err(|e| e.to_string())?;
         let http = reqwest::Client::builder()
             // An IdP answer is never followed elsewhere (SSRF guard).
             .redirect(reqwest::redirect::Policy::none())
@@ -176,6 +210,7 @@ impl OidcProvider {
         Ok(OidcProvider {
             config: config.clone(),
             redirect_url,
+            oauth2_redirect_url,
             http,
             current: ArcSwapOption::empty(),
             discovering: tokio::sync::Mutex::new(()),
@@ -235,7 +270,17 @@ impl OidcProvider {
     }
 
     /// A new authorization request: random state and nonce, PKCE S256.
-    pub async fn authorization_request(&self) -> Result<AuthorizationRequest, OidcError> {
+    fn redirect_for(&self, callback: CallbackPath) -> &RedirectUrl {
+        match callback {
+            CallbackPath::Auth => &self.redirect_url,
+            CallbackPath::OAuth2 => &self.oauth2_redirect_url,
+        }
+    }
+
+    pub async fn authorization_request(
+        &self,
+        callback: CallbackPath,
+    ) -> Result<AuthorizationRequest, OidcError> {
         let d = self.discovered().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let scopes = self
@@ -253,6 +298,7 @@ impl OidcProvider {
             )
             .add_scopes(scopes)
             .set_pkce_challenge(challenge)
+            .set_redirect_uri(std::borrow::Cow::Borrowed(self.redirect_for(callback)))
             .url();
         Ok(AuthorizationRequest {
             url,
@@ -269,6 +315,7 @@ impl OidcProvider {
         code: &str,
         pkce_verifier: &str,
         nonce: &str,
+        callback: CallbackPath,
     ) -> Result<LoginTokens, OidcError> {
         let d = self.discovered().await?;
         let response = d
@@ -276,6 +323,7 @@ impl OidcProvider {
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| OidcError::Exchange(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
+            .set_redirect_uri(std::borrow::Cow::Borrowed(self.redirect_for(callback)))
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Exchange(token_error(&e)))?;
@@ -291,7 +339,16 @@ impl OidcProvider {
             })
             .await?;
         let raw = id_token.to_string();
-        let userinfo = self.userinfo(&d, response.access_token().secret()).await?;
+        // Userinfo adds claims; when it fails but the ID token already names the user,
+        // the login goes on with the ID token's claims rather than fail.
+        let userinfo = match self.userinfo(&d, response.access_token().secret()).await {
+            Ok(info) => info,
+            Err(e) if claims.contains_key("email") => {
+                tracing::warn!(error = %e, "userinfo failed; using the ID token's claims");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let identity = map_claims(&claims, userinfo.as_ref(), &self.config.groups_claim)?;
         Ok(LoginTokens {
             identity,
