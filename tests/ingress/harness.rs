@@ -270,6 +270,39 @@ impl Gatehouse {
     }
 }
 
+/// Every e2e test also checks that its Gatehouse lost no audit record
+/// (`gatehouse_audit_dropped_total` stays 0), read from `/metrics` before it is stopped.
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(dropped) = scrape_metric(self.admin_port, "gatehouse_audit_dropped_total") {
+            assert_eq!(
+                dropped,
+                0.0,
+                "gatehouse dropped audit records:\n{}",
+                self.proc.logs()
+            );
+        }
+    }
+}
+
+/// One unlabelled metric from `/metrics` on `port`, with a blocking HTTP/1.0 request (this
+/// runs in `Drop`); `None` if the process no longer answers.
+fn scrape_metric(port: u16, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Rewrites the service addresses of a `deploy/` config to loopback ports.
 pub fn localize(template: &str, replacements: &[(&str, String)]) -> String {
     let mut text = template.to_string();

@@ -185,8 +185,8 @@ async fn nginx_auth_request_guards_apps_end_to_end() {
         "revoked 1 session(s)"
     );
     nginx.assert_running();
-    let mut gatehouse = gh.proc;
-    gatehouse.assert_running();
+    let mut gh = gh;
+    gh.proc.assert_running();
 }
 
 #[tokio::test]

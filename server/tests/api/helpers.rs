@@ -77,6 +77,20 @@ pub struct TestApp {
     _spool: tempfile::TempDir,
 }
 
+/// No test may lose an audit record (`gatehouse_audit_dropped_total` stays 0). The counter
+/// is process-wide, so this catches a drop in any test that ran before, too.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert_eq!(
+                gatehouse::metrics::METRICS.audit_dropped.get(),
+                0,
+                "an audit record was dropped"
+            );
+        }
+    }
+}
+
 /// Options for [`spawn_app_with`].
 pub struct AppOptions {
     pub backend: Backend,
