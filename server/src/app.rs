@@ -142,6 +142,7 @@ impl Application {
         }
         let auth = AuthService::new(&config, provider, store.clone(), sessions, audit.clone());
         spawn_partition_maintenance(store.clone(), config.audit.retention_days);
+        spawn_login_state_purge(store.clone());
         spawn_sighup_reloads(reloader.clone());
         let state = web::Data::new(AppState {
             config: Arc::new(config.clone()),
@@ -291,6 +292,19 @@ fn warn_unimplemented(config: &Config) {
     if let Some(grpc) = &config.grpc_listen {
         tracing::warn!(listen = %grpc, "`grpc_listen` is configured but the Envoy ext_authz server is not implemented yet; nothing listens there");
     }
+}
+
+/// Drops logins that were started and never finished, every minute.
+fn spawn_login_state_purge(store: Store) {
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            if let Err(e) = store.purge_login_states(chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "purging expired login states failed");
+            }
+        }
+    });
 }
 
 /// Keeps daily audit partitions created ahead and drops expired ones, hourly.

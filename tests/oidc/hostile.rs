@@ -285,3 +285,78 @@ async fn an_expired_id_token_is_refused() {
     assert!(!has_session_cookie(&browser, &stack));
     assert_eq!(logins(&stack, "token_error").await, 1.0);
 }
+
+/// Login CSRF (RFC 6749 §10.12): an attacker signs in with their own account, stops before
+/// the callback and sends the victim's browser there. The callback must refuse a browser
+/// other than the one that started the login, or the victim would be signed in as the
+/// attacker on every app.
+#[tokio::test]
+async fn a_callback_in_another_browser_is_refused() {
+    let stack = start_stack("15m", 1).await;
+    let attacker = Browser::new();
+    let cb = callback_url(&attacker, &stack, "bob", None).await;
+    let victim = Browser::new();
+    // The victim may even have started a login of their own (and so hold a binding cookie).
+    let _ = victim.get(&stack.url("/auth/login")).await;
+    let page = victim.get(&cb.url).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("another browser"), "{}", page.body);
+    assert!(!has_session_cookie(&victim, &stack));
+    assert_eq!(logins(&stack, "invalid_state").await, 1.0);
+}
+
+/// A browser's device cookie belongs to the user who first signed in with it: another
+/// account signing in on that browser gets a device of its own, not the first one's
+/// managed flag and trust.
+#[tokio::test]
+async fn another_users_device_is_not_inherited() {
+    let stack = start_stack("15m", 1).await;
+    let browser = Browser::new();
+    sign_in(
+        &browser,
+        &stack.url("/auth/login"),
+        "alice",
+        stack.after_callback(),
+    )
+    .await;
+    let alice = stack.gh.cli(&[
+        "device",
+        "list",
+        "--email",
+        "alice@example.com",
+        "--format",
+        "json",
+    ]);
+    let alice_device: serde_json::Value =
+        serde_json::from_str(alice.lines().next().unwrap()).unwrap();
+    stack.gh.cli(&[
+        "device",
+        "set",
+        alice_device["id"].as_str().unwrap(),
+        "--managed",
+        "true",
+    ]);
+    // Bob signs in on the same browser (the IdP asks again after a logout there).
+    let out = browser.follow(&stack.url("/auth/logout")).await;
+    browser.confirm_idp_logout(out).await;
+    let end = sign_in(
+        &browser,
+        &stack.url("/auth/login"),
+        "bob",
+        stack.after_callback(),
+    )
+    .await;
+    assert_eq!(end.url, stack.url("/"), "{:?}", end.chain);
+    let bob = stack.gh.cli(&[
+        "device",
+        "list",
+        "--email",
+        "bob@example.com",
+        "--format",
+        "json",
+    ]);
+    let bob_device: serde_json::Value =
+        serde_json::from_str(bob.lines().next().expect("bob's device")).unwrap();
+    assert_ne!(bob_device["id"], alice_device["id"]);
+    assert_eq!(bob_device["managed"], false);
+}

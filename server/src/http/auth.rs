@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::config::{Config, SameSite};
-use crate::oidc::login::DEVICE_COOKIE_MAX_AGE;
+use crate::oidc::login::{DEVICE_COOKIE_MAX_AGE, LOGIN_STATE_TTL, login_binding};
 use crate::oidc::provider::CallbackPath;
 use crate::oidc::{CallbackParams, ClientFacts, LoginFailure};
 use crate::request::original::browser_ip;
@@ -21,6 +21,11 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-acti
 #[derive(Debug, serde::Deserialize)]
 pub struct RdQuery {
     rd: Option<String>,
+}
+
+/// The name of the login-binding cookie: the session cookie's name with `_login`.
+pub fn login_cookie_name(config: &Config) -> String {
+    format!("{}_login", config.cookie.name)
 }
 
 /// The name of the device cookie: the session cookie's name with `_device`.
@@ -51,8 +56,28 @@ pub async fn login(
             .and_then(|v| v.to_str().ok())
     });
     let callback = CallbackPath::for_request_path(req.path());
-    match state.auth.start(rd, callback, chrono::Utc::now()).await {
-        Ok(url) => redirect(url.as_str()),
+    let binding_name = login_cookie_name(&state.config);
+    let existing = super::cookie_values(req.headers(), &binding_name);
+    let binding = login_binding(existing.first().copied());
+    let ip = browser_ip(req.headers(), peer_ip(&req), &state.config.trusted_proxies);
+    match state
+        .auth
+        .start(rd, &binding, callback, ip, chrono::Utc::now())
+        .await
+    {
+        Ok(url) => {
+            let mut response = redirect(url.as_str());
+            // Host-only (no Domain): only the callback on this host needs it.
+            let mut cookie = build_cookie(
+                &state.config,
+                binding_name,
+                binding,
+                LOGIN_STATE_TTL.as_secs() as i64,
+            );
+            cookie.unset_domain();
+            let _ = response.add_cookie(&cookie);
+            response
+        }
         Err(e) => error_page(&e, &state.config),
     }
 }
@@ -65,6 +90,7 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         .unwrap_or_default();
     let device_name = device_cookie_name(&state.config);
     let device_values = super::cookie_values(req.headers(), &device_name);
+    let binding_values = super::cookie_values(req.headers(), &login_cookie_name(&state.config));
     let client = ClientFacts {
         ip: Some(client_ip(&req, &state)),
         user_agent: req
@@ -73,6 +99,7 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         device_cookie: device_values.first().copied(),
+        login_binding: binding_values.first().copied(),
     };
     let now = chrono::Utc::now();
     let callback = CallbackPath::for_request_path(req.path());
@@ -252,7 +279,7 @@ fn error_page(e: &LoginFailure, config: &Config) -> HttpResponse {
     page(
         status,
         "Sign-in failed",
-        &e.to_string(),
+        &e.user_message(),
         Some(("Try again", &retry)),
     )
 }

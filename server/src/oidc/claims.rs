@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 pub struct IdpIdentity {
     pub subject: String,
     pub email: String,
+    /// The IdP's `email_verified`, when it says.
+    pub email_verified: Option<bool>,
     pub name: Option<String>,
     pub username: Option<String>,
     pub groups: Vec<String>,
@@ -73,9 +75,15 @@ pub fn map_claims(
     {
         return Err(ClaimsError::UnverifiedEmail(email));
     }
+    let email_verified = match merged.get("email_verified") {
+        Some(Value::Bool(b)) => Some(*b),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
     let groups = groups(&merged, groups_claim)?;
     Ok(IdpIdentity {
         email,
+        email_verified,
         name: string(&merged, "name"),
         username: string(&merged, "preferred_username"),
         groups,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::crypto::TokenCipher;
 use super::provider::{CallbackPath, OidcError, OidcProvider};
@@ -22,13 +23,33 @@ use crate::session::token::{CookieSigner, SessionToken};
 use crate::session::{IssuedSession, SessionSpec, mint_session};
 use crate::store::{LoginState, Store, StoreError};
 
+/// Error codes of RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6; others are not shown as sent.
+const KNOWN_IDP_ERRORS: &[&str] = &[
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "interaction_required",
+    "login_required",
+    "account_selection_required",
+    "consent_required",
+    "invalid_request_uri",
+    "invalid_request_object",
+    "request_not_supported",
+    "request_uri_not_supported",
+    "registration_not_supported",
+];
+
 /// A started login must come back within this time.
 pub const LOGIN_STATE_TTL: Duration = Duration::from_secs(600);
 /// Browsers cap cookie lifetimes at 400 days.
 pub const DEVICE_COOKIE_MAX_AGE: Duration = Duration::from_secs(400 * 24 * 3600);
 
-/// Query parameters of `/auth/callback`.
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+/// Query parameters of `/auth/callback`. Its `Debug` hides the code.
+#[derive(Default, Clone, serde::Deserialize)]
 pub struct CallbackParams {
     pub state: Option<String>,
     pub code: Option<String>,
@@ -36,13 +57,24 @@ pub struct CallbackParams {
     pub error_description: Option<String>,
 }
 
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackParams")
+            .field("code", &self.code.as_ref().map(|_| "***"))
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What the HTTP layer knows about the browser.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct ClientFacts<'a> {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     /// The device cookie's value, if the browser sent one.
     pub device_cookie: Option<&'a str>,
+    /// The login-binding cookie's value, if the browser sent one.
+    pub login_binding: Option<&'a str>,
 }
 
 /// A finished login.
@@ -67,6 +99,8 @@ pub enum LoginFailure {
     UnknownState,
     #[error("this login took too long (more than 10 minutes)")]
     ExpiredState,
+    #[error("this login was started in another browser (or its login cookie was blocked)")]
+    WrongBrowser,
     #[error("the identity provider answered `{error}`{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     IdpError {
         error: String,
@@ -84,6 +118,8 @@ pub enum LoginFailure {
     Conflict(String),
     #[error("the session store failed: {0}")]
     Store(String),
+    #[error("too many sign-in attempts from this address; wait a minute")]
+    RateLimited,
 }
 
 impl LoginFailure {
@@ -91,7 +127,9 @@ impl LoginFailure {
     pub fn result(&self) -> &'static str {
         match self {
             LoginFailure::NotConfigured => "not_configured",
-            LoginFailure::MissingState | LoginFailure::UnknownState => "invalid_state",
+            LoginFailure::MissingState
+            | LoginFailure::UnknownState
+            | LoginFailure::WrongBrowser => "invalid_state",
             LoginFailure::ExpiredState => "expired_state",
             LoginFailure::IdpError { .. } => "idp_error",
             LoginFailure::MissingCode | LoginFailure::Token(_) => "token_error",
@@ -99,6 +137,7 @@ impl LoginFailure {
             LoginFailure::Claims(_) => "claims_error",
             LoginFailure::Conflict(_) => "user_conflict",
             LoginFailure::Store(_) => "store_error",
+            LoginFailure::RateLimited => "rate_limited",
         }
     }
 
@@ -109,7 +148,31 @@ impl LoginFailure {
             LoginFailure::IdpUnavailable(_) => 502,
             LoginFailure::Store(_) => 500,
             LoginFailure::Conflict(_) => 403,
+            LoginFailure::RateLimited => 429,
             _ => 400,
+        }
+    }
+
+    /// What the person at the browser is told: the reason, without internals (database
+    /// errors, IdP URLs) or text an attacker could have put in the callback URL.
+    pub fn user_message(&self) -> String {
+        match self {
+            LoginFailure::IdpUnavailable(_) => {
+                "the identity provider cannot be reached; please try again shortly".into()
+            }
+            LoginFailure::Store(_) => "a server error ended the login; please try again".into(),
+            LoginFailure::IdpError { error, .. } => {
+                let known = KNOWN_IDP_ERRORS.contains(&error.as_str());
+                format!(
+                    "the identity provider refused the login ({})",
+                    if known {
+                        error.as_str()
+                    } else {
+                        "unknown error"
+                    }
+                )
+            }
+            other => other.to_string(),
         }
     }
 
@@ -160,6 +223,46 @@ pub struct AuthService {
     session_ttl: Duration,
     refresh_interval: Duration,
     audit: AuditSink,
+    starts: StartLimiter,
+}
+
+/// Logins one client address may start per minute.
+pub const LOGINS_PER_MINUTE: u32 = 120;
+
+/// Counts login starts per client address over a minute.
+struct StartLimiter {
+    counts: moka::future::Cache<std::net::IpAddr, Arc<std::sync::atomic::AtomicU32>>,
+}
+
+impl StartLimiter {
+    fn new() -> StartLimiter {
+        StartLimiter {
+            counts: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    async fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let count = self.counts.get_with(ip, async { Default::default() }).await;
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < LOGINS_PER_MINUTE
+    }
+}
+
+/// The login-binding cookie value for a browser: the one it already has (so logins in
+/// several tabs do not undo each other), else a new random one.
+pub fn login_binding(existing: Option<&str>) -> String {
+    match existing {
+        Some(v)
+            if v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            v.to_string()
+        }
+        _ => SessionToken::generate().encode(),
+    }
 }
 
 /// The hex SHA-256 under which a login state is stored (the state itself travels only
@@ -188,6 +291,7 @@ impl AuthService {
             session_ttl: config.session.ttl.0,
             refresh_interval: config.session.refresh_interval.0,
             audit,
+            starts: StartLimiter::new(),
         }
     }
 
@@ -201,13 +305,26 @@ impl AuthService {
 
     /// Starts a login: remembers state, nonce, PKCE verifier and the validated `rd`, and
     /// returns the IdP's authorization URL.
+    ///
+    /// `binding` is the value of the login-binding cookie the HTTP layer gives the browser
+    /// ([`login_binding`]); the callback must present it again (RFC 6749 §10.12: without it
+    /// an attacker could finish *their* login in a victim's browser).
+    ///
+    /// Each client address may start [`LOGINS_PER_MINUTE`] logins a minute: every start
+    /// stores a pending login, and those must not pile up at an attacker's pace.
     pub async fn start(
         &self,
         rd: Option<&str>,
+        binding: &str,
         callback: CallbackPath,
+        client_ip: std::net::IpAddr,
         now: DateTime<Utc>,
     ) -> Result<url::Url, LoginFailure> {
-        let result = self.start_inner(rd, callback, now).await;
+        let result = if self.starts.allow(client_ip).await {
+            self.start_inner(rd, binding, callback, now).await
+        } else {
+            Err(LoginFailure::RateLimited)
+        };
         if let Err(e) = &result {
             self.count_and_audit_failure(e, None, None).await;
         }
@@ -217,6 +334,7 @@ impl AuthService {
     async fn start_inner(
         &self,
         rd: Option<&str>,
+        binding: &str,
         callback: CallbackPath,
         now: DateTime<Utc>,
     ) -> Result<url::Url, LoginFailure> {
@@ -232,14 +350,11 @@ impl AuthService {
                     pkce_verifier: request.pkce_verifier,
                     redirect_to,
                     expires_at: now + ttl,
+                    browser_hash: state_hash(binding),
                 },
                 now,
             )
             .await?;
-        // Abandoned logins are cleared as new ones start (cheap: indexed on expiry).
-        if rand::random::<u8>() < 8 {
-            let _ = self.store.purge_login_states(now).await;
-        }
         Ok(request.url)
     }
 
@@ -292,6 +407,10 @@ impl AuthService {
         if pending.expires_at < now {
             return Err(LoginFailure::ExpiredState);
         }
+        let presented = client.login_binding.map(state_hash).unwrap_or_default();
+        if !bool::from(presented.as_bytes().ct_eq(pending.browser_hash.as_bytes())) {
+            return Err(LoginFailure::WrongBrowser);
+        }
         if let Some(error) = &params.error {
             return Err(LoginFailure::IdpError {
                 error: printable(error, 100),
@@ -324,10 +443,22 @@ impl AuthService {
                 (token, Some(cookie))
             }
         };
-        let device_id = self
+        let (mut device_id, owner) = self
             .store
             .browser_device(&device_token.hash().0, &user_id, now)
             .await?;
+        let mut new_device_cookie = new_device_cookie;
+        if owner.as_deref() != Some(user_id.as_str()) {
+            // Another user's device cookie: this user gets a device of their own rather
+            // than that device's managed flag and trust.
+            let token = SessionToken::generate();
+            new_device_cookie = Some(self.device_signer.sign(&token));
+            device_id = self
+                .store
+                .browser_device(&token.hash().0, &user_id, now)
+                .await?
+                .0;
+        }
 
         // Without a refresh token the claims cannot be re-read, so the session ends when
         // they would be due: the browser then signs in again (silently, while the IdP
@@ -336,10 +467,19 @@ impl AuthService {
             Some(_) => self.session_ttl,
             None => self.session_ttl.min(self.refresh_interval),
         };
+        // The tokens are encrypted for the session id before the session exists, so the
+        // session is written whole, in one statement.
+        let session_id = uuid::Uuid::new_v4().to_string();
         let session = mint_session(
             &self.store,
             &self.signer,
             &SessionSpec {
+                refresh_token_enc: tokens
+                    .refresh_token
+                    .as_deref()
+                    .map(|t| self.cipher.encrypt(&session_id, t)),
+                id_token_enc: Some(self.cipher.encrypt(&session_id, &tokens.id_token)),
+                id: session_id,
                 user_id,
                 ttl: chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(12)),
                 amr: vec!["oidc".into()],
@@ -353,19 +493,6 @@ impl AuthService {
         )
         .await
         .map_err(|e| LoginFailure::Store(e.to_string()))?;
-        let refresh_enc = tokens
-            .refresh_token
-            .as_deref()
-            .map(|t| self.cipher.encrypt(&session.session_id, t));
-        let id_token_enc = self.cipher.encrypt(&session.session_id, &tokens.id_token);
-        self.store
-            .set_session_tokens(
-                &session.session_id,
-                refresh_enc.as_deref(),
-                Some(&id_token_enc),
-                who.sid.as_deref(),
-            )
-            .await?;
         Ok(LoginSuccess {
             session,
             email: who.email,

@@ -108,6 +108,8 @@ pub enum OidcError {
     Claims(#[from] ClaimsError),
     #[error("userinfo request failed: {0}")]
     UserInfo(String),
+    #[error("the identity provider refused our access token at userinfo (status {0})")]
+    UserInfoRefused(u16),
     #[error("logout token rejected: {0}")]
     LogoutToken(String),
 }
@@ -188,6 +190,8 @@ pub struct OidcProvider {
     http: reqwest::Client,
     current: ArcSwapOption<Discovered>,
     discovering: tokio::sync::Mutex<()>,
+    /// `jti`s of accepted logout tokens, so none is accepted twice.
+    seen_logout_tokens: moka::future::Cache<String, ()>,
 }
 
 impl OidcProvider {
@@ -214,6 +218,10 @@ impl OidcProvider {
             http,
             current: ArcSwapOption::empty(),
             discovering: tokio::sync::Mutex::new(()),
+            seen_logout_tokens: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
         })
     }
 
@@ -403,8 +411,12 @@ impl OidcProvider {
             .send()
             .await
             .map_err(|e| OidcError::UserInfo(error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(OidcError::UserInfo(format!("status {}", response.status())));
+        let status = response.status();
+        if status == 401 || status == 403 {
+            return Err(OidcError::UserInfoRefused(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(OidcError::UserInfo(format!("status {status}")));
         }
         let is_json = response
             .headers()
@@ -453,7 +465,14 @@ impl OidcProvider {
                 }
                 _ => RefreshError::Unavailable(token_error(&e)),
             })?;
-        let unavailable = |e: OidcError| RefreshError::Unavailable(e.to_string());
+        // Only what may pass (network, the IdP's own failures) is worth a retry; a token
+        // that does not verify or an access token the IdP refuses ends the session.
+        let classify = |e: OidcError| match e {
+            OidcError::Discovery(_) | OidcError::UserInfo(_) => {
+                RefreshError::Unavailable(e.to_string())
+            }
+            other => RefreshError::Rejected(other.to_string()),
+        };
         let mut id_claims = match response.extra_fields().id_token() {
             // Refreshed ID tokens carry no nonce (OIDC Core 12.2).
             Some(t) => Some(
@@ -462,14 +481,14 @@ impl OidcProvider {
                     t.claims(&v, |_: Option<&Nonce>| Ok(())).map(|_| ())
                 })
                 .await
-                .map_err(unavailable)?,
+                .map_err(classify)?,
             ),
             None => None,
         };
         let userinfo = self
             .userinfo(&d, response.access_token().secret())
             .await
-            .map_err(unavailable)?;
+            .map_err(classify)?;
         if id_claims.is_none() && userinfo.is_some() {
             let mut m = Map::new();
             m.insert("sub".into(), Value::String(subject.to_string()));
@@ -544,7 +563,22 @@ impl OidcProvider {
         }
         verified.map_err(|e| bad(e.message()))?;
         let claims: Value = decode_json(payload_b64).map_err(|e| bad(&e))?;
-        check_logout_claims(&claims, &d.issuer, &self.config.client_id, now_secs())
+        let request = check_logout_claims(&claims, &d.issuer, &self.config.client_id, now_secs())?;
+        // A logout token is used once (its `jti`, required by the spec, is remembered).
+        let jti = claims["jti"]
+            .as_str()
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or_else(|| bad("no jti"))?;
+        let fresh = self
+            .seen_logout_tokens
+            .entry(jti.to_string())
+            .or_insert(())
+            .await
+            .is_fresh();
+        if !fresh {
+            return Err(bad("replayed logout token"));
+        }
+        Ok(request)
     }
 }
 
@@ -612,12 +646,10 @@ fn check_logout_claims(
     if iat > now + CLOCK_SKEW_SECS {
         return Err(bad("issued in the future"));
     }
-    match claims["exp"].as_i64() {
-        Some(exp) if exp + CLOCK_SKEW_SECS < now => return Err(bad("expired")),
-        Some(_) => {}
-        // Tokens without `exp` (allowed by early drafts) must at least be recent.
-        None if iat + 600 < now => return Err(bad("too old")),
-        None => {}
+    // Back-Channel Logout 1.0 requires `exp`.
+    let exp = claims["exp"].as_i64().ok_or_else(|| bad("no exp"))?;
+    if exp.saturating_add(CLOCK_SKEW_SECS) < now {
+        return Err(bad("expired"));
     }
     if !claims["events"][BACKCHANNEL_EVENT].is_object() {
         return Err(bad("not a back-channel logout event"));
@@ -711,6 +743,12 @@ mod tests {
             ("issuer", Box::new(|c| c["iss"] = json!("https://evil"))),
             ("audience", Box::new(|c| c["aud"] = json!("other"))),
             ("expired", Box::new(|c| c["exp"] = json!(10))),
+            (
+                "no exp",
+                Box::new(|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                }),
+            ),
             ("future", Box::new(|c| c["iat"] = json!(99999))),
             ("event", Box::new(|c| c["events"] = json!({}))),
             ("nonce", Box::new(|c| c["nonce"] = json!("n"))),

@@ -74,7 +74,7 @@ impl RedirectPolicy {
 
     /// The absolute URL to redirect to, or `None` when `rd` is refused.
     pub fn validate(&self, rd: &str) -> Option<String> {
-        if rd.is_empty() || rd.len() > 4096 {
+        if rd.is_empty() || rd.len() > 2048 {
             return None;
         }
         // Browsers drop tabs/newlines inside URLs and trim spaces, so `/\t/evil.com` becomes

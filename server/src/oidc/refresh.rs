@@ -7,8 +7,10 @@
 //!
 //! Several replicas may run it: a session is claimed with a conditional `UPDATE` before its
 //! refresh token is spent, so a rotating refresh token is used once. The IdP refusing the
-//! token (`invalid_grant`) ends the session; an unreachable IdP is retried at the next
-//! interval and the session keeps its last claims meanwhile.
+//! token (`invalid_grant`), an ID token that does not verify, an access token refused at
+//! userinfo, or a refresh that brings no claims end the session. An unreachable IdP is
+//! retried at the next interval and the session keeps its last claims meanwhile — for at
+//! most [`MAX_STALE_INTERVALS`] intervals, then it ends too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,9 @@ use crate::store::{RefreshCandidate, Store, StoreError};
 
 /// Sessions refreshed per pass; the next pass picks up the rest.
 const BATCH: i64 = 100;
+/// A session whose claims could not be re-read for this many refresh intervals (the IdP
+/// unreachable) ends: fail closed rather than serve old groups indefinitely.
+const MAX_STALE_INTERVALS: u32 = 4;
 
 pub struct Refresher {
     pub store: Store,
@@ -125,18 +130,31 @@ impl Refresher {
                         .await
                         .map_err(|e| e.to_string())?;
                 }
-                if let Some(identity) = &refreshed.identity {
-                    self.store
-                        .upsert_idp_user(identity, now)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let hashes = self
-                        .store
-                        .announce_user_changed(&c.user_id)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    self.sessions.evict_hashes(&hashes).await;
+                let Some(identity) = &refreshed.identity else {
+                    // Neither an ID token nor userinfo: the claims cannot be re-read, so the
+                    // session cannot be kept current.
+                    self.revoke(c, "claims_unrefreshable: the IdP sent no claims on refresh")
+                        .await?;
+                    return Ok(Outcome::Revoked);
+                };
+                match self.store.upsert_idp_user(identity, now).await {
+                    Ok(_) => {}
+                    Err(StoreError::Invalid(why)) => {
+                        self.revoke(c, &format!("user_conflict: {why}")).await?;
+                        return Ok(Outcome::Revoked);
+                    }
+                    Err(e) => return Err(e.to_string()),
                 }
+                self.store
+                    .set_session_claims(&c.id, &identity.claims, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let hashes = self
+                    .store
+                    .announce_user_changed(&c.user_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.sessions.evict_hashes(&hashes).await;
                 Ok(Outcome::Refreshed)
             }
             Err(RefreshError::Rejected(why)) => {
@@ -144,7 +162,17 @@ impl Refresher {
                     .await?;
                 Ok(Outcome::Revoked)
             }
-            Err(RefreshError::Unavailable(why)) => Err(why),
+            Err(RefreshError::Unavailable(why)) => {
+                // Claims may be served stale while the IdP is briefly away, not for long.
+                let stale_for = now - c.claims_at;
+                let limit = chrono::Duration::from_std(self.interval * MAX_STALE_INTERVALS)
+                    .unwrap_or_default();
+                if stale_for > limit {
+                    self.revoke(c, &format!("claims_stale: {why}")).await?;
+                    return Ok(Outcome::Revoked);
+                }
+                Err(why)
+            }
         }
     }
 

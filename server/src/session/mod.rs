@@ -25,14 +25,25 @@ pub struct SessionGrant {
     pub user_agent: Option<String>,
 }
 
-/// A freshly minted session.
-#[derive(Debug, Clone)]
+/// A freshly minted session. Its `Debug` hides the cookie value.
+#[derive(Clone)]
 pub struct IssuedSession {
     pub session_id: String,
     pub user_id: String,
     /// The signed cookie value; also accepted as `Authorization: Bearer`.
     pub cookie_value: String,
     pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for IssuedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedSession")
+            .field("session_id", &self.session_id)
+            .field("user_id", &self.user_id)
+            .field("cookie_value", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +91,7 @@ pub async fn issue_session(
         store,
         signer,
         &SessionSpec {
+            id: uuid::Uuid::new_v4().to_string(),
             user_id,
             ttl,
             amr: grant.amr.clone(),
@@ -88,6 +100,8 @@ pub async fn issue_session(
             device_id: None,
             idp_sid: None,
             idp_claims: serde_json::json!({}),
+            refresh_token_enc: None,
+            id_token_enc: None,
         },
         now,
     )
@@ -97,6 +111,8 @@ pub async fn issue_session(
 /// A session to create for an existing user.
 #[derive(Debug, Clone)]
 pub struct SessionSpec {
+    /// The session id, chosen by the caller (encrypted tokens are bound to it).
+    pub id: String,
     pub user_id: String,
     pub ttl: chrono::Duration,
     pub amr: Vec<String>,
@@ -105,6 +121,8 @@ pub struct SessionSpec {
     pub device_id: Option<String>,
     pub idp_sid: Option<String>,
     pub idp_claims: serde_json::Value,
+    pub refresh_token_enc: Option<Vec<u8>>,
+    pub id_token_enc: Option<Vec<u8>>,
 }
 
 /// Creates a session with a new random token (never a reused one: no session fixation).
@@ -116,7 +134,7 @@ pub async fn mint_session(
     now: DateTime<Utc>,
 ) -> Result<IssuedSession, IssueError> {
     let token = SessionToken::generate();
-    let session_id = uuid::Uuid::new_v4().to_string();
+    let session_id = spec.id.clone();
     let expires_at = now + spec.ttl;
     store
         .create_session(&NewSession {
@@ -132,6 +150,8 @@ pub async fn mint_session(
             user_agent: spec.user_agent.clone(),
             idp_sid: spec.idp_sid.clone(),
             idp_claims: spec.idp_claims.clone(),
+            refresh_token_enc: spec.refresh_token_enc.clone(),
+            id_token_enc: spec.id_token_enc.clone(),
         })
         .await?;
     Ok(IssuedSession {

@@ -7,13 +7,25 @@ use sqlx::types::Json;
 use super::{Backend, GroupSource, Revoked, Store, StoreError};
 use crate::oidc::claims::IdpIdentity;
 
-/// A pending login, between `/auth/login` and `/auth/callback`.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A pending login, between `/auth/login` and `/auth/callback`. Its `Debug` hides the
+/// nonce and the PKCE verifier.
+#[derive(Clone, sqlx::FromRow)]
 pub struct LoginState {
     pub nonce: String,
     pub pkce_verifier: String,
     pub redirect_to: String,
     pub expires_at: DateTime<Utc>,
+    /// SHA-256 of the login-binding cookie given to the browser that started the login.
+    pub browser_hash: String,
+}
+
+impl std::fmt::Debug for LoginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginState")
+            .field("redirect_to", &self.redirect_to)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A session whose IdP claims are due to be re-read.
@@ -25,6 +37,8 @@ pub struct RefreshCandidate {
     pub refresh_token_enc: Vec<u8>,
     /// `refreshed_at`, or `created_at` before the first refresh: the claim token.
     pub last_refresh: DateTime<Utc>,
+    /// When the session's claims were last read from the IdP successfully.
+    pub claims_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -43,11 +57,11 @@ impl Store {
         state: &LoginState,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO login_states (state_hash, nonce, pkce_verifier, redirect_to, created_at, expires_at)
-                   VALUES ($1, $2, $3, $4, $5, $6)";
+        let sql = "INSERT INTO login_states (state_hash, nonce, pkce_verifier, redirect_to, created_at, expires_at, browser_hash)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)";
         on_pool!(self, pool => sqlx::query(sql)
             .bind(state_hash).bind(&state.nonce).bind(&state.pkce_verifier)
-            .bind(&state.redirect_to).bind(now).bind(state.expires_at)
+            .bind(&state.redirect_to).bind(now).bind(state.expires_at).bind(&state.browser_hash)
             .execute(pool).await.map(|_| ()))?;
         Ok(())
     }
@@ -59,7 +73,7 @@ impl Store {
         state_hash: &str,
     ) -> Result<Option<LoginState>, StoreError> {
         let sql = "DELETE FROM login_states WHERE state_hash = $1
-                   RETURNING nonce, pkce_verifier, redirect_to, expires_at";
+                   RETURNING nonce, pkce_verifier, redirect_to, expires_at, browser_hash";
         let row = on_pool!(self, pool => sqlx::query_as(sql).bind(state_hash).fetch_optional(pool).await)?;
         Ok(row)
     }
@@ -76,6 +90,26 @@ impl Store {
     /// subject) is adopted; an email already bound to a *different* subject is refused:
     /// another IdP account claiming someone's address must not take over their user.
     pub async fn upsert_idp_user(
+        &self,
+        who: &IdpIdentity,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        // Two first logins of one new user race on the unique subject/email; SQLite may
+        // refuse a read-then-write transaction when another writer committed meanwhile.
+        // Both are settled by running the transaction again.
+        let mut attempt = 0;
+        loop {
+            match self.upsert_idp_user_once(who, now).await {
+                Err(StoreError::Database(e)) if attempt < 3 && is_write_conflict(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn upsert_idp_user_once(
         &self,
         who: &IdpIdentity,
         now: DateTime<Utc>,
@@ -98,7 +132,15 @@ impl Store {
                     return Err(StoreError::Invalid(format!(
                         "the email {} is bound to another identity-provider subject", who.email)));
                 }
-                (None, Some((id, None))) => id,
+                // A user made by `session create` (no subject) is adopted only on an
+                // address the IdP says it verified: an IdP that lets users type any email
+                // must not hand them someone's store groups and tenants.
+                (None, Some((id, None))) if who.email_verified == Some(true) => id,
+                (None, Some((_, None))) => {
+                    return Err(StoreError::Invalid(format!(
+                        "the email {} belongs to an existing user, and the identity provider did not say it is verified",
+                        who.email)));
+                }
                 (None, None) => {
                     sqlx::query("INSERT INTO users (id, subject, email, claims, created_at, updated_at)
                                  VALUES ($1, $2, $3, '{}', $4, $4)")
@@ -127,13 +169,14 @@ impl Store {
     }
 
     /// The browser device of a device-cookie id hash: found (and claimed by `user_id` if it
-    /// had no owner) or created unregistered, unmanaged, low trust. Returns its id.
+    /// had no owner) or created unregistered, unmanaged, low trust. Returns its id and
+    /// owner; a device owned by someone else must not be used for this user.
     pub async fn browser_device(
         &self,
         cookie_hash: &str,
         user_id: &str,
         now: DateTime<Utc>,
-    ) -> Result<String, StoreError> {
+    ) -> Result<(String, Option<String>), StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let sql =
             "INSERT INTO devices (id, user_id, cookie_hash, posture, created_at, last_seen_at)
@@ -141,11 +184,11 @@ impl Store {
                    ON CONFLICT (cookie_hash) DO UPDATE SET
                        last_seen_at = EXCLUDED.last_seen_at,
                        user_id = COALESCE(devices.user_id, EXCLUDED.user_id)
-                   RETURNING id";
-        let row: (String,) = on_pool!(self, pool => sqlx::query_as(sql)
+                   RETURNING id, user_id";
+        let row: (String, Option<String>) = on_pool!(self, pool => sqlx::query_as(sql)
             .bind(&id).bind(user_id).bind(cookie_hash).bind(now)
             .fetch_one(pool).await)?;
-        Ok(row.0)
+        Ok(row)
     }
 
     /// Sets a device's `managed` flag and/or trust level (admin); false if no such device.
@@ -193,21 +236,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Stores the encrypted IdP tokens of a session just created.
-    pub async fn set_session_tokens(
-        &self,
-        session_id: &str,
-        refresh_token_enc: Option<&[u8]>,
-        id_token_enc: Option<&[u8]>,
-        idp_sid: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let sql = "UPDATE sessions SET refresh_token_enc = $2, id_token_enc = $3, idp_sid = $4 WHERE id = $1";
-        on_pool!(self, pool => sqlx::query(sql)
-            .bind(session_id).bind(refresh_token_enc).bind(id_token_enc).bind(idp_sid)
-            .execute(pool).await.map(|_| ()))?;
-        Ok(())
-    }
-
     /// Revokes the session of a token hash (logout); returns it if it was live.
     pub async fn revoke_session_by_token(
         &self,
@@ -229,7 +257,9 @@ impl Store {
 
     /// Revokes sessions named by a back-channel logout: by IdP session id (`sid`, of that
     /// subject when both are given) or, with only `sub`, every session of that subject.
-    /// Returns the revoked sessions' (user id, token hash).
+    /// Sessions of the subject whose ID token carried no `sid` cannot be told apart, so a
+    /// `sub` + `sid` logout ends them too. Returns the revoked sessions' (user id, token
+    /// hash).
     pub async fn revoke_sessions_by_idp(
         &self,
         subject: Option<&str>,
@@ -239,7 +269,7 @@ impl Store {
     ) -> Result<Vec<(String, String)>, StoreError> {
         let sql = "UPDATE sessions SET revoked_at = $3, revoke_reason = $4
                    WHERE revoked_at IS NULL
-                     AND ($2 IS NULL OR idp_sid = $2)
+                     AND ($2 IS NULL OR idp_sid = $2 OR ($1 IS NOT NULL AND idp_sid IS NULL))
                      AND ($1 IS NULL OR user_id IN (SELECT id FROM users WHERE subject = $1))
                      AND ($1 IS NOT NULL OR $2 IS NOT NULL)
                    RETURNING user_id, token_hash";
@@ -265,7 +295,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RefreshCandidate>, StoreError> {
         let sql = "SELECT s.id, s.user_id, u.subject, s.refresh_token_enc,
-                          COALESCE(s.refreshed_at, s.created_at) AS last_refresh, s.expires_at
+                          COALESCE(s.refreshed_at, s.created_at) AS last_refresh,
+                          COALESCE(s.claims_at, s.created_at) AS claims_at, s.expires_at
                    FROM sessions s JOIN users u ON u.id = s.user_id
                    WHERE s.revoked_at IS NULL AND s.refresh_token_enc IS NOT NULL
                      AND s.expires_at > $2 AND COALESCE(s.refreshed_at, s.created_at) <= $1
@@ -291,6 +322,18 @@ impl Store {
             .bind(session_id).bind(last_refresh).bind(now)
             .execute(pool).await.map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// Records freshly read claims on a session (what `input.user.claims` shows).
+    pub async fn set_session_claims(
+        &self,
+        session_id: &str,
+        claims: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE sessions SET idp_claims = $2, claims_at = $3 WHERE id = $1")
+            .bind(session_id).bind(Json(claims)).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
     }
 
     /// Stores a rotated refresh token.
@@ -370,4 +413,18 @@ pub struct DeviceListing {
     pub trust: String,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// A unique-key race or a SQLite write conflict: the transaction may simply be run again.
+fn is_write_conflict(e: &sqlx::Error) -> bool {
+    let Some(db) = e.as_database_error() else {
+        return false;
+    };
+    if db.is_unique_violation() {
+        return true;
+    }
+    // SQLITE_BUSY (5) and its extended codes, e.g. SQLITE_BUSY_SNAPSHOT (517).
+    db.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
 }

@@ -2,8 +2,10 @@
 //! the embedded default for one node (DESIGN §9).
 //!
 //! Both backends share one schema shape (text ids, timestamp columns, JSON columns) and one
-//! set of SQL statements: `$N` placeholders work in both, times are compared in Rust rather
-//! than in SQL, and only the migrations differ. [`on_pool!`] runs the same statement on
+//! set of SQL statements: `$N` placeholders work in both, and only the migrations differ.
+//! Times are bound as `DateTime<Utc>`; sqlx writes them to SQLite as RFC 3339 text in one
+//! fixed form (UTC, `+00:00`), whose text order is time order, so SQL comparisons of times
+//! mean the same on both backends as long as every time is written through sqlx. [`on_pool!`] runs the same statement on
 //! whichever pool is configured.
 
 mod records;
@@ -233,13 +235,14 @@ impl Store {
 
     pub async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
         let sql = "INSERT INTO sessions (id, token_hash, user_id, device_id, created_at, expires_at,
-                                         last_seen_at, auth_time, amr, ip, user_agent, idp_sid, idp_claims)
-                   VALUES ($1, $2, $3, $4, $5, $6, $5, $7, $8, $9, $10, $11, $12)";
+                                         last_seen_at, auth_time, amr, ip, user_agent, idp_sid, idp_claims,
+                                         refresh_token_enc, id_token_enc, claims_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $5, $7, $8, $9, $10, $11, $12, $13, $14, $5)";
         on_pool!(self, pool => sqlx::query(sql)
             .bind(&s.id).bind(&s.token_hash).bind(&s.user_id).bind(&s.device_id)
             .bind(s.created_at).bind(s.expires_at).bind(s.auth_time)
             .bind(Json(&s.amr)).bind(&s.ip).bind(&s.user_agent).bind(&s.idp_sid)
-            .bind(Json(&s.idp_claims))
+            .bind(Json(&s.idp_claims)).bind(&s.refresh_token_enc).bind(&s.id_token_enc)
             .execute(pool).await.map(|_| ()))?;
         Ok(())
     }

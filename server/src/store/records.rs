@@ -66,6 +66,10 @@ pub struct NewSession {
     pub user_agent: Option<String>,
     pub idp_sid: Option<String>,
     pub idp_claims: serde_json::Value,
+    /// The IdP's refresh token, encrypted (see `oidc::crypto`).
+    pub refresh_token_enc: Option<Vec<u8>>,
+    /// The IdP's ID token, encrypted, for `id_token_hint` at logout.
+    pub id_token_enc: Option<Vec<u8>>,
 }
 
 /// Filters for [`super::Store::query_audit`]; `None` means "any".
