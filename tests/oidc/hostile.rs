@@ -184,6 +184,31 @@ async fn a_wrong_nonce_or_unverified_email_is_refused() {
     assert!(!has_session_cookie(&other, &stack));
     assert_eq!(logins(&stack, "claims_error").await, 1.0);
     assert_eq!(logins(&stack, "success").await, 0.0);
+    // The failed login is audited under the address the IdP named (the cookbook's
+    // "failed logins per user per hour" finds it).
+    let mut audited = String::new();
+    for _ in 0..50 {
+        audited = stack.gh.cli(&[
+            "audit",
+            "query",
+            "--user",
+            "mallory@example.com",
+            "--format",
+            "json",
+        ]);
+        if !audited.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let row: serde_json::Value =
+        serde_json::from_str(audited.lines().next().expect("an audit row")).unwrap();
+    assert_eq!(row["kind"], "login");
+    assert_eq!(row["decision"], "deny");
+    assert!(
+        row["reason"].as_str().unwrap().contains("claims_error"),
+        "{row}"
+    );
 }
 
 /// Open-redirect spellings (CVE-2021-21291's look-alike suffix, GHSA-j7px-6hwj-hpjg's

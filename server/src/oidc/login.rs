@@ -113,9 +113,9 @@ pub enum LoginFailure {
     #[error("{0}")]
     Token(String),
     #[error("{0}")]
-    Claims(String),
+    Claims(String, Option<String>),
     #[error("{0}")]
-    Conflict(String),
+    Conflict(String, Option<String>),
     #[error("the session store failed: {0}")]
     Store(String),
     #[error("too many sign-in attempts from this address; wait a minute")]
@@ -134,8 +134,8 @@ impl LoginFailure {
             LoginFailure::IdpError { .. } => "idp_error",
             LoginFailure::MissingCode | LoginFailure::Token(_) => "token_error",
             LoginFailure::IdpUnavailable(_) => "idp_unavailable",
-            LoginFailure::Claims(_) => "claims_error",
-            LoginFailure::Conflict(_) => "user_conflict",
+            LoginFailure::Claims(..) => "claims_error",
+            LoginFailure::Conflict(..) => "user_conflict",
             LoginFailure::Store(_) => "store_error",
             LoginFailure::RateLimited => "rate_limited",
         }
@@ -147,7 +147,7 @@ impl LoginFailure {
             LoginFailure::NotConfigured => 404,
             LoginFailure::IdpUnavailable(_) => 502,
             LoginFailure::Store(_) => 500,
-            LoginFailure::Conflict(_) => 403,
+            LoginFailure::Conflict(..) => 403,
             LoginFailure::RateLimited => 429,
             _ => 400,
         }
@@ -176,6 +176,15 @@ impl LoginFailure {
         }
     }
 
+    /// The email the IdP named, when the login failed after it said who logged in (for the
+    /// audit: failed logins per user).
+    pub fn email(&self) -> Option<&str> {
+        match self {
+            LoginFailure::Claims(_, email) | LoginFailure::Conflict(_, email) => email.as_deref(),
+            _ => None,
+        }
+    }
+
     /// `deny` for what the user or an attacker did wrong, `error` for what broke.
     fn audit_decision(&self) -> &'static str {
         match self {
@@ -189,7 +198,13 @@ impl From<OidcError> for LoginFailure {
     fn from(e: OidcError) -> Self {
         match e {
             OidcError::Discovery(m) | OidcError::UserInfo(m) => LoginFailure::IdpUnavailable(m),
-            OidcError::Claims(c) => LoginFailure::Claims(c.to_string()),
+            OidcError::Claims(c) => {
+                let email = match &c {
+                    super::claims::ClaimsError::UnverifiedEmail(e) => Some(e.clone()),
+                    _ => None,
+                };
+                LoginFailure::Claims(c.to_string(), email)
+            }
             other => LoginFailure::Token(other.to_string()),
         }
     }
@@ -198,7 +213,7 @@ impl From<OidcError> for LoginFailure {
 impl From<StoreError> for LoginFailure {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Invalid(m) => LoginFailure::Conflict(m),
+            StoreError::Invalid(m) => LoginFailure::Conflict(m, None),
             other => LoginFailure::Store(other.to_string()),
         }
     }
@@ -378,7 +393,7 @@ impl AuthService {
                 Ok(done)
             }
             Err(e) => {
-                self.count_and_audit_failure(&e, None, client.ip.clone())
+                self.count_and_audit_failure(&e, e.email(), client.ip.clone())
                     .await;
                 Err(e)
             }
@@ -429,7 +444,12 @@ impl AuthService {
             .exchange(code, &pending.pkce_verifier, &pending.nonce, callback)
             .await?;
         let who = tokens.identity;
-        let user_id = self.store.upsert_idp_user(&who, now).await?;
+        let user_id = self.store.upsert_idp_user(&who, now).await.map_err(|e| {
+            match LoginFailure::from(e) {
+                LoginFailure::Conflict(m, _) => LoginFailure::Conflict(m, Some(who.email.clone())),
+                other => other,
+            }
+        })?;
 
         // The browser's device: the one its device cookie names, else a new one.
         let known_device = client
