@@ -18,6 +18,11 @@ pub struct IdpIdentity {
     pub groups: Vec<String>,
     /// The IdP session id (`sid`), for back-channel logout.
     pub sid: Option<String>,
+    /// How the user authenticated at the IdP (`amr`, e.g. `["pwd", "mfa"]`), for policies
+    /// that demand a second factor; empty when the IdP does not say.
+    pub amr: Vec<String>,
+    /// When the user authenticated at the IdP (`auth_time`), if it says.
+    pub auth_time: Option<chrono::DateTime<chrono::Utc>>,
     /// The merged claims, kept with the session (no tokens in here).
     pub claims: Value,
 }
@@ -88,6 +93,20 @@ pub fn map_claims(
         username: string(&merged, "preferred_username"),
         groups,
         sid: string(&merged, "sid"),
+        amr: match merged.get("amr") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|s| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_control))
+                .take(16)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        },
+        auth_time: merged
+            .get("auth_time")
+            .and_then(Value::as_i64)
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
         subject,
         claims: Value::Object(merged),
     })
@@ -165,6 +184,13 @@ mod tests {
         assert_eq!(who.username.as_deref(), Some("alice"));
         assert_eq!(who.groups, vec!["finance", "staff"]);
         assert_eq!(who.sid.as_deref(), Some("s-1"));
+        assert!(who.amr.is_empty());
+        let id = obj(
+            json!({"sub": "u1", "email": "a@x.com", "amr": ["pwd", "mfa", 3], "auth_time": 1700000000}),
+        );
+        let who = map_claims(&id, None, "groups").unwrap();
+        assert_eq!(who.amr, vec!["pwd", "mfa"]);
+        assert_eq!(who.auth_time.unwrap().timestamp(), 1_700_000_000);
         assert!(who.claims.get("nonce").is_none());
         assert!(who.claims.get("aud").is_none());
     }

@@ -102,6 +102,7 @@ pub async fn issue_session(
             idp_claims: serde_json::json!({}),
             refresh_token_enc: None,
             id_token_enc: None,
+            auth_time: None,
         },
         now,
     )
@@ -123,6 +124,8 @@ pub struct SessionSpec {
     pub idp_claims: serde_json::Value,
     pub refresh_token_enc: Option<Vec<u8>>,
     pub id_token_enc: Option<Vec<u8>>,
+    /// When the user authenticated (the IdP's `auth_time`); `None` means now.
+    pub auth_time: Option<DateTime<Utc>>,
 }
 
 /// Creates a session with a new random token (never a reused one: no session fixation).
@@ -144,7 +147,7 @@ pub async fn mint_session(
             device_id: spec.device_id.clone(),
             created_at: now,
             expires_at,
-            auth_time: now,
+            auth_time: spec.auth_time.unwrap_or(now),
             amr: spec.amr.clone(),
             ip: spec.ip.clone(),
             user_agent: spec.user_agent.clone(),
