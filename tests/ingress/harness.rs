@@ -221,7 +221,7 @@ impl Gatehouse {
              database_url: {}\n\
              policies_dir: {}\n\
              trusted_proxies: [127.0.0.1/32, ::1/128]\n\
-             allowed_redirect_domains: [localhost, 127.0.0.1]\n\
+             allowed_redirect_domains: [localhost, 127.0.0.1, .example.com]\n\
              cookie:\n  secure: false\n  secret: {COOKIE_SECRET}\n{}",
             db_url,
             repo_root().join("policies").display(),

@@ -238,6 +238,12 @@ async fn hostile_rd_values_land_on_the_fallback() {
         "javascript:alert(document.cookie)",
         "data:text/html,<script>alert(1)</script>",
         "http://localhost\u{3002}evil.com/",
+        // `.example.com` is allowed: look-alikes of it are not (CVE-2021-21291).
+        "https://evilexample.com/",
+        "https://example.com.evil.com/",
+        "https://app.example.com@evil.com/",
+        "https://evil.com/.example.com",
+        "https://app.example.com./",
     ];
     let fallback = stack.url("/");
     for rd in hostile {
@@ -266,7 +272,19 @@ async fn hostile_rd_values_land_on_the_fallback() {
             end.status, end.body
         );
     }
-    // A plain allowed rd still works (the same browser, now signed in at the IdP).
+    // Allowed targets still work (the same browser, now signed in at the IdP): a subdomain
+    // of `.example.com` and a loopback app.
+    let ok = sign_in(
+        &browser,
+        &stack.url(&format!(
+            "/auth/login?rd={}",
+            urlencode("https://app.example.com/x")
+        )),
+        "alice",
+        |u| u.host_str() == Some("app.example.com"),
+    )
+    .await;
+    assert_eq!(ok.url, "https://app.example.com/x", "{:?}", ok.chain);
     let ok = sign_in(
         &browser,
         &stack.url(&format!(
