@@ -2,7 +2,10 @@
 //! Caddy (`forward_auth`), configured with the files in `deploy/`, to an echo app, with the
 //! real `gatehouse` binary and Postgres deciding.
 
+mod compose;
 mod harness;
+#[path = "../common/oidc_provider.rs"]
+mod oidc_provider;
 #[path = "../common/postgres.rs"]
 mod postgres;
 

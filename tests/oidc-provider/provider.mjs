@@ -41,7 +41,9 @@ await new Promise((resolve, reject) => {
   server.listen(config.port ?? 0, host, resolve);
 });
 const { port } = server.address();
-const issuer = `http://${host}:${port}`;
+// `issuer` may be given when the listen address is not what browsers use (compose.yaml:
+// listening on 0.0.0.0 in a container, reached as http://localhost:5556).
+const issuer = config.issuer ?? `http://${host}:${port}`;
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 
