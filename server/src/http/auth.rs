@@ -23,9 +23,16 @@ pub struct RdQuery {
     rd: Option<String>,
 }
 
-/// The name of the login-binding cookie: the session cookie's name with `_login`.
+/// The name of the login-binding cookie: the session cookie's name with `_login`, and the
+/// `__Host-` prefix whenever cookies are `Secure`: browsers then refuse the cookie from any
+/// other host, so a sibling subdomain cannot plant a binding value it knows (cookie tossing)
+/// and finish its own login in a victim's browser.
 pub fn login_cookie_name(config: &Config) -> String {
-    format!("{}_login", config.cookie.name)
+    if config.cookie.secure {
+        format!("__Host-{}_login", config.cookie.name)
+    } else {
+        format!("{}_login", config.cookie.name)
+    }
 }
 
 /// The name of the device cookie: the session cookie's name with `_device`.
@@ -329,6 +336,20 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(secure: bool) -> Config {
+        let yaml = format!(
+            "public_url: https://auth.example.com\ncookie:\n  secure: {secure}\n  secret: 0123456789abcdef0123456789abcdef\n"
+        );
+        Config::from_yaml_and_env(&yaml, std::path::Path::new("t.yaml"), &[]).unwrap()
+    }
+
+    #[test]
+    fn the_login_binding_cookie_is_host_bound_when_secure() {
+        assert_eq!(login_cookie_name(&config(true)), "__Host-_gatehouse_login");
+        assert_eq!(login_cookie_name(&config(false)), "_gatehouse_login");
+        assert_eq!(device_cookie_name(&config(true)), "_gatehouse_device");
+    }
 
     #[test]
     fn escape_neutralizes_markup() {
