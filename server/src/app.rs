@@ -59,8 +59,10 @@ impl StartError {
 pub struct Application {
     public_addr: SocketAddr,
     admin_addr: SocketAddr,
+    proxy_addr: Option<SocketAddr>,
     public: Server,
     admin: Server,
+    proxy: Option<Server>,
     state: web::Data<AppState>,
     /// Watching stops when the application is dropped.
     _watcher: WatchHandle,
@@ -199,11 +201,39 @@ impl Application {
         })?
         .run();
 
+        let (proxy, proxy_addr) = match &config.proxy {
+            Some(p) => {
+                let listener = bind(p.listen)?;
+                let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                    addr: p.listen,
+                    source,
+                })?;
+                let proxy_state = state.clone();
+                let client = web::Data::new(http::proxy::upstream_client());
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(proxy_state.clone())
+                        .app_data(client.clone())
+                        .app_data(web::PayloadConfig::new(http::proxy::MAX_BODY_BYTES))
+                        .default_service(web::to(http::proxy::proxy))
+                })
+                .shutdown_timeout(10)
+                .listen(listener)
+                .map_err(|source| StartError::Bind { addr, source })?
+                .run();
+                tracing::info!(listen = %addr, "built-in proxy listening");
+                (Some(server), Some(addr))
+            }
+            None => (None, None),
+        };
+
         Ok(Application {
             public_addr,
             admin_addr,
+            proxy_addr,
             public,
             admin,
+            proxy,
             state,
             _watcher: watcher,
             audit_writer,
@@ -218,6 +248,11 @@ impl Application {
         self.admin_addr
     }
 
+    /// The built-in proxy's address, when `proxy` is configured.
+    pub fn proxy_addr(&self) -> Option<SocketAddr> {
+        self.proxy_addr
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
@@ -228,18 +263,25 @@ impl Application {
         let Application {
             public,
             admin,
+            proxy,
             state,
             _watcher,
             audit_writer,
             ..
         } = self;
-        let (public, admin) = tokio::join!(public, admin);
+        let proxy = async move {
+            match proxy {
+                Some(p) => p.await,
+                None => Ok(()),
+            }
+        };
+        let (public, admin, proxy) = tokio::join!(public, admin, proxy);
         drop(_watcher);
         // Both servers have drained their requests: the writer now flushes everything
         // queued (to the database, or the spool if it is down) before we exit.
         audit_writer.finish(Duration::from_secs(30)).await;
         state.store.close().await;
-        public.and(admin)
+        public.and(admin).and(proxy)
     }
 }
 
@@ -286,9 +328,6 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
 
 /// Says plainly which configured parts do not run yet, rather than ignoring them silently.
 fn warn_unimplemented(config: &Config) {
-    if let Some(proxy) = &config.proxy {
-        tracing::warn!(listen = %proxy.listen, "`proxy` is configured but the built-in proxy is not implemented yet; nothing listens there");
-    }
     if let Some(grpc) = &config.grpc_listen {
         tracing::warn!(listen = %grpc, "`grpc_listen` is configured but the Envoy ext_authz server is not implemented yet; nothing listens there");
     }

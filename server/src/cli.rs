@@ -53,6 +53,9 @@ pub enum Command {
     Device(DeviceCommand),
     /// Run a development OpenID provider on loopback (NOT for production).
     DevIdp(crate::dev_idp::DevIdpArgs),
+    /// A zero-setup local stack on loopback: SQLite, the development IdP with sample users,
+    /// two sample apps behind the built-in proxy (NOT for production).
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +219,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit(a) => audit(a).await,
         Command::Device(d) => device(d).await,
         Command::DevIdp(args) => crate::dev_idp::run(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decision;
+pub mod demo;
 pub mod dev_idp;
 pub mod http;
 pub mod metrics;

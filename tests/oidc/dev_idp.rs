@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::harness::{Proc, free_port, repo_root, wait_http};
 use crate::login::{STARTING, verify};
-use crate::oidc_provider::Browser;
+use crate::oidc_provider::{Browser, Page};
 
 /// `gatehouse dev-idp` on a free port; returns the process and its issuer.
 fn start_dev_idp(dir: &std::path::Path, gatehouse_port: u16) -> (std::process::Child, String) {
@@ -75,24 +75,7 @@ async fn quick_start_with_the_dev_idp_and_the_example_config() {
     let start = format!("http://127.0.0.1:{port}/auth/login?rd=http%3A%2F%2Flocalhost%3A3000%2F");
     let form_page = browser.follow(&start).await;
     assert!(form_page.url.starts_with(&issuer), "{form_page:?}");
-    let form = form_page
-        .forms()
-        .into_iter()
-        .find(|f| f.input("username").is_some())
-        .unwrap_or_else(|| panic!("the dev IdP's login form: {}", form_page.body));
-    let action = url::Url::parse(&form_page.url)
-        .unwrap()
-        .join(form.action.as_deref().unwrap_or(""))
-        .unwrap();
-    let mut fields: Vec<(&str, &str)> = form
-        .inputs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .filter(|(k, _)| *k != "username" && *k != "password")
-        .collect();
-    fields.push(("username", "bob"));
-    fields.push(("password", "bob"));
-    let posted = browser.post_form(action.as_str(), &fields).await;
+    let posted = submit_dev_idp_login(&browser, &form_page, "bob", "bob").await;
     assert_eq!(posted.status, 302, "{}", posted.body);
     let end = browser
         .follow_until(&posted.location().unwrap(), |u| {
@@ -139,4 +122,31 @@ async fn quick_start_with_the_dev_idp_and_the_example_config() {
     assert_eq!(r.status(), 401);
     let _ = idp.kill();
     let _ = idp.wait();
+}
+
+/// Fills and posts the dev IdP's login form on `form_page` (no redirect followed).
+pub async fn submit_dev_idp_login(
+    browser: &Browser,
+    form_page: &Page,
+    user: &str,
+    password: &str,
+) -> Page {
+    let form = form_page
+        .forms()
+        .into_iter()
+        .find(|f| f.input("username").is_some())
+        .unwrap_or_else(|| panic!("the dev IdP's login form: {}", form_page.body));
+    let action = url::Url::parse(&form_page.url)
+        .unwrap()
+        .join(form.action.as_deref().unwrap_or(""))
+        .unwrap();
+    let mut fields: Vec<(&str, &str)> = form
+        .inputs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .filter(|(k, _)| *k != "username" && *k != "password")
+        .collect();
+    fields.push(("username", user));
+    fields.push(("password", password));
+    browser.post_form(action.as_str(), &fields).await
 }

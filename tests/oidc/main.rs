@@ -1,5 +1,6 @@
 //! End-to-end OIDC login tests against an independent provider (node oidc-provider).
 
+mod demo;
 mod dev_idp;
 #[path = "../ingress/harness.rs"]
 #[allow(dead_code)]

@@ -103,6 +103,7 @@ impl Fixture {
             target: "/auth/verify",
             peer: IpAddr::from([127, 0, 0, 1]),
             scheme: "http",
+            forwarded: true,
         };
         self.decider
             .decide(

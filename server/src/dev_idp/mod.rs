@@ -49,18 +49,32 @@ pub async fn run(args: DevIdpArgs) -> ExitCode {
             ),
         );
     }
-    let config = match DevIdpConfig::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => return fail(2, e),
-    };
     let listener = match std::net::TcpListener::bind(args.listen) {
         Ok(l) => l,
         Err(e) => return fail(1, format!("cannot listen on {}: {e}", args.listen)),
     };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => return fail(1, e),
+    let (server, _issuer, banner) = match serve(listener, args.config.clone()) {
+        Ok(s) => s,
+        Err((code, message)) => return fail(code, message),
     };
+    // Printed once the socket is bound: tests and scripts read the issuer from it.
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(banner.as_bytes());
+    let _ = stdout.flush();
+    match server.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, e),
+    }
+}
+
+/// Starts the dev IdP on `listener` with the YAML at `config_path`: the server (to await),
+/// its issuer and the banner to print. Errors carry the exit code (2: a bad file).
+pub fn serve(
+    listener: std::net::TcpListener,
+    config_path: PathBuf,
+) -> Result<(actix_web::dev::Server, String, String), (u8, String)> {
+    let config = DevIdpConfig::load(&config_path).map_err(|e| (2, e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| (1, e.to_string()))?;
     let issuer = config
         .issuer
         .clone()
@@ -72,30 +86,17 @@ pub async fn run(args: DevIdpArgs) -> ExitCode {
     {
         tracing::warn!(%issuer, listen = %addr, "dev-idp: the issuer's port is not the listening port");
     }
-    let key = match keys::SigningKey::generate() {
-        Ok(k) => k,
-        Err(e) => return fail(1, e),
-    };
+    let key = keys::SigningKey::generate().map_err(|e| (1, e.to_string()))?;
     let banner = banner(&issuer, &addr, &config);
-    let idp = match http::Idp::new(issuer, args.config.clone(), config, key) {
-        Ok(idp) => web::Data::new(idp),
-        Err(e) => return fail(1, e),
-    };
+    let idp = http::Idp::new(issuer.clone(), config_path, config, key)
+        .map(web::Data::new)
+        .map_err(|e| (1, e.to_string()))?;
     let server = HttpServer::new(move || App::new().app_data(idp.clone()).configure(http::routes))
         .workers(2)
-        .listen(listener);
-    let server = match server {
-        Ok(s) => s.run(),
-        Err(e) => return fail(1, format!("cannot serve on {addr}: {e}")),
-    };
-    // Printed once the socket is bound: tests and scripts read the issuer from it.
-    let mut stdout = std::io::stdout();
-    let _ = stdout.write_all(banner.as_bytes());
-    let _ = stdout.flush();
-    match server.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(1, e),
-    }
+        .listen(listener)
+        .map_err(|e| (1, format!("cannot serve on {addr}: {e}")))?
+        .run();
+    Ok((server, issuer, banner))
 }
 
 fn banner(issuer: &str, addr: &SocketAddr, config: &DevIdpConfig) -> String {

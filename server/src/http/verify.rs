@@ -31,23 +31,42 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         target,
         peer,
         scheme: "http",
-    };
-    let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
-    let credentials = Credentials {
-        cookies: &cookies,
-        bearer: super::bearer_token(req.headers()),
+        forwarded: true,
     };
     let mode = if req.query_string().split('&').any(|p| p == "mode=redirect") {
         UnauthenticatedMode::Redirect
     } else {
         UnauthenticatedMode::Status
     };
+    let (decision, request_id) = decide_and_record(&req, &state, call, mode).await;
+    let mut response = respond(&decision);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    response
+}
+
+/// Decides `call` for `req`, counts it, logs it under its request id and queues its audit
+/// record: everything but the HTTP answer, shared by verify and the built-in proxy.
+pub async fn decide_and_record(
+    req: &HttpRequest,
+    state: &AppState,
+    call: VerifyCall<'_>,
+    mode: UnauthenticatedMode,
+) -> (Decision, String) {
+    let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
+    let credentials = Credentials {
+        cookies: &cookies,
+        bearer: super::bearer_token(req.headers()),
+    };
     let wants_html = req
         .headers()
         .get("accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
-    let request_id = request_id(&req, &state);
+    let request_id = request_id(req, state);
     let now = chrono::Utc::now();
     // Every log line of this decision carries the request id that is also in its audit row
     // and in the `X-Request-Id` answer.
@@ -58,17 +77,11 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         .instrument(span.clone())
         .await;
     span.in_scope(|| record(&decision));
-    let mut response = respond(&decision);
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("x-request-id"), value);
-    }
     state
         .audit
         .record(AuditRecord::from_decision(&decision, &request_id, now))
         .await;
-    response
+    (decision, request_id)
 }
 
 /// The ingress's `X-Request-Id` when a trusted proxy sent a sane one (so logs line up

@@ -47,6 +47,10 @@ pub struct VerifyCall<'a> {
     pub peer: IpAddr,
     /// `https` when the verify listener is TLS-terminated (it is plain HTTP today).
     pub scheme: &'a str,
+    /// Whether the request describes another one through forwarding headers (a verify call
+    /// from an ingress). `false` for the built-in proxy, where the request itself is the
+    /// original: its forwarding headers are never believed, whoever sent them.
+    pub forwarded: bool,
 }
 
 /// Whether `ip` is in one of `trusted`.
@@ -108,7 +112,7 @@ impl OriginalRequest {
         trusted: &[IpNet],
     ) -> Result<OriginalRequest, OriginalError> {
         let host_header = single(headers, "host")?.map(str::to_string);
-        if !is_trusted(call.peer, trusted) {
+        if !call.forwarded || !is_trusted(call.peer, trusted) {
             return Ok(OriginalRequest {
                 method: call.method.to_ascii_uppercase(),
                 scheme: call.scheme.to_string(),
@@ -261,6 +265,7 @@ mod tests {
             target: "/auth/verify",
             peer: peer.parse().unwrap(),
             scheme: "http",
+            forwarded: true,
         }
     }
 

@@ -1,0 +1,299 @@
+//! `gatehouse demo`: the zero-setup local stack of DESIGN §2, in one process on loopback —
+//! embedded SQLite, the development IdP with sample users, two sample upstream apps, and
+//! Gatehouse with its built-in proxy in front of them. NOT FOR PRODUCTION.
+//!
+//! Everything it writes (database, config, the example policy bundle, the IdP's users) goes
+//! to `--dir` or a temporary directory removed at exit, so it can be read and edited: the
+//! policies hot-reload there like anywhere else.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use rand::RngCore;
+
+use crate::app::Application;
+use crate::config::Config;
+
+/// The example bundle (`policies/`), embedded so the demo runs from the binary alone.
+const BUNDLE: &[(&str, &str)] = &[
+    ("routes.yaml", include_str!("../../policies/routes.yaml")),
+    (
+        "restaurant.rego",
+        include_str!("../../policies/restaurant.rego"),
+    ),
+    (
+        "restaurant_test.rego",
+        include_str!("../../policies/restaurant_test.rego"),
+    ),
+    (
+        "marketing.rego",
+        include_str!("../../policies/marketing.rego"),
+    ),
+    (
+        "marketing_test.rego",
+        include_str!("../../policies/marketing_test.rego"),
+    ),
+    (
+        "tenant_apps.rego",
+        include_str!("../../policies/tenant_apps.rego"),
+    ),
+    (
+        "tenant_apps_test.rego",
+        include_str!("../../policies/tenant_apps_test.rego"),
+    ),
+    (
+        "gatehouse/admin.rego",
+        include_str!("../../policies/gatehouse/admin.rego"),
+    ),
+    (
+        "gatehouse/admin_test.rego",
+        include_str!("../../policies/gatehouse/admin_test.rego"),
+    ),
+];
+/// The sample users and the IdP client, from `examples/dev-idp.yaml`.
+const IDP_USERS: &str = include_str!("../../examples/dev-idp.yaml");
+const CLIENT_SECRET: &str = "dev-idp-secret-change-me";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Where to keep the database, config, policies and IdP users (default: a temporary
+    /// directory, removed at exit).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Pick free ports instead of the fixed ones (Gatehouse 4180, admin 9090, proxy 8080,
+    /// IdP 5556, apps 8081 and 8082); the banner names them.
+    #[arg(long)]
+    pub ephemeral_ports: bool,
+}
+
+/// The demo's addresses.
+struct Ports {
+    gatehouse: u16,
+    admin: u16,
+    proxy: u16,
+    idp: u16,
+    restaurant: u16,
+    marketing: u16,
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+/// Binds a loopback listener: the fixed port, or a free one.
+fn listen(port: u16, ephemeral: bool) -> Result<TcpListener, String> {
+    let port = if ephemeral { 0 } else { port };
+    TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (try --ephemeral-ports)"))
+}
+
+fn port_of(l: &TcpListener) -> u16 {
+    l.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+pub async fn run(args: DemoArgs) -> ExitCode {
+    match run_inner(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, e),
+    }
+}
+
+async fn run_inner(args: DemoArgs) -> Result<(), String> {
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("gatehouse-demo-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            temp.path().to_path_buf()
+        }
+    };
+    let ephemeral = args.ephemeral_ports;
+    // The IdP and the apps serve on listeners bound here; Gatehouse binds its own from the
+    // config, so its ports are picked (and released) first.
+    let idp_listener = listen(5556, ephemeral)?;
+    let restaurant_listener = listen(8081, ephemeral)?;
+    let marketing_listener = listen(8082, ephemeral)?;
+    let ports = {
+        let g = listen(4180, ephemeral)?;
+        let a = listen(9090, ephemeral)?;
+        let p = listen(8080, ephemeral)?;
+        Ports {
+            gatehouse: port_of(&g),
+            admin: port_of(&a),
+            proxy: port_of(&p),
+            idp: port_of(&idp_listener),
+            restaurant: port_of(&restaurant_listener),
+            marketing: port_of(&marketing_listener),
+        }
+    };
+
+    write_bundle(&dir.join("policies"), &ports)?;
+    let idp_config = dir.join("dev-idp.yaml");
+    write(&idp_config, &idp_yaml(&ports))?;
+    let (idp, issuer, _) =
+        crate::dev_idp::serve(idp_listener, idp_config).map_err(|(_, message)| message)?;
+    let restaurant = sample_app("Restaurant", restaurant_listener)?;
+    let marketing = sample_app("Marketing", marketing_listener)?;
+
+    let config_path = dir.join("gatehouse.yaml");
+    write(&config_path, &gatehouse_yaml(&ports, &issuer))?;
+    let mut config = Config::load(&config_path).map_err(|e| e.to_string())?;
+    config.resolve_relative_paths(&config_path);
+    let app = Application::build(config)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let mut out = std::io::stdout();
+    let _ = out.write_all(banner(&ports, &dir).as_bytes());
+    let _ = out.flush();
+    let (gatehouse, _, _, _) = tokio::join!(app.run_until_stopped(), idp, restaurant, marketing);
+    gatehouse.map_err(|e| e.to_string())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The example bundle with the sample apps' ports as upstreams.
+fn write_bundle(dir: &Path, ports: &Ports) -> Result<(), String> {
+    for (name, text) in BUNDLE {
+        let text = text
+            .replace(
+                "upstream: http://127.0.0.1:8081",
+                &format!("upstream: http://127.0.0.1:{}", ports.restaurant),
+            )
+            .replace(
+                "upstream: http://127.0.0.1:8082",
+                &format!("upstream: http://127.0.0.1:{}", ports.marketing),
+            );
+        write(&dir.join(name), &text)?;
+    }
+    Ok(())
+}
+
+/// `examples/dev-idp.yaml` with the demo's Gatehouse address in the client.
+fn idp_yaml(ports: &Ports) -> String {
+    IDP_USERS
+        .lines()
+        .filter(|l| !l.starts_with("issuer:"))
+        .map(|l| {
+            l.replace(
+                "http://127.0.0.1:4180/]",
+                &format!(
+                    "http://127.0.0.1:{}/, http://127.0.0.1:{}/]",
+                    ports.gatehouse, ports.proxy
+                ),
+            )
+            .replace("127.0.0.1:4180", &format!("127.0.0.1:{}", ports.gatehouse))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn gatehouse_yaml(ports: &Ports, issuer: &str) -> String {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    format!(
+        "# Written by `gatehouse demo` (NOT FOR PRODUCTION).\n\
+         listen: 127.0.0.1:{gatehouse}\n\
+         admin_listen: 127.0.0.1:{admin}\n\
+         public_url: http://127.0.0.1:{gatehouse}\n\
+         database_url: sqlite://gatehouse.db\n\
+         policies_dir: policies\n\
+         allowed_redirect_domains: [127.0.0.1, localhost]\n\
+         cookie:\n  secure: false\n  secret: {secret}\n\
+         session:\n  refresh_interval: 5m\n\
+         proxy:\n  listen: 127.0.0.1:{proxy}\n\
+         oidc:\n  issuer: {issuer}\n  client_id: gatehouse\n  client_secret: {CLIENT_SECRET}\n  \
+         scopes: [openid, email, profile, groups]\n",
+        gatehouse = ports.gatehouse,
+        admin = ports.admin,
+        proxy = ports.proxy,
+        secret = hex::encode(secret),
+    )
+}
+
+fn banner(ports: &Ports, dir: &Path) -> String {
+    let line = "=".repeat(72);
+    format!(
+        "{line}\n\
+         gatehouse demo — a local stack on loopback, NOT FOR PRODUCTION\n\
+         {line}\n\
+         proxy: http://127.0.0.1:{proxy}\n\
+         gatehouse: http://127.0.0.1:{gatehouse}\n\
+         admin: http://127.0.0.1:{admin}/metrics\n\
+         idp: http://127.0.0.1:{idp}\n\
+         files: {dir}\n\
+         \n\
+         Open http://127.0.0.1:{proxy}/restaurant  (staff, kitchen)\n\
+         or   http://127.0.0.1:{proxy}/marketing   (marketing)\n\
+         Sign in as bob / bob (kitchen, marketing), alice / alice (finance, staff) or\n\
+         carol / carol (gatehouse-admins, staff). Sign out: http://127.0.0.1:{gatehouse}/auth/logout\n\
+         Edit {dir}/policies/*.rego: changes go live at once.\n\
+         {line}\n",
+        proxy = ports.proxy,
+        gatehouse = ports.gatehouse,
+        admin = ports.admin,
+        idp = ports.idp,
+        dir = dir.display(),
+    )
+}
+
+/// A sample upstream: a page showing who Gatehouse says the user is and what arrived.
+fn sample_app(name: &'static str, listener: TcpListener) -> Result<actix_web::dev::Server, String> {
+    async fn page(req: HttpRequest, name: web::Data<&'static str>) -> HttpResponse {
+        let header = |h: &str| {
+            req.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
+        let mut rows = String::new();
+        let mut names: Vec<_> = req.headers().keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        for n in names {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td></tr>",
+                crate::http::auth::escape(n),
+                crate::http::auth::escape(&header(n))
+            ));
+        }
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{app}</title></head><body>\
+             <h1>{app}</h1><pre id=\"identity\">email={email}\ngroups={groups}\npath={path}</pre>\
+             <h2>Request headers</h2><table>{rows}</table></body></html>\n",
+            app = crate::http::auth::escape(name.get_ref()),
+            email = crate::http::auth::escape(&header("x-auth-request-email")),
+            groups = crate::http::auth::escape(&header("x-auth-request-groups")),
+            path = crate::http::auth::escape(&req.uri().to_string()),
+        );
+        HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(body)
+    }
+    let data = web::Data::new(name);
+    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(page))
+    })
+    .workers(1)
+    .listen(listener)
+    .map_err(|e| format!("sample app on {addr}: {e}"))?
+    .run())
+}

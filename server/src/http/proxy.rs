@@ -1,0 +1,240 @@
+//! The built-in reverse proxy (`proxy.listen`, DESIGN §4): for setups without an ingress
+//! (and `gatehouse demo`). Every request is decided exactly as `/auth/verify` decides, from
+//! the request itself — forwarding headers are never believed here — and an allowed request
+//! goes to its route's `upstream` with the identity headers; anything else gets the verify
+//! answer (a login redirect for browsers, 401, 403, 400, 500).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use openidconnect::reqwest;
+
+use super::verify::{decide_and_record, respond};
+use crate::decision::{Decision, Outcome, UnauthenticatedMode};
+use crate::request::original::VerifyCall;
+use crate::state::AppState;
+
+/// Largest request body passed to an upstream.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus `host`
+/// (set from the upstream URL).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// The HTTP client to upstreams: no redirects followed (they go back to the browser).
+pub fn upstream_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_or_default()
+}
+
+pub async fn proxy(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    client: web::Data<reqwest::Client>,
+) -> HttpResponse {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let call = VerifyCall {
+        method: req.method().as_str(),
+        target,
+        peer,
+        scheme: "http",
+        forwarded: false,
+    };
+    let (decision, request_id) =
+        decide_and_record(&req, &state, call, UnauthenticatedMode::Redirect).await;
+    if decision.status != 200 {
+        return refusal(&decision);
+    }
+    let upstream = {
+        let bundle = state.bundle.load();
+        bundle
+            .routes
+            .get(&decision.route)
+            .and_then(|r| r.upstream.clone())
+    };
+    let Some(upstream) = upstream else {
+        return page(
+            StatusCode::BAD_GATEWAY,
+            &format!("route `{}` has no upstream", decision.route),
+        );
+    };
+    forward(
+        &req,
+        body,
+        &state,
+        &client,
+        &decision,
+        &upstream,
+        &request_id,
+        peer,
+    )
+    .await
+}
+
+/// The verify answer, with a short body a person can read.
+fn refusal(d: &Decision) -> HttpResponse {
+    let response = respond(d);
+    if matches!(d.outcome, Outcome::Deny) {
+        let reason = d.reason.as_deref().unwrap_or("denied");
+        let body = format!("403 Forbidden: {}\n", reason.replace(['\r', '\n'], " "));
+        return response.set_body(actix_web::body::BoxBody::new(body));
+    }
+    response
+}
+
+fn page(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header(("Cache-Control", "no-store"))
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{message}\n"))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    req: &HttpRequest,
+    body: web::Bytes,
+    state: &AppState,
+    client: &reqwest::Client,
+    decision: &Decision,
+    upstream: &str,
+    request_id: &str,
+    peer: IpAddr,
+) -> HttpResponse {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let url = format!("{}{path}", upstream.trim_end_matches('/'));
+    let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
+        return page(StatusCode::BAD_REQUEST, "unsupported method");
+    };
+    let mut out = client.request(method, &url);
+    let identity: Vec<String> = state
+        .config
+        .headers
+        .all()
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    let own_cookies = [
+        state.config.cookie.name.clone(),
+        super::auth::device_cookie_name(&state.config),
+        super::auth::login_cookie_name(&state.config),
+    ];
+    for (name, value) in req.headers() {
+        let lower = name.as_str();
+        let folded = lower.replace('_', "-");
+        // Identity headers come only from the decision; a client's (any spelling) are dropped.
+        if HOP_BY_HOP.contains(&lower)
+            || identity.contains(&folded)
+            || folded.starts_with("x-auth-request-")
+            || folded.starts_with("x-forwarded-")
+            || folded == "forwarded"
+            || folded == "x-real-ip"
+        {
+            continue;
+        }
+        if lower == "cookie" {
+            // The session, device and login cookies are Gatehouse's: apps never see them.
+            if let Some(kept) = without_cookies(value.to_str().unwrap_or(""), &own_cookies) {
+                out = out.header("cookie", kept);
+            }
+            continue;
+        }
+        out = out.header(name.as_str(), value.as_bytes());
+    }
+    if let Some(host) = req.headers().get("host") {
+        out = out.header("x-forwarded-host", host.as_bytes());
+    }
+    out = out
+        .header("x-forwarded-for", peer.to_string())
+        .header("x-forwarded-proto", "http")
+        .header("x-request-id", request_id);
+    for (name, value) in &decision.headers {
+        out = out.header(name.as_str(), value.as_str());
+    }
+    let response = match out.body(body.to_vec()).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(route = %decision.route, upstream, error = %e, "upstream unreachable");
+            return page(StatusCode::BAD_GATEWAY, "the upstream cannot be reached");
+        }
+    };
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in response.headers() {
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        builder.append_header((name.as_str(), value.as_bytes()));
+    }
+    builder.insert_header(("x-request-id", request_id));
+    match response.bytes().await {
+        Ok(bytes) => builder.body(bytes.to_vec()),
+        Err(e) => {
+            tracing::warn!(route = %decision.route, error = %e, "upstream answer cut short");
+            page(StatusCode::BAD_GATEWAY, "the upstream answer was cut short")
+        }
+    }
+}
+
+/// A `Cookie` header without the named cookies; `None` when nothing is left.
+fn without_cookies(header: &str, names: &[String]) -> Option<String> {
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| {
+            let name = pair.split_once('=').map(|(n, _)| n.trim()).unwrap_or(pair);
+            !pair.is_empty() && !names.iter().any(|own| own == name)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gatehouse_cookies_are_removed_others_kept() {
+        let names = ["_gatehouse".to_string(), "_gatehouse_device".to_string()];
+        assert_eq!(
+            without_cookies("a=1; _gatehouse=tok; _gatehouse_device=d; b=2", &names).as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(without_cookies("_gatehouse=tok", &names), None);
+        assert_eq!(
+            without_cookies("_gatehouse_x=1", &names).as_deref(),
+            Some("_gatehouse_x=1")
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! `gatehouse demo`, as a person would use it: open an app behind the built-in proxy, get
+//! sent to the dev IdP, sign in, land on the app with identity headers (and without the
+//! Gatehouse cookies or forged identity headers); a user without the group is refused.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::dev_idp::submit_dev_idp_login;
+use crate::oidc_provider::Browser;
+
+struct Demo {
+    child: std::process::Child,
+    proxy: String,
+    gatehouse: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo() -> Demo {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["demo", "--ephemeral-ports"])
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit()) // its errors show in the test output
+        .spawn()
+        .expect("run gatehouse demo");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut proxy, mut gatehouse) = (None, None);
+    while proxy.is_none() || gatehouse.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the demo prints its addresses");
+        if let Some(url) = line.strip_prefix("proxy: ") {
+            proxy = Some(url.to_string());
+        }
+        if let Some(url) = line.strip_prefix("gatehouse: ") {
+            gatehouse = Some(url.to_string());
+        }
+    }
+    Demo {
+        child,
+        proxy: proxy.unwrap(),
+        gatehouse: gatehouse.unwrap(),
+    }
+}
+
+/// Opens `url` as a browser does (`Accept: text/html`): the proxy redirects to the login,
+/// which goes on to the IdP's form.
+async fn open_as_browser(browser: &Browser, url: &str, demo: &Demo) -> crate::oidc_provider::Page {
+    let first = browser
+        .client
+        .get(url)
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 302);
+    let login = first.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        login.starts_with(&format!("{}/auth/login?rd=", demo.gatehouse)),
+        "{login}"
+    );
+    browser.follow(&login).await
+}
+
+#[tokio::test]
+async fn demo_signs_in_through_the_built_in_proxy() {
+    let demo = start_demo();
+    let browser = Browser::new();
+    let app = format!("{}/restaurant/menu?day=mon", demo.proxy);
+
+    // A browser (Accept: text/html) is sent to the login; a script gets 401.
+    let anonymous = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = anonymous.get(&app).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let form_page = open_as_browser(&browser, &app, &demo).await;
+    let posted = submit_dev_idp_login(&browser, &form_page, "bob", "bob").await;
+    assert_eq!(posted.status, 302, "{}", posted.body);
+    let page = browser.follow(&posted.location().unwrap()).await;
+    assert_eq!(page.url, app, "{:?}", page.chain);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("<h1>Restaurant</h1>"), "{}", page.body);
+    assert!(page.body.contains("email=bob@example.com"), "{}", page.body);
+    assert!(
+        page.body.contains("groups=kitchen,marketing"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("path=/restaurant/menu?day=mon"),
+        "{}",
+        page.body
+    );
+    // The app never sees Gatehouse's cookies.
+    assert!(!page.body.contains("_gatehouse="), "{}", page.body);
+
+    // A forged identity header is replaced, not passed on.
+    let cookie = browser.cookie_header(&app).unwrap();
+    let forged = anonymous
+        .get(format!("{}/marketing", demo.proxy))
+        .header("Cookie", &cookie)
+        .header("X-Auth-Request-Email", "ceo@example.com")
+        .header("X_Auth_Request_Groups", "admins")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 200);
+    let body = forged.text().await.unwrap();
+    assert!(
+        body.contains("<h1>Marketing</h1>") && body.contains("email=bob@example.com"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("ceo@example.com") && !body.contains(">admins<"),
+        "{body}"
+    );
+
+    // Alice is not in marketing: 403 from the proxy, the app is never asked.
+    let other = Browser::new();
+    let form_page = open_as_browser(&other, &format!("{}/marketing", demo.proxy), &demo).await;
+    let posted = submit_dev_idp_login(&other, &form_page, "alice", "alice").await;
+    let page = other.follow(&posted.location().unwrap()).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    assert!(page.body.contains("not_in_marketing"), "{}", page.body);
+}
