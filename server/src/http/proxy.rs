@@ -127,12 +127,19 @@ async fn forward(
     request_id: &str,
     peer: IpAddr,
 ) -> HttpResponse {
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let url = format!("{}{path}", upstream.trim_end_matches('/'));
+    // The path the decision was made on (normalized: dot segments, duplicate slashes,
+    // encodings resolved) is the path served, so no spelling reaches the upstream as
+    // something else than what was authorized. With case-insensitive routes the path was
+    // also lower-cased for matching; the apps then treat case alike, so the original goes.
+    let path = if state.bundle.load().routes.case_insensitive_paths {
+        req.uri().path().to_string()
+    } else {
+        decision.path.clone()
+    };
+    let url = match req.uri().query() {
+        Some(q) => format!("{}{path}?{q}", upstream.trim_end_matches('/')),
+        None => format!("{}{path}", upstream.trim_end_matches('/')),
+    };
     let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
         return page(StatusCode::BAD_REQUEST, "unsupported method");
     };
@@ -157,8 +164,10 @@ async fn forward(
             || identity.contains(&folded)
             || folded.starts_with("x-auth-request-")
             || folded.starts_with("x-forwarded-")
+            || folded.starts_with("x-original-")
             || folded == "forwarded"
             || folded == "x-real-ip"
+            || crate::session::device::FINGERPRINT_HEADERS.contains(&folded.as_str())
         {
             continue;
         }

@@ -70,6 +70,8 @@ pub fn example_policies() -> PathBuf {
 pub struct TestApp {
     pub base: String,
     pub admin: String,
+    /// The built-in proxy, when the options configure `proxy`.
+    pub proxy: Option<String>,
     pub config: Config,
     pub store: Store,
     pub client: reqwest::Client,
@@ -161,6 +163,7 @@ pub async fn spawn_app_on(options: AppOptions, db: TestDatabase) -> TestApp {
         .expect("application starts");
     let base = format!("http://{}", app.public_addr());
     let admin = format!("http://{}", app.admin_addr());
+    let proxy = app.proxy_addr().map(|a| format!("http://{a}"));
     tokio::spawn(app.run_until_stopped());
     let store = Store::connect(&db.url).await.unwrap();
     let client = reqwest::Client::builder()
@@ -170,6 +173,7 @@ pub async fn spawn_app_on(options: AppOptions, db: TestDatabase) -> TestApp {
     TestApp {
         base,
         admin,
+        proxy,
         config,
         store,
         client,

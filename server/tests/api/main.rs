@@ -8,6 +8,7 @@ mod helpers;
 mod hostile;
 #[path = "../../../tests/common/postgres.rs"]
 mod postgres;
+mod proxy;
 mod reload;
 mod sessions;
 mod verify;
