@@ -209,11 +209,11 @@ impl Application {
                     source,
                 })?;
                 let proxy_state = state.clone();
-                let client = web::Data::new(http::proxy::upstream_client());
+                let forwarder = web::Data::new(http::proxy::Forwarder::new(&config));
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(proxy_state.clone())
-                        .app_data(client.clone())
+                        .app_data(forwarder.clone())
                         .app_data(web::PayloadConfig::new(http::proxy::MAX_BODY_BYTES))
                         .default_service(web::to(http::proxy::proxy))
                 })

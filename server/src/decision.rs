@@ -106,7 +106,7 @@ pub struct Decider {
 
 /// Lower-cases a header name and folds `_` to `-`, so `X_Auth_Request_User` and
 /// `x-auth-request-user` compare equal (CVE-2025-64484 was the underscore spelling).
-fn fold_header_name(name: &str) -> String {
+pub fn fold_header_name(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 

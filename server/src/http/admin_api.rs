@@ -1,7 +1,6 @@
 //! `/admin/api/*`: JSON for operators and the admin UI. Every call passes the
 //! `gatehouse-admin` route's policy; changes made with a cookie also need `X-CSRF-Token`.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -29,10 +28,7 @@ async fn authorize(
         cookies: &cookies,
         bearer,
     };
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let peer = super::peer_ip(req);
     let session = state
         .decider
         .authorize_admin(

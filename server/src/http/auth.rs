@@ -1,7 +1,7 @@
 //! `/auth/login`, `/auth/callback`, `/auth/logout`, `/auth/backchannel-logout` and their
 //! oauth2-proxy aliases (DESIGN §4): thin adapters over [`crate::oidc::AuthService`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use actix_web::cookie::{Cookie, SameSite as CookieSameSite, time};
 use actix_web::http::StatusCode;
@@ -40,14 +40,12 @@ pub fn device_cookie_name(config: &Config) -> String {
     format!("{}_device", config.cookie.name)
 }
 
-fn peer_ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
-
-fn client_ip(req: &HttpRequest, state: &AppState) -> String {
-    browser_ip(req.headers(), peer_ip(req), &state.config.trusted_proxies).to_string()
+fn client_ip(req: &HttpRequest, state: &AppState) -> IpAddr {
+    browser_ip(
+        req.headers(),
+        super::peer_ip(req),
+        &state.config.trusted_proxies,
+    )
 }
 
 /// `GET /auth/login?rd=URL`: 302 to the IdP. Without `rd`, oauth2-proxy's
@@ -66,7 +64,7 @@ pub async fn login(
     let binding_name = login_cookie_name(&state.config);
     let existing = super::cookie_values(req.headers(), &binding_name);
     let binding = login_binding(existing.first().copied());
-    let ip = browser_ip(req.headers(), peer_ip(&req), &state.config.trusted_proxies);
+    let ip = client_ip(&req, &state);
     match state
         .auth
         .start(rd, &binding, callback, ip, chrono::Utc::now())
@@ -99,7 +97,7 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     let device_values = super::cookie_values(req.headers(), &device_name);
     let binding_values = super::cookie_values(req.headers(), &login_cookie_name(&state.config));
     let client = ClientFacts {
-        ip: Some(client_ip(&req, &state)),
+        ip: Some(client_ip(&req, &state).to_string()),
         user_agent: req
             .headers()
             .get(header::USER_AGENT)
@@ -148,7 +146,7 @@ pub async fn logout(
         .logout(
             &cookies,
             query.rd.as_deref(),
-            Some(client_ip(&req, &state)),
+            Some(client_ip(&req, &state).to_string()),
             chrono::Utc::now(),
         )
         .await;

@@ -4,7 +4,7 @@
 //! goes to its route's `upstream` with the identity headers; anything else gets the verify
 //! answer (a login redirect for browsers, 401, 403, 400, 500).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -12,8 +12,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use openidconnect::reqwest;
 
 use super::verify::{decide_and_record, respond};
-use crate::decision::{Decision, Outcome, UnauthenticatedMode};
-use crate::request::original::VerifyCall;
+use crate::config::Config;
+use crate::decision::{Decision, Outcome, UnauthenticatedMode, fold_header_name};
+use crate::session::device::FINGERPRINT_HEADERS;
 use crate::state::AppState;
 
 /// Largest request body passed to an upstream.
@@ -35,49 +36,83 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-/// The HTTP client to upstreams: no redirects followed (they go back to the browser).
-pub fn upstream_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap_or_default()
+/// What the proxy needs besides the app state, built once at start.
+pub struct Forwarder {
+    /// The HTTP client to upstreams: no redirects followed (they go back to the browser).
+    client: reqwest::Client,
+    /// The configured identity header names, lower-case.
+    identity_headers: Vec<String>,
+    /// Gatehouse's own cookies (session, device, login binding), never sent to apps.
+    own_cookies: [String; 3],
+}
+
+impl Forwarder {
+    pub fn new(config: &Config) -> Forwarder {
+        Forwarder {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+            identity_headers: config
+                .headers
+                .all()
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            own_cookies: [
+                config.cookie.name.clone(),
+                super::auth::device_cookie_name(config),
+                super::auth::login_cookie_name(config),
+            ],
+        }
+    }
+
+    /// Whether a client's request header must not reach the upstream.
+    fn drops(&self, name: &str) -> bool {
+        let folded = fold_header_name(name);
+        // Identity headers come only from the decision; a client's (any spelling) are dropped.
+        HOP_BY_HOP.contains(&name)
+            || self.identity_headers.contains(&folded)
+            || folded.starts_with("x-auth-request-")
+            || folded.starts_with("x-forwarded-")
+            || folded.starts_with("x-original-")
+            || folded == "forwarded"
+            || folded == "x-real-ip"
+            || FINGERPRINT_HEADERS.contains(&folded.as_str())
+    }
 }
 
 pub async fn proxy(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
-    client: web::Data<reqwest::Client>,
+    forwarder: web::Data<Forwarder>,
 ) -> HttpResponse {
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let call = VerifyCall {
-        method: req.method().as_str(),
-        target,
-        peer,
-        scheme: "http",
-        forwarded: false,
-    };
+    let call = super::verify_call(&req, false);
+    let peer = call.peer;
     let (decision, request_id) =
         decide_and_record(&req, &state, call, UnauthenticatedMode::Redirect).await;
     if decision.status != 200 {
         return refusal(&decision);
     }
-    let upstream = {
+    // The path the decision was made on (normalized: dot segments, duplicate slashes,
+    // encodings resolved) is the path served, so no spelling reaches the upstream as
+    // something else than what was authorized. With case-insensitive routes the path was
+    // also lower-cased for matching; the apps then treat case alike, so the original goes.
+    let (upstream, path) = {
         let bundle = state.bundle.load();
-        bundle
+        let path = if bundle.routes.case_insensitive_paths {
+            req.uri().path().to_string()
+        } else {
+            decision.path.clone()
+        };
+        let upstream = bundle
             .routes
             .get(&decision.route)
-            .and_then(|r| r.upstream.clone())
+            .and_then(|r| r.upstream.clone());
+        (upstream, path)
     };
     let Some(upstream) = upstream else {
         return page(
@@ -85,17 +120,11 @@ pub async fn proxy(
             &format!("route `{}` has no upstream", decision.route),
         );
     };
-    forward(
-        &req,
-        body,
-        &state,
-        &client,
-        &decision,
-        &upstream,
-        &request_id,
-        peer,
-    )
-    .await
+    let url = match req.uri().query() {
+        Some(q) => format!("{}{path}?{q}", upstream.trim_end_matches('/')),
+        None => format!("{}{path}", upstream.trim_end_matches('/')),
+    };
+    forward(&req, body, &forwarder, &decision, &url, &request_id, peer).await
 }
 
 /// The verify answer, with a short body a person can read.
@@ -116,64 +145,28 @@ fn page(status: StatusCode, message: &str) -> HttpResponse {
         .body(format!("{message}\n"))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn forward(
     req: &HttpRequest,
     body: web::Bytes,
-    state: &AppState,
-    client: &reqwest::Client,
+    forwarder: &Forwarder,
     decision: &Decision,
-    upstream: &str,
+    url: &str,
     request_id: &str,
     peer: IpAddr,
 ) -> HttpResponse {
-    // The path the decision was made on (normalized: dot segments, duplicate slashes,
-    // encodings resolved) is the path served, so no spelling reaches the upstream as
-    // something else than what was authorized. With case-insensitive routes the path was
-    // also lower-cased for matching; the apps then treat case alike, so the original goes.
-    let path = if state.bundle.load().routes.case_insensitive_paths {
-        req.uri().path().to_string()
-    } else {
-        decision.path.clone()
-    };
-    let url = match req.uri().query() {
-        Some(q) => format!("{}{path}?{q}", upstream.trim_end_matches('/')),
-        None => format!("{}{path}", upstream.trim_end_matches('/')),
-    };
     let Ok(method) = reqwest::Method::from_bytes(req.method().as_str().as_bytes()) else {
         return page(StatusCode::BAD_REQUEST, "unsupported method");
     };
-    let mut out = client.request(method, &url);
-    let identity: Vec<String> = state
-        .config
-        .headers
-        .all()
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
-    let own_cookies = [
-        state.config.cookie.name.clone(),
-        super::auth::device_cookie_name(&state.config),
-        super::auth::login_cookie_name(&state.config),
-    ];
+    let mut out = forwarder.client.request(method, url);
     for (name, value) in req.headers() {
-        let lower = name.as_str();
-        let folded = lower.replace('_', "-");
-        // Identity headers come only from the decision; a client's (any spelling) are dropped.
-        if HOP_BY_HOP.contains(&lower)
-            || identity.contains(&folded)
-            || folded.starts_with("x-auth-request-")
-            || folded.starts_with("x-forwarded-")
-            || folded.starts_with("x-original-")
-            || folded == "forwarded"
-            || folded == "x-real-ip"
-            || crate::session::device::FINGERPRINT_HEADERS.contains(&folded.as_str())
-        {
+        if forwarder.drops(name.as_str()) {
             continue;
         }
-        if lower == "cookie" {
+        if name.as_str() == "cookie" {
             // The session, device and login cookies are Gatehouse's: apps never see them.
-            if let Some(kept) = without_cookies(value.to_str().unwrap_or(""), &own_cookies) {
+            if let Some(kept) =
+                without_cookies(value.to_str().unwrap_or(""), &forwarder.own_cookies)
+            {
                 out = out.header("cookie", kept);
             }
             continue;
@@ -193,7 +186,7 @@ async fn forward(
     let response = match out.body(body.to_vec()).send().await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(route = %decision.route, upstream, error = %e, "upstream unreachable");
+            tracing::warn!(route = %decision.route, url, error = %e, "upstream unreachable");
             return page(StatusCode::BAD_GATEWAY, "the upstream cannot be reached");
         }
     };

@@ -1,7 +1,5 @@
 //! `GET /auth/verify` (alias `/oauth2/auth`): the ingress asks, we answer (DESIGN §5).
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -15,24 +13,7 @@ use crate::request::original::is_trusted;
 use crate::state::AppState;
 
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    // The TCP peer, never a header: `connection_info().realip_remote_addr()` would believe
-    // `Forwarded` from anyone.
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    let call = VerifyCall {
-        method: req.method().as_str(),
-        target,
-        peer,
-        scheme: "http",
-        forwarded: true,
-    };
+    let call = super::verify_call(&req, true);
     let mode = if req.query_string().split('&').any(|p| p == "mode=redirect") {
         UnauthenticatedMode::Redirect
     } else {
@@ -87,10 +68,7 @@ pub async fn decide_and_record(
 /// The ingress's `X-Request-Id` when a trusted proxy sent a sane one (so logs line up
 /// across hops), else a new UUID.
 fn request_id(req: &HttpRequest, state: &AppState) -> String {
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let peer = super::peer_ip(req);
     let offered = req
         .headers()
         .get("x-request-id")
