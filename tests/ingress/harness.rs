@@ -299,8 +299,57 @@ fn scrape_metric(port: u16, name: &str) -> Option<f64> {
         .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    metric_value(&text, name)
+}
+
+/// The value of `series` (a metric name with its labels, e.g.
+/// `gatehouse_logins_total{result="success"}`) in Prometheus text.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Spawns `command` with stdout piped and reads its banner: for each of `prefixes`, the rest
+/// of the first line starting with it (how `dev-idp` and `demo` announce free ports).
+#[allow(dead_code)] // used by tests/oidc, which includes this file too
+pub fn spawn_reading_banner(command: &mut Command, prefixes: &[&str]) -> (Child, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut values: Vec<Option<String>> = vec![None; prefixes.len()];
+    while values.iter().any(Option::is_none) {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{command:?} printed no {prefixes:?} ({e})"));
+        for (prefix, value) in prefixes.iter().zip(values.iter_mut()) {
+            if let Some(rest) = line.trim().strip_prefix(prefix) {
+                value.get_or_insert_with(|| rest.to_string());
+            }
+        }
+    }
+    (child, values.into_iter().flatten().collect())
+}
+
+/// An HTTP client that, like an ingress or a script, does not follow redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
 }
 
 /// Rewrites the service addresses of a `deploy/` config to loopback ports.

@@ -12,17 +12,10 @@ mod postgres;
 use std::process::Command;
 
 use harness::{
-    Gatehouse, free_port, localize, repo_root, require_binary, start_caddy, start_echo_app,
+    Gatehouse, client, free_port, localize, repo_root, require_binary, start_caddy, start_echo_app,
     start_nginx, wait_http,
 };
 use serde_json::Value;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
 
 async fn echo_of(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 200, "expected the app's answer");

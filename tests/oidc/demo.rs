@@ -2,12 +2,10 @@
 //! sent to the dev IdP, sign in, land on the app with identity headers (and without the
 //! Gatehouse cookies or forged identity headers); a user without the group is refused.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use crate::dev_idp::submit_dev_idp_login;
+use crate::harness::spawn_reading_banner;
 use crate::oidc_provider::Browser;
 
 struct Demo {
@@ -24,36 +22,18 @@ impl Drop for Demo {
 }
 
 fn start_demo() -> Demo {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["demo", "--ephemeral-ports"])
-        .env("GATEHOUSE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit()) // its errors show in the test output
-        .spawn()
-        .expect("run gatehouse demo");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut proxy, mut gatehouse) = (None, None);
-    while proxy.is_none() || gatehouse.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the demo prints its addresses");
-        if let Some(url) = line.strip_prefix("proxy: ") {
-            proxy = Some(url.to_string());
-        }
-        if let Some(url) = line.strip_prefix("gatehouse: ") {
-            gatehouse = Some(url.to_string());
-        }
-    }
+    let (child, banner) = spawn_reading_banner(
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["demo", "--ephemeral-ports"])
+            .env("GATEHOUSE_LOG", "warn")
+            .stderr(Stdio::inherit()), // its errors show in the test output
+        &["proxy: ", "gatehouse: "],
+    );
+    let [proxy, gatehouse]: [String; 2] = banner.try_into().expect("two addresses");
     Demo {
         child,
-        proxy: proxy.unwrap(),
-        gatehouse: gatehouse.unwrap(),
+        proxy,
+        gatehouse,
     }
 }
 

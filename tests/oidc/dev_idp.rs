@@ -3,12 +3,9 @@
 //! free ports by environment overrides. A browser signs in through the dev IdP's form,
 //! verify answers with the user's identity, logout ends the session at both.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
-use crate::harness::{Proc, free_port, repo_root, wait_http};
+use crate::harness::{Proc, free_port, repo_root, spawn_reading_banner, wait_http};
 use crate::login::{STARTING, verify};
 use crate::oidc_provider::{Browser, Page};
 
@@ -22,26 +19,14 @@ fn start_dev_idp(dir: &std::path::Path, gatehouse_port: u16) -> (std::process::C
         .replace("127.0.0.1:4180", &format!("127.0.0.1:{gatehouse_port}"));
     let config = dir.join("dev-idp.yaml");
     std::fs::write(&config, yaml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["dev-idp", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run gatehouse dev-idp");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(issuer) = line.trim().strip_prefix("issuer: ") {
-                let _ = tx.send(issuer.to_string());
-            }
-        }
-    });
-    let issuer = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("dev-idp printed its issuer");
-    (child, issuer)
+    let (child, mut banner) = spawn_reading_banner(
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["dev-idp", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null()),
+        &["issuer: "],
+    );
+    (child, banner.remove(0))
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::harness::{Gatehouse, GatehouseOptions};
+use crate::harness::{Gatehouse, GatehouseOptions, client, metric_value};
 use crate::oidc_provider::{Browser, OidcProvider, Page};
 
 const CLIENT_ID: &str = "gatehouse";
@@ -179,13 +179,6 @@ pub async fn sign_in(
         .await
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
 /// Asks `port`'s verify about `path` on `host`, as an ingress would, with `cookie`.
 pub async fn verify(port: u16, host: &str, path: &str, cookie: Option<&str>) -> reqwest::Response {
     let mut request = client()
@@ -217,11 +210,7 @@ pub async fn metric(admin_port: u16, series: &str) -> f64 {
         .text()
         .await
         .expect("metrics text");
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    metric_value(&text, series).unwrap_or(0.0)
 }
 
 fn session_cookie(browser: &Browser, stack: &Stack) -> String {
