@@ -444,13 +444,7 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
-    match Config::load(path) {
-        Ok(mut c) => {
-            c.resolve_relative_paths(path);
-            Ok(c)
-        }
-        Err(e) => Err(fail(2, e)),
-    }
+    Config::load(path).map_err(|e| fail(2, e))
 }
 
 async fn serve(path: &Path) -> ExitCode {

@@ -319,14 +319,17 @@ fn default_retention_days() -> u32 {
 pub const MIN_COOKIE_SECRET_BYTES: usize = 32;
 
 impl Config {
-    /// Loads the file at `path`, overlays the process environment, and validates.
+    /// Loads the file at `path`, overlays the process environment, validates, and makes
+    /// relative paths relative to the file ([`Config::resolve_relative_paths`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let env: Vec<(String, String)> = std::env::vars().collect();
-        Self::from_yaml_and_env(&text, path, &env)
+        let mut config = Self::from_yaml_and_env(&text, path, &env)?;
+        config.resolve_relative_paths(path);
+        Ok(config)
     }
 
     /// Parses `yaml`, applies `GATEHOUSE_*` overrides from `env`, and validates. `origin`

@@ -147,8 +147,7 @@ async fn run_inner(args: DemoArgs) -> Result<(), String> {
 
     let config_path = dir.join("gatehouse.yaml");
     write(&config_path, &gatehouse_yaml(&ports, &issuer))?;
-    let mut config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    config.resolve_relative_paths(&config_path);
+    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;
