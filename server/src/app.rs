@@ -15,7 +15,6 @@ use crate::config::{Config, ConfigError};
 use crate::decision::Decider;
 use crate::http;
 use crate::oidc::AuthService;
-use crate::oidc::crypto::TokenCipher;
 use crate::oidc::provider::OidcProvider;
 use crate::oidc::refresh::Refresher;
 use crate::policy::reload::{PolicyReloader, WatchHandle, watch};
@@ -130,19 +129,25 @@ impl Application {
             )),
             None => None,
         };
-        if let Some(provider) = &provider {
+        let auth = AuthService::new(
+            &config,
+            provider,
+            store.clone(),
+            sessions.clone(),
+            audit.clone(),
+        );
+        if let Some(provider) = auth.provider() {
             spawn_initial_discovery(provider.clone());
             Refresher {
                 store: store.clone(),
                 provider: provider.clone(),
-                cipher: TokenCipher::from_secret(config.cookie.secret.expose().as_bytes()),
-                sessions: sessions.clone(),
+                cipher: auth.cipher().clone(),
+                sessions,
                 audit: audit.clone(),
                 interval: config.session.refresh_interval.0,
             }
             .spawn();
         }
-        let auth = AuthService::new(&config, provider, store.clone(), sessions, audit.clone());
         spawn_partition_maintenance(store.clone(), config.audit.retention_days);
         spawn_login_state_purge(store.clone());
         spawn_sighup_reloads(reloader.clone());
