@@ -13,7 +13,7 @@ use crate::config::{Config, HeaderNames};
 use crate::policy::input::{RequestFacts, RouteFacts};
 use crate::policy::{Bundle, DefaultAction, RouteRule};
 use crate::request::normalize::{normalize_host, normalize_path, split_target};
-use crate::request::original::{OriginalRequest, VerifyCall};
+use crate::request::original::{OriginalError, OriginalRequest, VerifyCall};
 use crate::session::device::{DeviceResolver, FINGERPRINT_HEADERS, normalize_fingerprint};
 use crate::session::resolver::{InvalidSession, ResolvedSession, SessionResolver};
 use crate::session::token::CookieSigner;
@@ -181,7 +181,13 @@ impl Decider {
 
         let original = match OriginalRequest::from_verify(call, headers, &self.trusted_proxies) {
             Ok(o) => o,
-            Err(e) => return d.bad_request(e.to_string()),
+            Err(e) => {
+                if let OriginalError::Conflicting { part } = e {
+                    // Worth a look: an ingress that passes client headers, or an attack.
+                    tracing::warn!(part, "forwarding header families disagree; refused");
+                }
+                return d.bad_request(e.to_string());
+            }
         };
         d.method = original.method.clone();
         d.source_ip = Some(original.source_ip);
@@ -470,9 +476,12 @@ impl Decider {
 }
 
 impl Decision {
+    /// A refused request spelling or forwarding headers. The reason (always one of our own
+    /// fixed messages, never request text) is sent back so an operator can see why.
     fn bad_request(mut self, reason: String) -> Decision {
         self.outcome = Outcome::BadRequest;
         self.status = 400;
+        self.headers = vec![("X-Auth-Request-Reason".into(), reason.clone())];
         self.reason = Some(reason);
         self
     }

@@ -125,7 +125,10 @@ pub fn respond(d: &Decision) -> HttpResponse {
         }
     }
     match d.status {
-        400 => response.body("bad request\n"),
+        400 => response.body(format!(
+            "bad request: {}\n",
+            d.reason.as_deref().unwrap_or("refused")
+        )),
         500 => response.body("internal error\n"),
         _ => response.finish(),
     }

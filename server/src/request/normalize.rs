@@ -27,8 +27,10 @@ pub enum NormalizeError {
     Fragment,
     #[error("path contains a malformed percent-escape")]
     BadEscape,
-    #[error("path contains an encoded `/`, `\\`, `%` or control character")]
+    #[error("path contains an encoded `/`, `\\`, `%`, `;`, `?`, `#` or control character")]
     ForbiddenEscape,
+    #[error("path contains a `.` or `..` segment with `;` parameters")]
+    DotSegmentWithParams,
     #[error("path is not valid UTF-8 after decoding")]
     InvalidUtf8,
     #[error("path climbs above the root with `..`")]
@@ -104,8 +106,12 @@ pub fn normalize_path(raw: &str, case_insensitive: bool) -> Result<NormalizedPat
     let mut decoded: Vec<u8> = Vec::with_capacity(64);
     for raw_segment in raw[1..].split('/') {
         // Tomcat and Jetty drop `;params` from each segment before routing; so do we, so that
-        // `/admin;x/` is seen as `/admin/`. An encoded `%3B` is an ordinary character.
-        let raw_segment = raw_segment.split(';').next().unwrap_or("");
+        // `/admin;x/` is seen as `/admin/`. (An encoded `%3B` is refused below: Tomcat and
+        // Spring decode it and then treat it as a separator, NGINX as a character.)
+        let (raw_segment, has_params) = match raw_segment.split_once(';') {
+            Some((before, _)) => (before, true),
+            None => (raw_segment, false),
+        };
         decoded.clear();
         let bytes = raw_segment.as_bytes();
         let mut i = 0;
@@ -121,8 +127,13 @@ pub fn normalize_path(raw: &str, case_insensitive: bool) -> Result<NormalizedPat
                 };
                 // An encoded `/` or `\` would be a separator to some upstreams and not to
                 // others; an encoded `%` is double encoding, read differently by servers that
-                // decode twice; controls have no business in a path.
-                if matches!(byte, b'/' | b'\\' | b'%') || byte < 0x20 || byte == 0x7f {
+                // decode twice; an encoded `;`, `?` or `#` ends the path for servers that
+                // decode before splitting (`/kitchen/..%3Bx/finance` is `/finance` to a
+                // Tomcat app); controls have no business in a path.
+                if matches!(byte, b'/' | b'\\' | b'%' | b';' | b'?' | b'#')
+                    || byte < 0x20
+                    || byte == 0x7f
+                {
                     return Err(NormalizeError::ForbiddenEscape);
                 }
                 decoded.push(byte);
@@ -134,6 +145,13 @@ pub fn normalize_path(raw: &str, case_insensitive: bool) -> Result<NormalizedPat
         }
         // Overlong forms such as %C0%AF are invalid UTF-8 and are refused here.
         let segment = std::str::from_utf8(&decoded).map_err(|_| NormalizeError::InvalidUtf8)?;
+        // `..;` and `.;x` are dot segments to Tomcat and Spring (which drop the parameters
+        // first) but ordinary names to NGINX, which would route `/marketing/..;/restaurant`
+        // to the marketing app while a Java app behind it serves `/restaurant`. No reading
+        // is safe for both, so the spelling is refused.
+        if has_params && matches!(segment, "." | "..") {
+            return Err(NormalizeError::DotSegmentWithParams);
+        }
         trailing_slash = false;
         match segment {
             "" => trailing_slash = true,
@@ -247,7 +265,19 @@ mod tests {
             ("/admin%2F..%2F", Err(ForbiddenEscape)),
             ("/admin;x", Ok("/admin")),
             ("/admin;jsessionid=1/users", Ok("/admin/users")),
-            ("/public/..;/admin", Ok("/admin")),
+            ("/public/..;/admin", Err(DotSegmentWithParams)),
+            ("/marketing/..;/restaurant/x", Err(DotSegmentWithParams)),
+            ("/public/..;x=1/admin", Err(DotSegmentWithParams)),
+            ("/public/.;x/admin", Err(DotSegmentWithParams)),
+            ("/public/%2e%2e;/admin", Err(DotSegmentWithParams)),
+            ("/public/.%2e;jsessionid=1/admin", Err(DotSegmentWithParams)),
+            ("/public/...;/admin", Ok("/public/.../admin")),
+            ("/;x/admin", Ok("/admin")),
+            ("/kitchen/..%3Bx/finance", Err(ForbiddenEscape)),
+            ("/kitchen/..%3bx/finance", Err(ForbiddenEscape)),
+            ("/app/admin%3F", Err(ForbiddenEscape)),
+            ("/app/admin%3f.css", Err(ForbiddenEscape)),
+            ("/app/admin%23", Err(ForbiddenEscape)),
             ("/./admin", Ok("/admin")),
             ("/admin/.", Ok("/admin/")),
             ("/public/%2e%2e/admin", Ok("/admin")),
@@ -275,7 +305,7 @@ mod tests {
             ("admin", Err(NotOriginForm)),
             ("", Err(NotOriginForm)),
             ("/caf%C3%A9", Ok("/caf\u{e9}")),
-            ("/a%3Bb", Ok("/a;b")),
+            ("/a%3Bb", Err(ForbiddenEscape)),
         ];
         for (input, expected) in cases {
             let got = norm(input);

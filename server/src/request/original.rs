@@ -1,16 +1,29 @@
-//! The original request behind a verify call (DESIGN §5).
+//! The original request behind a verify call (DESIGN §5.1): which request is decided.
 //!
-//! An ingress describes the request it is asking about in headers: Traefik and Caddy send
-//! `X-Forwarded-Method/-Proto/-Host/-Uri`, NGINX sends `X-Original-Method` and
-//! `X-Original-URL`/`X-Original-URI`. Those headers are believed **only** from a peer in
-//! `trusted_proxies`; from anyone else the verify request's own line is the request. A
-//! client-supplied `X-Forwarded-Uri` once let users skip oauth2-proxy's rules
-//! (CVE-2026-40575); here it is never read from an untrusted peer.
+//! An ingress describes the request it is asking about in headers. NGINX sends
+//! `X-Original-URL` (or `X-Original-URI`) and `X-Original-Method`; Traefik and Caddy send
+//! `X-Forwarded-Method/-Proto/-Host/-Uri`. The rules, all in this one place:
+//!
+//! - From a peer **outside** `trusted_proxies` only the request line and `Host` count; every
+//!   forwarding header is ignored.
+//! - From a **trusted** peer exactly one description is believed, never a mix of the two
+//!   families. NGINX hands the client's own headers to its auth subrequest, so a client can
+//!   add `X-Forwarded-Uri: /healthz` beside the `X-Original-URL` NGINX set: oauth2-proxy
+//!   believed the client's header (CVE-2026-40575). When both families are present they must
+//!   describe the same method, scheme, host and target (a part one family leaves out is the
+//!   verify request's own), or the answer is 400 `conflicting_forwarded_headers` — never
+//!   either one. (ingress-nginx clears `X-Forwarded-Proto` in its auth subrequest and sets
+//!   no other `X-Forwarded-*` header, so honest requests through it never carry both.)
+//! - A repeated forwarding header is a 400: someone appended one, and we cannot know which
+//!   to believe.
+//! - `Forwarded` (RFC 7239) is never read.
 
 use std::net::IpAddr;
 
 use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
+
+use super::normalize::normalize_host;
 
 /// Why the original request could not be read. Every variant is a 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +34,10 @@ pub enum OriginalError {
     NotText(&'static str),
     #[error("header {0} has an invalid value")]
     Invalid(&'static str),
+    /// Both header families are present and describe different requests (the `part` names
+    /// which: method, scheme, host or target).
+    #[error("conflicting_forwarded_headers")]
+    Conflicting { part: &'static str },
 }
 
 /// The request the ingress is asking about, before normalization.
@@ -68,7 +85,8 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 /// The one value of `name`, refusing duplicates: two `X-Forwarded-Host` headers mean that
-/// someone appended one, and we cannot know which to believe.
+/// someone appended one, and we cannot know which to believe. An empty value counts as
+/// absent (NGINX's `proxy_set_header X ""` removes a header; others may send it empty).
 fn single<'a>(
     headers: &'a HeaderMap,
     name: &'static str,
@@ -101,67 +119,145 @@ fn split_absolute(url: &str) -> Option<(&str, &str, &str)> {
     if authority.contains('@') {
         return None;
     }
-    Some((scheme, authority, target))
+    Some((
+        scheme,
+        authority,
+        if target.is_empty() { "/" } else { target },
+    ))
+}
+
+/// What one header family says about the original request; a part it does not state is
+/// `None`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Description<'a> {
+    method: Option<&'a str>,
+    scheme: Option<&'a str>,
+    host: Option<&'a str>,
+    target: Option<&'a str>,
+}
+
+impl<'a> Description<'a> {
+    fn is_empty(&self) -> bool {
+        *self == Description::default()
+    }
+
+    /// NGINX: `X-Original-URL` (absolute) or `X-Original-URI` (path and query), and
+    /// `X-Original-Method`. Both URL and URI present must name the same target.
+    fn nginx(headers: &'a HeaderMap) -> Result<Description<'a>, OriginalError> {
+        let mut d = Description {
+            method: single(headers, "x-original-method")?,
+            ..Description::default()
+        };
+        let uri = single(headers, "x-original-uri")?;
+        if let Some(url) = single(headers, "x-original-url")? {
+            let (scheme, authority, target) =
+                split_absolute(url).ok_or(OriginalError::Invalid("X-Original-URL"))?;
+            if uri.is_some_and(|u| u != target) {
+                return Err(OriginalError::Conflicting { part: "target" });
+            }
+            d.scheme = Some(scheme);
+            d.host = Some(authority);
+            d.target = Some(target);
+        } else {
+            d.target = uri;
+        }
+        Ok(d)
+    }
+
+    /// Traefik and Caddy: `X-Forwarded-Method/-Proto/-Host/-Uri`.
+    fn forwarded(headers: &'a HeaderMap) -> Result<Description<'a>, OriginalError> {
+        Ok(Description {
+            method: single(headers, "x-forwarded-method")?,
+            scheme: single(headers, "x-forwarded-proto")?,
+            host: single(headers, "x-forwarded-host")?,
+            target: single(headers, "x-forwarded-uri")?,
+        })
+    }
+
+    /// The parts this description leaves open, taken from `fallback`.
+    fn or(self, fallback: Description<'a>) -> Description<'a> {
+        Description {
+            method: self.method.or(fallback.method),
+            scheme: self.scheme.or(fallback.scheme),
+            host: self.host.or(fallback.host),
+            target: self.target.or(fallback.target),
+        }
+    }
+
+    /// Checks that two complete descriptions name the same request. Methods and schemes
+    /// compare without case, hosts in their normalized form (so `App.example.com:443` and
+    /// `app.example.com` agree), targets byte for byte.
+    fn same_request(&self, other: &Description<'_>) -> Result<(), OriginalError> {
+        let same_text = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        };
+        if !same_text(self.method, other.method) {
+            return Err(OriginalError::Conflicting { part: "method" });
+        }
+        if !same_text(self.scheme, other.scheme) {
+            return Err(OriginalError::Conflicting { part: "scheme" });
+        }
+        let host = |h: Option<&str>| h.map(normalize_host).transpose().map(Option::flatten);
+        match (host(self.host), host(other.host)) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Ok(_), Ok(_)) => return Err(OriginalError::Conflicting { part: "host" }),
+            _ => return Err(OriginalError::Invalid("X-Forwarded-Host")),
+        }
+        if self.target != other.target {
+            return Err(OriginalError::Conflicting { part: "target" });
+        }
+        Ok(())
+    }
 }
 
 impl OriginalRequest {
-    /// Reads the original request from `headers` of a verify `call`.
+    /// Reads the original request from `headers` of a verify `call` (the rules are in this
+    /// module's documentation).
     pub fn from_verify(
         call: VerifyCall<'_>,
         headers: &HeaderMap,
         trusted: &[IpNet],
     ) -> Result<OriginalRequest, OriginalError> {
-        let host_header = single(headers, "host")?.map(str::to_string);
+        let host_header = single(headers, "host")?;
         if !call.forwarded || !is_trusted(call.peer, trusted) {
             return Ok(OriginalRequest {
                 method: call.method.to_ascii_uppercase(),
                 scheme: call.scheme.to_string(),
-                host: host_header,
+                host: host_header.map(str::to_string),
                 target: call.target.to_string(),
                 source_ip: canonical_ip(call.peer),
                 from_trusted_proxy: false,
             });
         }
 
-        let mut method = call.method.to_ascii_uppercase();
-        let mut scheme = call.scheme.to_string();
-        let mut host = host_header;
-        let mut target = call.target.to_string();
+        // The verify request itself fills in what the believed description leaves open.
+        let own = Description {
+            method: Some(call.method),
+            scheme: Some(call.scheme),
+            host: host_header,
+            target: Some(call.target),
+        };
+        let nginx = Description::nginx(headers)?;
+        let forwarded = Description::forwarded(headers)?;
+        let believed = match (nginx.is_empty(), forwarded.is_empty()) {
+            (_, true) => nginx.or(own),
+            (true, false) => forwarded.or(own),
+            // Both families: we cannot tell which one the ingress set and which one a client
+            // added, so they must describe the same request in full — a part only one family
+            // states must equal the verify call's own — or nothing is believed.
+            (false, false) => {
+                let (nginx, forwarded) = (nginx.or(own), forwarded.or(own));
+                nginx.same_request(&forwarded)?;
+                nginx
+            }
+        };
 
-        // NGINX: X-Original-URL (full) or X-Original-URI (path + query).
-        if let Some(url) = single(headers, "x-original-url")? {
-            let (s, authority, t) =
-                split_absolute(url).ok_or(OriginalError::Invalid("X-Original-URL"))?;
-            scheme = s.to_ascii_lowercase();
-            host = Some(authority.to_string());
-            target = if t.is_empty() {
-                "/".to_string()
-            } else {
-                t.to_string()
-            };
-        } else if let Some(uri) = single(headers, "x-original-uri")? {
-            target = uri.to_string();
-        }
-        if let Some(m) = single(headers, "x-original-method")? {
-            method = m.to_ascii_uppercase();
-        }
-        // Traefik / Caddy: X-Forwarded-*. They take precedence where both are present.
-        if let Some(m) = single(headers, "x-forwarded-method")? {
-            method = m.to_ascii_uppercase();
-        }
-        if let Some(p) = single(headers, "x-forwarded-proto")? {
-            scheme = p.to_ascii_lowercase();
-        }
-        if let Some(h) = single(headers, "x-forwarded-host")? {
-            host = Some(h.to_string());
-        }
-        if let Some(u) = single(headers, "x-forwarded-uri")? {
-            target = u.to_string();
-        }
-
+        let method = believed.method.unwrap_or(call.method).to_ascii_uppercase();
         if !valid_method(&method) {
             return Err(OriginalError::Invalid("X-Forwarded-Method"));
         }
+        let scheme = believed.scheme.unwrap_or(call.scheme).to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(OriginalError::Invalid("X-Forwarded-Proto"));
         }
@@ -169,8 +265,8 @@ impl OriginalRequest {
         Ok(OriginalRequest {
             method,
             scheme,
-            host,
-            target,
+            host: believed.host.map(str::to_string),
+            target: believed.target.unwrap_or(call.target).to_string(),
             source_ip,
             from_trusted_proxy: true,
         })
@@ -240,6 +336,7 @@ fn client_ip(
 mod tests {
     use super::*;
     use actix_web::http::header::{HeaderName, HeaderValue};
+    use std::collections::BTreeSet;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -346,6 +443,280 @@ mod tests {
                 "{case:?}"
             );
         }
+    }
+
+    /// The request an ingress honestly describes in the tests below.
+    const HONEST: (&str, &str, &str, &str) = (
+        "POST",
+        "https",
+        "beta.apps.example.com",
+        "/restaurant/secret?x=1",
+    );
+
+    /// One forwarding header, with the honest value and a forged one that differs from both
+    /// the honest request and the verify call's own line (`GET http <host> /auth/verify`).
+    struct Forwarding {
+        name: &'static str,
+        honest: &'static str,
+        forged: &'static str,
+        nginx: bool,
+        /// The parts of the request this header states.
+        parts: &'static [&'static str],
+    }
+
+    const FORWARDING: [Forwarding; 7] = [
+        Forwarding {
+            name: "x-original-url",
+            honest: "https://beta.apps.example.com/restaurant/secret?x=1",
+            forged: "http://acme.apps.example.com/healthz",
+            nginx: true,
+            parts: &["scheme", "host", "target"],
+        },
+        Forwarding {
+            name: "x-original-uri",
+            honest: "/restaurant/secret?x=1",
+            forged: "/healthz",
+            nginx: true,
+            parts: &["target"],
+        },
+        Forwarding {
+            name: "x-original-method",
+            honest: "POST",
+            forged: "DELETE",
+            nginx: true,
+            parts: &["method"],
+        },
+        Forwarding {
+            name: "x-forwarded-method",
+            honest: "POST",
+            forged: "DELETE",
+            nginx: false,
+            parts: &["method"],
+        },
+        Forwarding {
+            name: "x-forwarded-proto",
+            honest: "https",
+            forged: "http",
+            nginx: false,
+            parts: &["scheme"],
+        },
+        Forwarding {
+            name: "x-forwarded-host",
+            honest: "beta.apps.example.com",
+            forged: "acme.apps.example.com",
+            nginx: false,
+            parts: &["host"],
+        },
+        Forwarding {
+            name: "x-forwarded-uri",
+            honest: "/restaurant/secret?x=1",
+            forged: "/healthz",
+            nginx: false,
+            parts: &["target"],
+        },
+    ];
+
+    /// Whether the header `name: value` says the same as `o` about the part(s) it names.
+    fn header_agrees(name: &str, value: &str, o: &OriginalRequest) -> bool {
+        let host = || normalize_host(o.host.as_deref().unwrap_or("")).unwrap();
+        match name {
+            "x-original-url" => {
+                let (scheme, authority, target) = split_absolute(value).unwrap();
+                scheme == o.scheme
+                    && normalize_host(authority).unwrap() == host()
+                    && target == o.target
+            }
+            "x-original-uri" | "x-forwarded-uri" => value == o.target,
+            "x-original-method" | "x-forwarded-method" => value == o.method,
+            "x-forwarded-proto" => value == o.scheme,
+            "x-forwarded-host" => normalize_host(value).unwrap() == host(),
+            other => panic!("unknown header {other}"),
+        }
+    }
+
+    /// Every combination of the seven forwarding headers, each absent, honest or forged
+    /// (3^7 cases). A believed request agrees with every header that was sent: one
+    /// description, never a mix, so a forged header and an honest one naming the same part
+    /// can never both be believed — the request is refused. And an ingress that describes
+    /// the whole request in one family is believed when nothing contradicts it.
+    #[test]
+    fn every_combination_of_forwarding_headers_is_one_description_or_refused() {
+        let mut refused = 0;
+        for mut code in 0..3usize.pow(7) {
+            let mut pairs: Vec<(&str, &str)> = vec![("host", "gatehouse.internal")];
+            let mut honest = Vec::new();
+            let mut forged = 0;
+            for header in &FORWARDING {
+                let choice = code % 3;
+                code /= 3;
+                match choice {
+                    0 => {}
+                    1 => {
+                        pairs.push((header.name, header.honest));
+                        honest.push(header.name);
+                    }
+                    _ => {
+                        pairs.push((header.name, header.forged));
+                        forged += 1;
+                    }
+                }
+            }
+            let h = headers(&pairs);
+            let result = OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted());
+            match &result {
+                Ok(o) => {
+                    for (name, value) in pairs.iter().skip(1) {
+                        assert!(
+                            header_agrees(name, value, o),
+                            "{pairs:?} believed {o:?}, which {name} contradicts"
+                        );
+                    }
+                }
+                Err(_) => refused += 1,
+            }
+            // Honest headers are believed when one family is complete and the other, if
+            // present, states nothing the complete one does not repeat.
+            let states = |nginx: bool| -> BTreeSet<&str> {
+                FORWARDING
+                    .iter()
+                    .filter(|f| f.nginx == nginx && honest.contains(&f.name))
+                    .flat_map(|f| f.parts.iter().copied())
+                    .collect()
+            };
+            let (by_nginx, by_forwarded) = (states(true), states(false));
+            let complete = |parts: &BTreeSet<&str>| parts.len() == 4;
+            let agree = by_nginx.is_empty() || by_forwarded.is_empty() || by_nginx == by_forwarded;
+            if forged == 0 && (complete(&by_nginx) || complete(&by_forwarded)) {
+                if agree {
+                    let o = result.unwrap_or_else(|e| panic!("honest {pairs:?} refused: {e}"));
+                    let got = (
+                        o.method.as_str(),
+                        o.scheme.as_str(),
+                        o.host.as_deref(),
+                        o.target.as_str(),
+                    );
+                    assert_eq!(
+                        got,
+                        (HONEST.0, HONEST.1, Some(HONEST.2), HONEST.3),
+                        "{pairs:?}"
+                    );
+                } else {
+                    // A part only one family states differs from the verify call's own.
+                    assert!(result.is_err(), "{pairs:?} believed {result:?}");
+                }
+            }
+        }
+        assert!(refused > 1000, "only {refused} of 2187 refused");
+    }
+
+    #[test]
+    fn a_client_forwarded_uri_never_beats_nginx_original_url() {
+        // CVE-2026-40575: NGINX passes the client's own X-Forwarded-Uri to the subrequest.
+        let h = headers(&[
+            (
+                "x-original-url",
+                "https://apps.example.com/restaurant/secret",
+            ),
+            ("x-original-method", "GET"),
+            ("x-forwarded-uri", "/healthz"),
+        ]);
+        assert!(matches!(
+            OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()),
+            Err(OriginalError::Conflicting { .. })
+        ));
+    }
+
+    #[test]
+    fn a_client_cannot_move_tenants_or_methods_beside_nginx_headers() {
+        let url = ("x-original-url", "https://beta.apps.example.com/");
+        for extra in [
+            ("x-forwarded-host", "acme.apps.example.com"),
+            ("x-forwarded-method", "DELETE"),
+            ("x-forwarded-proto", "http"),
+        ] {
+            let h = headers(&[url, ("x-original-method", "GET"), extra]);
+            let err = OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()).unwrap_err();
+            assert!(
+                matches!(err, OriginalError::Conflicting { .. }),
+                "{extra:?}"
+            );
+            assert_eq!(err.to_string(), "conflicting_forwarded_headers");
+        }
+    }
+
+    #[test]
+    fn a_client_original_url_never_beats_traefik_forwarded_headers() {
+        let h = headers(&[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "apps.example.com"),
+            ("x-forwarded-uri", "/restaurant/secret"),
+            ("x-original-url", "https://apps.example.com/healthz"),
+        ]);
+        assert!(OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()).is_err());
+    }
+
+    #[test]
+    fn both_families_describing_the_same_request_are_believed() {
+        // An ingress (or one behind another) may send both; spelled differently but the same.
+        let h = headers(&[
+            (
+                "x-original-url",
+                "https://App.Example.com:443/restaurant/x?y=1",
+            ),
+            ("x-original-method", "get"),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-proto", "HTTPS"),
+            ("x-forwarded-host", "app.example.com"),
+            ("x-forwarded-uri", "/restaurant/x?y=1"),
+        ]);
+        let o = OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()).unwrap();
+        assert_eq!((o.method.as_str(), o.scheme.as_str()), ("GET", "https"));
+        assert_eq!(o.target, "/restaurant/x?y=1");
+    }
+
+    #[test]
+    fn original_url_and_uri_must_name_the_same_target() {
+        let h = headers(&[
+            ("x-original-url", "https://apps.example.com/restaurant"),
+            ("x-original-uri", "/healthz"),
+        ]);
+        assert!(OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()).is_err());
+        let h = headers(&[
+            ("x-original-url", "https://apps.example.com/restaurant"),
+            ("x-original-uri", "/restaurant"),
+        ]);
+        assert!(OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()).is_ok());
+    }
+
+    #[test]
+    fn every_forwarding_header_sent_twice_is_refused() {
+        for header in &FORWARDING {
+            let h = headers(&[(header.name, header.honest), (header.name, header.honest)]);
+            assert!(
+                matches!(
+                    OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()),
+                    Err(OriginalError::Repeated(_))
+                ),
+                "{}",
+                header.name
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_rfc7239_is_never_read() {
+        let h = headers(&[
+            ("x-original-url", "https://apps.example.com/restaurant"),
+            (
+                "forwarded",
+                "for=1.2.3.4;host=acme.apps.example.com;proto=http",
+            ),
+        ]);
+        let o = OriginalRequest::from_verify(call("127.0.0.1"), &h, &trusted()).unwrap();
+        assert_eq!(o.host.as_deref(), Some("apps.example.com"));
+        assert_eq!(o.scheme, "https");
+        assert_eq!(o.source_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
