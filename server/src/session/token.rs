@@ -145,14 +145,11 @@ impl CookieSigner {
         mac.verify_slice(&bytes).is_ok()
     }
 
-    /// Reads an `Authorization: Bearer` value: the signed cookie value, or the raw token
-    /// (scripted clients that were handed only the token).
+    /// Reads an `Authorization: Bearer` value: the signed cookie value, exactly as
+    /// `session create` prints it. A raw token without its signature is refused like an
+    /// unsigned cookie (DESIGN §7), so no unsigned value ever reaches the store.
     pub fn verify_bearer(&self, value: &str) -> Result<SessionToken, TokenError> {
-        if value.contains('.') {
-            self.verify(value)
-        } else {
-            SessionToken::decode(value)
-        }
+        self.verify(value)
     }
 }
 
@@ -176,7 +173,31 @@ mod tests {
         let value = signer().sign(&token);
         assert_eq!(signer().verify(&value).unwrap(), token);
         assert_eq!(signer().verify_bearer(&value).unwrap(), token);
-        assert_eq!(signer().verify_bearer(&token.encode()).unwrap(), token);
+    }
+
+    #[test]
+    fn unsigned_or_badly_signed_bearer_values_are_refused() {
+        let token = SessionToken::generate();
+        // The raw token alone (a well-formed 256-bit value) is not enough.
+        assert_eq!(
+            signer().verify_bearer(&token.encode()),
+            Err(TokenError::Malformed)
+        );
+        // Nor is a value signed with another key, or a signature from another token.
+        let other = CookieSigner::new(b"another-secret-another-secret-xx");
+        assert_eq!(
+            signer().verify_bearer(&other.sign(&token)),
+            Err(TokenError::BadSignature)
+        );
+        let (_, sig) = signer()
+            .sign(&SessionToken::generate())
+            .split_once('.')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap();
+        assert_eq!(
+            signer().verify_bearer(&format!("{}.{sig}", token.encode())),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]

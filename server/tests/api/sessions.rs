@@ -119,3 +119,32 @@ async fn store_failure_fails_closed_with_500() {
         200
     );
 }
+
+/// DESIGN §7: bearer values are signed like cookies; the raw token alone (which names a
+/// live session in the store) is refused before any store lookup.
+#[tokio::test]
+async fn an_unsigned_bearer_token_is_refused_even_when_it_names_a_live_session() {
+    let app = spawn_app_with(short_cache(Backend::Sqlite)).await;
+    let signed = app.login(&ANN).await;
+    let url = "https://apps.example.com/restaurant";
+    let bearer = |value: &str| {
+        let value = value.to_string();
+        let request = app.verify(url).bearer_auth(value);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(bearer(&signed).await, 200);
+    // The token part of the signed value, without its signature.
+    let (raw, signature) = signed.split_once('.').unwrap();
+    assert_eq!(bearer(raw).await, 401);
+    // Another token's signature does not do either.
+    let other = app
+        .login(&Person {
+            email: "sam@example.com",
+            groups: &["staff"],
+            tenant: None,
+        })
+        .await;
+    let (_, other_signature) = other.split_once('.').unwrap();
+    assert_ne!(signature, other_signature);
+    assert_eq!(bearer(&format!("{raw}.{other_signature}")).await, 401);
+}
