@@ -18,33 +18,49 @@ fn refuse(status: u16, reason: &str) -> HttpResponse {
 }
 
 /// Authorizes the call; for unsafe methods with a cookie session, checks the CSRF token.
+///
+/// The CSRF check is skipped only when the session that authenticated came from the
+/// `Authorization: Bearer` header (a browser never sends one on its own). The mere presence
+/// of such a header proves nothing: a cross-site page cannot set it, but a request that also
+/// carries the cookie must not let a junk bearer switch the check off. So the bearer is
+/// tried alone first; only if it names no live session are the cookies tried, and a session
+/// from a cookie always needs `X-CSRF-Token`.
 async fn authorize(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Arc<ResolvedSession>, HttpResponse> {
     let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
     let bearer = super::bearer_token(req.headers());
-    let credentials = Credentials {
-        cookies: &cookies,
-        bearer,
-    };
-    let peer = super::peer_ip(req);
-    let session = state
-        .decider
-        .authorize_admin(
-            req.method().as_str(),
-            req.path(),
-            req.headers(),
-            peer,
-            credentials,
-            chrono::Utc::now(),
+    if bearer.is_some() {
+        let by_bearer = admit(
+            req,
+            state,
+            Credentials {
+                cookies: &[],
+                bearer,
+            },
         )
-        .await
-        .map_err(|(status, reason)| refuse(status, &reason))?;
+        .await;
+        match by_bearer {
+            // The bearer authenticated: no cookie was involved, no CSRF check.
+            Ok(session) => return Ok(session),
+            // No live session behind the bearer: the cookies may still authenticate.
+            Err((401, _)) if !cookies.is_empty() => {}
+            Err((status, reason)) => return Err(refuse(status, &reason)),
+        }
+    }
+    let session = admit(
+        req,
+        state,
+        Credentials {
+            cookies: &cookies,
+            bearer: None,
+        },
+    )
+    .await
+    .map_err(|(status, reason)| refuse(status, &reason))?;
     let unsafe_method = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
-    // A bearer token is never sent by a browser on its own, so only cookie sessions need
-    // the CSRF check.
-    if unsafe_method && bearer.is_none() {
+    if unsafe_method {
         let presented = req
             .headers()
             .get("x-csrf-token")
@@ -59,6 +75,25 @@ async fn authorize(
         }
     }
     Ok(session)
+}
+
+/// The `gatehouse-admin` route's policy for this call with exactly `credentials`.
+async fn admit(
+    req: &HttpRequest,
+    state: &AppState,
+    credentials: Credentials<'_>,
+) -> Result<Arc<ResolvedSession>, (u16, String)> {
+    state
+        .decider
+        .authorize_admin(
+            req.method().as_str(),
+            req.path(),
+            req.headers(),
+            super::peer_ip(req),
+            credentials,
+            chrono::Utc::now(),
+        )
+        .await
 }
 
 /// `GET /admin/api/csrf`: the CSRF token for this session.

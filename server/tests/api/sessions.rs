@@ -148,3 +148,69 @@ async fn an_unsigned_bearer_token_is_refused_even_when_it_names_a_live_session()
     assert_ne!(signature, other_signature);
     assert_eq!(bearer(&format!("{raw}.{other_signature}")).await, 401);
 }
+
+/// The admin API skips the CSRF check only for a session that came from the bearer
+/// header; a junk `Authorization: Bearer` next to the cookie does not switch it off.
+#[tokio::test]
+async fn admin_csrf_is_skipped_only_when_the_bearer_authenticated() {
+    let app = spawn_app_with(short_cache(Backend::Sqlite)).await;
+    let root = app
+        .login(&Person {
+            email: "root@example.com",
+            groups: &["gatehouse-admins"],
+            tenant: None,
+        })
+        .await;
+    let url = format!("{}/admin/api/reload", app.admin);
+    let post = || app.client.post(&url);
+    // Cookie session + junk bearer + no CSRF token: refused.
+    let r = post()
+        .header("Cookie", app.cookie(&root))
+        .header("Authorization", "Bearer x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "csrf_token_missing_or_wrong");
+    // A well-formed bearer of no live session next to the cookie: the same.
+    let (token, _) = root.split_once('.').unwrap();
+    let r = post()
+        .header("Cookie", app.cookie(&root))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A valid bearer alone needs no CSRF token.
+    let r = post().bearer_auth(&root).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The cookie with its CSRF token is allowed, junk bearer or not.
+    let csrf: serde_json::Value = app
+        .client
+        .get(format!("{}/admin/api/csrf", app.admin))
+        .header("Cookie", app.cookie(&root))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = csrf["token"].as_str().unwrap().to_string();
+    for junk in [None, Some("Bearer x")] {
+        let mut request = post()
+            .header("Cookie", app.cookie(&root))
+            .header("X-CSRF-Token", &csrf);
+        if let Some(junk) = junk {
+            request = request.header("Authorization", junk);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 200, "{junk:?}");
+    }
+    // A junk bearer and no cookie: unauthenticated.
+    let r = post()
+        .header("Authorization", "Bearer x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
