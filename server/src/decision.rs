@@ -20,7 +20,9 @@ use crate::session::token::CookieSigner;
 
 /// The route name used for requests no route matches.
 pub const DEFAULT_ROUTE: &str = "default";
-/// How many cookies carrying our name one request may have tried.
+/// How many validly signed cookies carrying our name one request may look up in the store.
+/// Forged or unsigned ones are refused by their signature first and do not count, so junk
+/// cookies tossed in by a sibling subdomain cannot push the real one out.
 const MAX_COOKIES_TRIED: usize = 4;
 
 /// The route whose policy guards Gatehouse's own admin UI and API.
@@ -411,17 +413,24 @@ impl Decider {
         credentials: Credentials<'_>,
         now: DateTime<Utc>,
     ) -> Result<Result<Arc<ResolvedSession>, InvalidSession>, String> {
+        // Each examined value costs one HMAC (cheap); the bound is generous, above what a
+        // browser keeps for one domain (Chrome: 180), so a huge header stays bounded work.
+        const MAX_COOKIES_EXAMINED: usize = 256;
         let mut first_invalid = InvalidSession::Unknown;
-        // A few cookies are tried at most, so a request stuffed with forged cookies cannot
-        // turn into many store lookups.
-        let tokens = credentials
+        // Signatures are checked first, for cookies and the bearer alike: an unsigned or
+        // forged value never reaches the store. Of the validly signed cookies a few are
+        // looked up at most, so a request stuffed with (stolen, expired) signed cookies
+        // cannot turn into many store lookups.
+        let signed_cookies = credentials
             .cookies
             .iter()
-            .take(MAX_COOKIES_TRIED)
-            .map(|c| self.signer.verify(c))
-            .chain(credentials.bearer.map(|b| self.signer.verify_bearer(b)));
-        for token in tokens {
-            let Ok(token) = token else { continue };
+            .take(MAX_COOKIES_EXAMINED)
+            .filter_map(|c| self.signer.verify(c).ok())
+            .take(MAX_COOKIES_TRIED);
+        let signed_bearer = credentials
+            .bearer
+            .and_then(|b| self.signer.verify_bearer(b).ok());
+        for token in signed_cookies.chain(signed_bearer) {
             match self.sessions.resolve(&token, now).await {
                 Ok(Ok(session)) => return Ok(Ok(session)),
                 Ok(Err(invalid)) => first_invalid = invalid,

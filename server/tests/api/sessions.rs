@@ -149,6 +149,43 @@ async fn an_unsigned_bearer_token_is_refused_even_when_it_names_a_live_session()
     assert_eq!(bearer(&format!("{raw}.{other_signature}")).await, 401);
 }
 
+/// Junk cookies with our name (tossed in from a sibling subdomain) are refused by their
+/// signature and do not use up the lookups: the real cookie after them still works.
+#[tokio::test]
+async fn junk_cookies_before_the_real_one_do_not_lock_the_user_out() {
+    let app = spawn_app_with(short_cache(Backend::Sqlite)).await;
+    let real = app.login(&ANN).await;
+    let url = "https://apps.example.com/restaurant";
+    // Well-formed but unsigned, forged, and plain garbage values.
+    let (token, _) = real.split_once('.').unwrap();
+    let mut junk: Vec<String> = (0..10)
+        .map(|i| format!("{token}.{i}{}", "A".repeat(42)))
+        .collect();
+    junk.push("garbage".into());
+    junk.push(token.to_string());
+    let mut cookie_header: Vec<String> = junk.iter().map(|v| app.cookie(v)).collect();
+    cookie_header.push(app.cookie(&real));
+    let response = app
+        .verify(url)
+        .header("Cookie", cookie_header.join("; "))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["X-Auth-Request-Email"],
+        "ann@example.com"
+    );
+    // Junk alone is still a 401.
+    let response = app
+        .verify(url)
+        .header("Cookie", cookie_header[..junk.len()].join("; "))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
 /// The admin API skips the CSRF check only for a session that came from the bearer
 /// header; a junk `Authorization: Bearer` next to the cookie does not switch it off.
 #[tokio::test]
