@@ -498,16 +498,24 @@ async fn session(command: SessionCommand) -> ExitCode {
             ttl,
             config,
         } => {
-            let (config, store) = match connect(&config.config).await {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            let signer = CookieSigner::new(config.cookie.secret.expose().as_bytes());
             let groups: Vec<String> = groups
                 .into_iter()
                 .map(|g| g.trim().to_string())
                 .filter(|g| !g.is_empty())
                 .collect();
+            // `--groups` splits on commas, so no name here has one; the other rules the
+            // IdP's groups follow (no control characters, at most 256 bytes) apply too.
+            if let Some((group, problem)) = groups
+                .iter()
+                .find_map(|g| crate::oidc::claims::group_name_problem(g).map(|p| (g, p)))
+            {
+                return fail(2, format!("--groups: the group {group:?} {problem}"));
+            }
+            let (config, store) = match connect(&config.config).await {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let signer = CookieSigner::new(config.cookie.secret.expose().as_bytes());
             let grant = SessionGrant {
                 email,
                 name,

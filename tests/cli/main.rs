@@ -436,3 +436,36 @@ fn sighup_reloads_the_bundle() {
     let _ = server.wait();
     assert!(reloads.1 > reloads.0, "SIGHUP did not reload: {reloads:?}");
 }
+
+/// `session create --groups` follows the IdP's group-name rules: it splits on commas (so no
+/// name carries one into the comma-joined groups header), and a name with a control
+/// character or over 256 bytes is bad usage, refused before the store is touched.
+#[test]
+fn session_create_refuses_bad_group_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &example_policies(), "");
+    let long = "g".repeat(257);
+    for bad in ["staff,bad\u{1}group", long.as_str()] {
+        let out = gatehouse(&[
+            "session",
+            "create",
+            "--config",
+            config.to_str().unwrap(),
+            "--email",
+            "ann@example.com",
+            "--groups",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("--groups"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).is_empty());
+    }
+    assert!(
+        !dir.path().join("gatehouse.db").exists(),
+        "refused before the store was touched"
+    );
+}

@@ -403,3 +403,57 @@ async fn another_users_device_is_not_inherited() {
     assert_ne!(bob_device["id"], alice_device["id"]);
     assert_eq!(bob_device["managed"], false);
 }
+
+/// A group name with a comma would split in `X-Auth-Request-Groups` (joined with commas):
+/// the login is refused with an error page, no session, and an audited failed login.
+#[tokio::test]
+async fn a_group_name_with_a_comma_refuses_the_login() {
+    let stack = start_stack("15m", 1).await;
+    stack
+        .idp
+        .set_claims("bob", serde_json::json!({"groups": ["marketing", "a,b"]}))
+        .await;
+    let browser = Browser::new();
+    let cb = callback_url(&browser, &stack, "bob", None).await;
+    let page = browser.get(&cb.url).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(page.body.contains("comma"), "{}", page.body);
+    assert!(!page.body.contains("a,b"), "{}", page.body);
+    assert!(!has_session_cookie(&browser, &stack));
+    assert_eq!(logins(&stack, "claims_error").await, 1.0);
+    assert_eq!(logins(&stack, "success").await, 0.0);
+    let mut audited = String::new();
+    for _ in 0..50 {
+        audited = stack.gh.cli(&[
+            "audit",
+            "query",
+            "--user",
+            "bob@example.com",
+            "--format",
+            "json",
+        ]);
+        if !audited.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let row: serde_json::Value =
+        serde_json::from_str(audited.lines().next().expect("an audit row")).unwrap();
+    assert_eq!(row["kind"], "login");
+    assert_eq!(row["decision"], "deny");
+    assert!(row["reason"].as_str().unwrap().contains("comma"), "{row}");
+
+    // Without the comma the same account signs in.
+    stack
+        .idp
+        .set_claims(
+            "bob",
+            serde_json::json!({"groups": ["marketing", "a", "b"]}),
+        )
+        .await;
+    let other = Browser::new();
+    let cb = callback_url(&other, &stack, "bob", None).await;
+    let page = other.get(&cb.url).await;
+    assert_eq!(page.status, 302, "{}", page.body);
+    assert!(has_session_cookie(&other, &stack));
+}

@@ -37,6 +37,12 @@ pub enum ClaimsError {
     UnverifiedEmail(String),
     #[error("claim `{0}` has an unusable value")]
     Invalid(&'static str),
+    /// Groups travel comma-joined in `X-Auth-Request-Groups`, so a name with a comma would
+    /// reach the app as two groups (DESIGN §5). The email is kept for the audit.
+    #[error(
+        "the identity provider sent a group name containing a comma, which Gatehouse cannot pass on; ask an administrator to rename the group"
+    )]
+    GroupWithComma { email: String },
 }
 
 /// Upper bounds on what one user's claims may bring in.
@@ -86,6 +92,9 @@ pub fn map_claims(
         _ => None,
     };
     let groups = groups(&merged, groups_claim)?;
+    if groups.iter().any(|g| g.contains(',')) {
+        return Err(ClaimsError::GroupWithComma { email });
+    }
     Ok(IdpIdentity {
         email,
         email_verified,
@@ -110,6 +119,23 @@ pub fn map_claims(
         subject,
         claims: Value::Object(merged),
     })
+}
+
+/// Why `name` cannot be a group name, if it cannot. Groups travel comma-joined in the
+/// groups header (DESIGN §5), so a comma would split one group into two. Used for the
+/// store's groups (`session create`); the IdP's groups are checked in [`map_claims`].
+pub fn group_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > MAX_GROUP_LEN {
+        Some("is longer than 256 bytes")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else if name.contains(',') {
+        Some("contains a comma (groups are comma-joined in the groups header)")
+    } else {
+        None
+    }
 }
 
 fn string(claims: &Map<String, Value>, name: &str) -> Option<String> {
@@ -243,5 +269,30 @@ mod tests {
             map_claims(&id, None, "bad"),
             Err(ClaimsError::Invalid("groups"))
         );
+    }
+
+    #[test]
+    fn group_name_problems() {
+        assert_eq!(group_name_problem("staff"), None);
+        assert_eq!(group_name_problem("Team A/ops"), None);
+        for bad in ["", "a,b", ",", "a\nb", "a\u{7f}"] {
+            assert!(group_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(group_name_problem(&"g".repeat(257)).is_some());
+    }
+
+    #[test]
+    fn a_group_name_with_a_comma_is_refused() {
+        // Joined with commas in X-Auth-Request-Groups, "a,b" would reach the app as a and b.
+        for groups in [json!(["staff", "a,b"]), json!("a,b"), json!([","])] {
+            let id = obj(json!({"sub": "u", "email": "A@x.com", "groups": groups}));
+            assert_eq!(
+                map_claims(&id, None, "groups"),
+                Err(ClaimsError::GroupWithComma {
+                    email: "a@x.com".into()
+                }),
+                "{groups}"
+            );
+        }
     }
 }

@@ -200,7 +200,8 @@ impl From<OidcError> for LoginFailure {
             OidcError::Discovery(m) | OidcError::UserInfo(m) => LoginFailure::IdpUnavailable(m),
             OidcError::Claims(c) => {
                 let email = match &c {
-                    super::claims::ClaimsError::UnverifiedEmail(e) => Some(e.clone()),
+                    super::claims::ClaimsError::UnverifiedEmail(e)
+                    | super::claims::ClaimsError::GroupWithComma { email: e } => Some(e.clone()),
                     _ => None,
                 };
                 LoginFailure::Claims(c.to_string(), email)
