@@ -1,21 +1,33 @@
 //! The one task that moves audit records from the queue to the database (or the spool).
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::AuditRecord;
-use super::spool::Spool;
+use super::spool::{Chunk, MAX_CHUNK_BYTES, Spool};
 use crate::metrics::METRICS;
 use crate::store::Store;
+
+/// The longest wait between two replay attempts while the database stays down.
+const MAX_REPLAY_BACKOFF: Duration = Duration::from_secs(2);
 
 pub struct AuditWriter {
     store: Store,
     rx: mpsc::Receiver<AuditRecord>,
-    spool: Spool,
+    /// Used only by this task, through `spawn_blocking` (file I/O stays off the runtime's
+    /// workers); the lock is never contended.
+    spool: Arc<Mutex<Spool>>,
     batch_size: usize,
     flush_interval: Duration,
+    /// When to try the next replay chunk; `None` while the spool is empty.
+    replay_at: Option<Instant>,
+    /// The wait after a failed replay attempt, doubled per failure up to
+    /// [`MAX_REPLAY_BACKOFF`].
+    backoff: Duration,
 }
 
 /// Stops the writer after it has drained the queue.
@@ -35,6 +47,24 @@ impl WriterHandle {
     }
 }
 
+/// What one replay step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// A chunk went to the database; more is waiting.
+    More,
+    /// The spool is empty.
+    Done,
+    /// The database (or the spool file) failed; the spool is as it was.
+    Failed,
+}
+
+fn lock(spool: &Mutex<Spool>) -> MutexGuard<'_, Spool> {
+    // A panic while holding the lock leaves the spool's state as consistent as the file.
+    spool
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl AuditWriter {
     pub fn new(
         store: Store,
@@ -46,12 +76,15 @@ impl AuditWriter {
         METRICS
             .audit_spool_pending
             .set(i64::try_from(spool.pending()).unwrap_or(i64::MAX));
+        let replay_at = (!spool.is_empty()).then(Instant::now);
         AuditWriter {
             store,
             rx,
-            spool,
+            spool: Arc::new(Mutex::new(spool)),
             batch_size: batch_size.max(1),
             flush_interval,
+            replay_at,
+            backoff: flush_interval,
         }
     }
 
@@ -63,17 +96,38 @@ impl AuditWriter {
         }
     }
 
+    /// Runs `f` on the spool on a blocking thread.
+    async fn with_spool<R, F>(&self, f: F) -> std::io::Result<R>
+    where
+        F: FnOnce(&mut Spool) -> std::io::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let spool = Arc::clone(&self.spool);
+        match tokio::task::spawn_blocking(move || f(&mut lock(&spool))).await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(format!(
+                "audit spool task failed: {e}"
+            ))),
+        }
+    }
+
+    fn spool_is_empty(&self) -> bool {
+        lock(&self.spool).is_empty()
+    }
+
     async fn run(mut self, mut stopped: tokio::sync::oneshot::Receiver<()>) {
         let mut buffer: Vec<AuditRecord> = Vec::with_capacity(self.batch_size);
         let mut tick = tokio::time::interval(self.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Replay one chunk at a time, so the queue is served between chunks.
+            let replay_due = self.replay_at;
             tokio::select! {
                 received = self.rx.recv_many(&mut buffer, self.batch_size) => {
                     if received == 0 {
                         // Every sink is gone: drain what is left and stop.
                         self.flush(&mut buffer).await;
-                        self.replay().await;
+                        self.replay_all().await;
                         return;
                     }
                     METRICS.audit_queue_depth.sub(i64::try_from(received).unwrap_or(0));
@@ -83,7 +137,9 @@ impl AuditWriter {
                 }
                 _ = tick.tick() => {
                     self.flush(&mut buffer).await;
-                    self.replay().await;
+                }
+                _ = tokio::time::sleep_until(replay_due.unwrap_or_else(Instant::now)), if replay_due.is_some() => {
+                    self.replay_step().await;
                 }
                 _ = &mut stopped => {
                     self.rx.close();
@@ -93,7 +149,7 @@ impl AuditWriter {
                         }
                     }
                     METRICS.audit_queue_depth.set(0);
-                    self.replay().await;
+                    self.replay_all().await;
                     self.flush(&mut buffer).await;
                     tracing::info!("audit queue drained");
                     return;
@@ -108,7 +164,7 @@ impl AuditWriter {
         if buffer.is_empty() {
             return;
         }
-        if self.spool.pending() == 0 {
+        if self.spool_is_empty() {
             match self.store.insert_audit(buffer).await {
                 Ok(()) => {
                     METRICS.audit_written.inc_by(buffer.len() as u64);
@@ -116,53 +172,134 @@ impl AuditWriter {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, records = buffer.len(), "audit write failed; spooling")
+                    tracing::warn!(error = %e, records = buffer.len(), "audit write failed; spooling");
+                    // The database just failed: the first replay waits a little.
+                    self.backoff = self.flush_interval;
+                    self.replay_at = Some(Instant::now() + self.backoff);
                 }
             }
         }
-        self.spool_batch(buffer);
+        self.spool_batch(buffer).await;
     }
 
-    fn spool_batch(&mut self, buffer: &mut Vec<AuditRecord>) {
-        match self.spool.append(buffer) {
-            Ok(()) => METRICS.audit_spooled.inc_by(buffer.len() as u64),
+    async fn spool_batch(&mut self, buffer: &mut Vec<AuditRecord>) {
+        let records = std::mem::take(buffer);
+        let count = records.len();
+        let appended = self
+            .with_spool(move |spool| {
+                spool.append(&records)?;
+                Ok(spool.pending())
+            })
+            .await;
+        match appended {
+            Ok(pending) => {
+                METRICS.audit_spooled.inc_by(count as u64);
+                METRICS
+                    .audit_spool_pending
+                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
             Err(e) => {
-                METRICS.audit_dropped.inc_by(buffer.len() as u64);
-                tracing::error!(error = %e, records = buffer.len(), path = %self.spool.path().display(),
+                METRICS.audit_dropped.inc_by(count as u64);
+                tracing::error!(error = %e, records = count, path = %lock(&self.spool).path().display(),
                     "cannot write the audit spool: records lost");
             }
         }
-        METRICS
-            .audit_spool_pending
-            .set(i64::try_from(self.spool.pending()).unwrap_or(i64::MAX));
-        buffer.clear();
+        if self.replay_at.is_none() && !self.spool_is_empty() {
+            self.replay_at = Some(Instant::now() + self.backoff);
+        }
     }
 
-    /// Writes spooled records to the database in order, then empties the spool. A failure
-    /// part-way leaves the spool as it is; rows already written are skipped on the next try
-    /// (inserts ignore rows they already have).
-    async fn replay(&mut self) {
-        if self.spool.pending() == 0 {
-            return;
-        }
-        let records = match self.spool.read_all() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the audit spool");
-                return;
+    /// One replay step, and when the next one is due: at once while chunks go through,
+    /// after a growing pause while the database fails, never while the spool is empty.
+    async fn replay_step(&mut self) -> Replay {
+        let outcome = self.replay_chunk().await;
+        self.replay_at = match outcome {
+            Replay::More => {
+                self.backoff = self.flush_interval;
+                Some(Instant::now())
+            }
+            Replay::Done => {
+                self.backoff = self.flush_interval;
+                None
+            }
+            Replay::Failed => {
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_REPLAY_BACKOFF.max(self.flush_interval));
+                Some(Instant::now() + wait)
             }
         };
-        for chunk in records.chunks(self.batch_size) {
-            if let Err(e) = self.store.insert_audit(chunk).await {
-                tracing::debug!(error = %e, "audit database still unavailable; spool kept");
+        outcome
+    }
+
+    /// Replays chunks until the spool is empty or the database fails (at shutdown).
+    async fn replay_all(&mut self) {
+        while self.replay_at.is_some() {
+            if self.replay_step().await != Replay::More {
                 return;
             }
         }
-        METRICS.audit_written.inc_by(records.len() as u64);
-        if let Err(e) = self.spool.clear() {
-            tracing::error!(error = %e, "cannot empty the audit spool after replay");
+    }
+
+    /// Writes the next chunk of spooled records (at most `batch_size`) to the database and
+    /// moves the spool's offset past it; empties the spool once all of it is written. A
+    /// failure leaves the offset where it was, so the same chunk is tried again; rows of it
+    /// already written are skipped then (inserts ignore rows they already have).
+    async fn replay_chunk(&mut self) -> Replay {
+        let max_records = self.batch_size;
+        let chunk = match self
+            .with_spool(move |spool| spool.read_chunk(max_records, MAX_CHUNK_BYTES))
+            .await
+        {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the audit spool");
+                return Replay::Failed;
+            }
+        };
+        let Chunk {
+            records,
+            lines,
+            end,
+            at_end,
+        } = chunk;
+        if let Err(e) = self.store.insert_audit(&records).await {
+            tracing::debug!(error = %e, "audit database still unavailable; spool kept");
+            return Replay::Failed;
         }
-        METRICS.audit_spool_pending.set(0);
-        tracing::info!(records = records.len(), "audit spool replayed");
+        METRICS.audit_written.inc_by(records.len() as u64);
+        let replayed = Chunk {
+            records: Vec::new(),
+            lines,
+            end,
+            at_end,
+        };
+        let marked = self
+            .with_spool(move |spool| {
+                spool.mark_replayed(&replayed);
+                if replayed.at_end {
+                    spool.clear()?;
+                }
+                Ok(spool.pending())
+            })
+            .await;
+        match marked {
+            Ok(pending) => {
+                METRICS
+                    .audit_spool_pending
+                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
+            Err(e) => {
+                // The records are in the database and the offset moved on; only the
+                // truncation failed. It is tried again after the next chunk.
+                tracing::error!(error = %e, "cannot empty the audit spool after replay");
+                return Replay::Failed;
+            }
+        }
+        if at_end {
+            tracing::info!("audit spool replayed");
+            Replay::Done
+        } else {
+            Replay::More
+        }
     }
 }
