@@ -39,21 +39,28 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A child process killed when dropped, whose output goes to a log file kept for failures.
+/// A child process stopped when dropped, whose output goes to a log file kept for failures.
+///
+/// Each child leads a process group of its own, so that stopping it also ends what it
+/// started (NGINX's workers): on drop it gets `stop_signal` (SIGKILL unless
+/// [`Proc::stop_gracefully`]), a bounded wait, then SIGKILL for the whole group.
 pub struct Proc {
     pub name: String,
     child: Child,
     pub log: PathBuf,
+    stop_signal: &'static str,
 }
 
 impl Proc {
     pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Proc {
+        use std::os::unix::process::CommandExt;
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         command
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .process_group(0);
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
@@ -61,7 +68,14 @@ impl Proc {
             name: name.into(),
             child,
             log,
+            stop_signal: "KILL",
         }
+    }
+
+    /// Stop with `signal` (`TERM`, `QUIT`) on drop, waiting for the process to exit.
+    pub fn stop_gracefully(mut self, signal: &'static str) -> Proc {
+        self.stop_signal = signal;
+        self
     }
 
     pub fn logs(&self) -> String {
@@ -94,6 +108,21 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let signal = |sig: &str, target: &str| {
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), "--", target])
+                .stderr(Stdio::null())
+                .status();
+        };
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.stop_signal, &pid);
+            if self.wait_exit(Duration::from_secs(10)).is_none() {
+                eprintln!("{} ignored SIG{}; killing it", self.name, self.stop_signal);
+            }
+        }
+        // Whatever is left of its process group (the group id is the child's pid).
+        signal("KILL", &format!("-{pid}"));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -121,31 +150,55 @@ pub async fn wait_http(url: &str, proc: &mut Proc) {
 
 pub use crate::postgres::PgDatabase;
 
+/// What the echo app received: one entry per request, in order.
+#[derive(Clone, Default)]
+pub struct EchoLog(std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
+#[allow(dead_code)] // used by some test binaries including this file only
+impl EchoLog {
+    /// Takes (and forgets) what was received so far: `{"path": …, "headers": {name: value}}`
+    /// with lower-case names (a repeated header's values joined by `, `).
+    pub fn take(&self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
 /// An upstream app that answers every request with what it received, as JSON.
 pub async fn start_echo_app() -> u16 {
-    async fn echo(req: HttpRequest) -> HttpResponse {
-        let headers: serde_json::Map<String, serde_json::Value> = req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    v.to_str().unwrap_or("<binary>").into(),
-                )
-            })
-            .collect();
-        HttpResponse::Ok()
-            .json(serde_json::json!({"path": req.uri().to_string(), "headers": headers}))
+    start_recording_echo_app().await.0
+}
+
+/// [`start_echo_app`] that also records every request it answers.
+pub async fn start_recording_echo_app() -> (u16, EchoLog) {
+    async fn echo(req: HttpRequest, log: web::Data<EchoLog>) -> HttpResponse {
+        let mut headers = serde_json::Map::new();
+        for (k, v) in req.headers().iter() {
+            let v = v.to_str().unwrap_or("<binary>");
+            let joined = match headers.get(k.as_str()).and_then(|old| old.as_str()) {
+                Some(old) => format!("{old}, {v}"),
+                None => v.to_string(),
+            };
+            headers.insert(k.as_str().to_string(), joined.into());
+        }
+        let seen = serde_json::json!({"path": req.uri().to_string(), "headers": headers});
+        log.0.lock().unwrap().push(seen.clone());
+        HttpResponse::Ok().json(seen)
     }
+    let log = EchoLog::default();
+    let data = web::Data::new(log.clone());
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo app");
     let port = listener.local_addr().expect("addr").port();
-    let server = HttpServer::new(|| App::new().default_service(web::to(echo)))
-        .workers(1)
-        .listen(listener)
-        .expect("listen")
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(echo))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listen")
+    .run();
     tokio::spawn(server);
-    port
+    (port, log)
 }
 
 /// A running Gatehouse (`gatehouse serve`) with its own database and config file.
@@ -352,6 +405,17 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// A file of `deploy/`, e.g. `nginx/nginx.conf`. `INGRESS_TEST_DEPLOY_DIR` points the
+/// end-to-end tests at another copy (say, an older commit's, to see what it let through;
+/// not `GATEHOUSE_…`: the binary reads those as config overrides).
+pub fn deploy_file(relative: &str) -> String {
+    let dir = std::env::var_os("INGRESS_TEST_DEPLOY_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("deploy"));
+    let path = dir.join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Rewrites the service addresses of a `deploy/` config to loopback ports.
 pub fn localize(template: &str, replacements: &[(&str, String)]) -> String {
     let mut text = template.to_string();
@@ -369,8 +433,7 @@ pub fn localize(template: &str, replacements: &[(&str, String)]) -> String {
 /// NGINX listens on `port`, chosen by the caller (the login redirect names it).
 pub fn start_nginx(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) -> Proc {
     let nginx = require_binary("nginx", "nginx");
-    let template = std::fs::read_to_string(repo_root().join("deploy/nginx/nginx.conf"))
-        .expect("deploy/nginx/nginx.conf");
+    let template = deploy_file("nginx/nginx.conf");
     let conf = localize(
         &template,
         &[
@@ -398,21 +461,22 @@ pub fn start_nginx(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) ->
     );
     let mut command = Command::new(nginx);
     command.arg("-c").arg(&conf_path).arg("-g").arg(globals);
-    Proc::spawn("nginx", command, dir.join("nginx.out"))
+    // SIGTERM: the master stops its workers and waits for them (SIGKILL would orphan them).
+    Proc::spawn("nginx", command, dir.join("nginx.out")).stop_gracefully("TERM")
 }
 
 /// Caddy running `deploy/caddy/Caddyfile` against `gatehouse` and the echo app.
 pub fn start_caddy(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) -> Proc {
     let caddy = require_binary("caddy", "caddy");
-    let template = std::fs::read_to_string(repo_root().join("deploy/caddy/Caddyfile"))
-        .expect("deploy/caddy/Caddyfile");
+    let template = deploy_file("caddy/Caddyfile");
     let conf = localize(
         &template,
         &[
             ("gatehouse:4180", format!("127.0.0.1:{gatehouse_port}")),
             ("restaurant:8080", format!("127.0.0.1:{app_port}")),
             ("marketing:8080", format!("127.0.0.1:{app_port}")),
-            (":80 {", format!("http://127.0.0.1:{port} {{")),
+            // Every host name (as shipped), on loopback only.
+            (":80 {", format!(":{port} {{\n\tbind 127.0.0.1")),
         ],
     );
     let conf_path = dir.join("Caddyfile");
@@ -427,5 +491,5 @@ pub fn start_caddy(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) ->
         .env("HOME", dir)
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("XDG_CONFIG_HOME", dir.join("config"));
-    Proc::spawn("caddy", command, dir.join("caddy.log"))
+    Proc::spawn("caddy", command, dir.join("caddy.log")).stop_gracefully("TERM")
 }

@@ -4,10 +4,12 @@
 
 mod compose;
 mod harness;
+mod hostile;
 #[path = "../common/oidc_provider.rs"]
 mod oidc_provider;
 #[path = "../common/postgres.rs"]
 mod postgres;
+mod snippets;
 
 use std::process::Command;
 
