@@ -373,13 +373,13 @@ async fn run_case(
             case.expect
         ));
     }
-    if let Some(location) = &location {
-        if location.contains("healthz") || !location.contains(&urlencoding(case.real_path)) {
-            return Err(format!(
-                "the login redirect names another URL than {}: {location}",
-                case.real_path
-            ));
-        }
+    if let Some(location) = &location
+        && (location.contains("healthz") || !location.contains(&urlencoding(case.real_path)))
+    {
+        return Err(format!(
+            "the login redirect names another URL than {}: {location}",
+            case.real_path
+        ));
     }
     if case.expect != Expect::App {
         return match seen.is_empty() {
@@ -517,6 +517,15 @@ async fn raw_get(
     Ok((status, location))
 }
 
+/// request_id, host, method, path, device_id
+type AuditRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Every decision Gatehouse made for the ingress (the oracle's and control's left out) is
 /// about a host and path the table sent, with method GET, no device and never the client's
 /// request id.
@@ -524,13 +533,7 @@ async fn audit_failures(gh: &Gatehouse, table: &[Case]) -> Vec<String> {
     // Records are written within `audit.flush_interval` (200 ms).
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let mut conn = sqlx::PgConnection::connect(&gh.db_url).await.unwrap();
-    let rows: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    )> = sqlx::query_as(
+    let rows: Vec<AuditRow> = sqlx::query_as(
         "SELECT request_id, host, method, path, device_id FROM audit_events \
              WHERE kind = 'verify' ORDER BY id",
     )
