@@ -75,6 +75,8 @@ enum Expect {
     NotServed,
     /// 200 from the app.
     App,
+    /// Gatehouse refuses to read the request (400): NGINX passes it on as 403, Caddy as 400.
+    Refused,
 }
 
 struct Case {
@@ -197,6 +199,14 @@ fn cases() -> Vec<Case> {
         c("x-forwarded-uri names a path bob may see", Bob, "/marketing/plans", LOCAL,
           &[("X-Forwarded-Uri", "/restaurant/menu"), ("X-Original-URI", "/restaurant/menu")],
           LOCAL, "/marketing/plans", Denied),
+        // Path spellings that servers behind the ingress read differently (DESIGN §7).
+        c("..; routes to marketing in NGINX, to restaurant in Tomcat", Bob,
+          "/marketing/..;/restaurant/x", LOCAL, &[], LOCAL, "/marketing/..;/restaurant/x", Refused),
+        c(".;x segment", Ann, "/restaurant/.;x/menu", LOCAL, &[], LOCAL, "/restaurant/.;x/menu", Refused),
+        c("encoded ; after a dot segment", Bob, "/restaurant/..%3Bx/marketing", LOCAL, &[],
+          LOCAL, "/restaurant/..%3Bx/marketing", Refused),
+        c("encoded ? in the path", Ann, "/restaurant/admin%3F", LOCAL, &[], LOCAL,
+          "/restaurant/admin%3F", Refused),
         // Client-certificate fingerprints of a registered managed device.
         c("fingerprints of a managed device on reports", Fay, "/reports/q3", LOCAL,
           &[("X-SSL-Client-Fingerprint", DEVICE_FINGERPRINT),
@@ -344,6 +354,7 @@ async fn run_case(
         Expect::Login => want_status == 401,
         Expect::Denied | Expect::NotServed => want_status == 403,
         Expect::App => want_status == 200,
+        Expect::Refused => want_status == 400,
     };
     if !oracle_agrees {
         return Err(format!(
@@ -366,6 +377,7 @@ async fn run_case(
         Expect::Denied => status == 403,
         Expect::NotServed => status == 403 || status == 404,
         Expect::App => status == 200,
+        Expect::Refused => status == 400 || status == 403,
     };
     if !status_ok {
         return Err(format!(
