@@ -52,7 +52,7 @@ pub enum Command {
     #[command(subcommand)]
     Device(DeviceCommand),
     /// Run a development OpenID provider on loopback (NOT for production).
-    DevIdp(crate::dev_idp::DevIdpArgs),
+    DevIdp(gatehouse_dev_idp::DevIdpArgs),
     /// A zero-setup local stack on loopback: SQLite, the development IdP with sample users,
     /// two sample apps behind the built-in proxy (NOT for production).
     Demo(crate::demo::DemoArgs),
@@ -218,7 +218,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Policy(p) => policy(p),
         Command::Audit(a) => audit(a).await,
         Command::Device(d) => device(d).await,
-        Command::DevIdp(args) => crate::dev_idp::run(args).await,
+        Command::DevIdp(args) => gatehouse_dev_idp::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
     }
 }

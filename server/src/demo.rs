@@ -141,7 +141,7 @@ async fn run_inner(args: DemoArgs) -> Result<(), String> {
     let idp_config = dir.join("dev-idp.yaml");
     write(&idp_config, &idp_yaml(&ports))?;
     let (idp, issuer, _) =
-        crate::dev_idp::serve(idp_listener, idp_config).map_err(|(_, message)| message)?;
+        gatehouse_dev_idp::serve(idp_listener, idp_config).map_err(|(_, message)| message)?;
     let restaurant = sample_app("Restaurant", restaurant_listener)?;
     let marketing = sample_app("Marketing", marketing_listener)?;
 

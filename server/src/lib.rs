@@ -13,7 +13,6 @@ pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod demo;
-pub mod dev_idp;
 pub mod http;
 pub mod metrics;
 pub mod oidc;

@@ -1,4 +1,5 @@
-//! `gatehouse dev-idp`: a development OpenID provider on loopback. NOT FOR PRODUCTION.
+//! `gatehouse-dev-idp`: the development OpenID provider behind `gatehouse dev-idp` and
+//! `gatehouse demo`, on loopback. NOT FOR PRODUCTION.
 //!
 //! Static users and clients from a YAML file ([`config`]), an RSA key generated at start
 //! ([`keys`]), state in memory ([`store`]), tokens built with openidconnect's types
@@ -6,6 +7,10 @@
 //! form, token (code with PKCE S256, refresh with rotation), userinfo, end_session with
 //! back-channel logout. The file is re-read on every request, so an edited user's groups
 //! show at the next refresh. See docs/dev-idp.md.
+//!
+//! It does not depend on the `gatehouse` crate: the relying party and the provider its
+//! tests sign in against share no code.
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod html;
@@ -14,6 +19,7 @@ pub mod keys;
 pub mod signed;
 pub mod store;
 pub mod tokens;
+mod yaml;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -24,6 +30,7 @@ use actix_web::{App, HttpServer, web};
 
 use config::DevIdpConfig;
 
+/// The arguments of `gatehouse dev-idp`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevIdpArgs {
     /// A loopback address (127.0.0.1, ::1); port 0 picks a free port (printed at start).
@@ -39,6 +46,8 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `gatehouse dev-idp`: refuses a non-loopback address (exit 2), serves until stopped and
+/// prints the banner (with the issuer) once the socket is bound.
 pub async fn run(args: DevIdpArgs) -> ExitCode {
     if !args.listen.ip().is_loopback() {
         return fail(
