@@ -4,13 +4,36 @@
 //! `headers` and `status`. We add one generated wrapper package per route package whose
 //! `decision` rule gathers those four fields with defaults, so a request costs one
 //! evaluation of one entry point.
+//!
+//! Conflicts fail closed, as in OPA (`eval_conflict_error`). regorus 0.14.1 has two
+//! evaluators and only one of them reports conflicts:
+//! - the RVM (bytecode, ~4 µs) hides them: two complete definitions with different values
+//!   make the rule undefined (its `default` is skipped too), one body iterating to several
+//!   values keeps the last one, and an object comprehension or a partial object rule keeps
+//!   the last value of a duplicate key. Nothing in the program's answer tells these apart
+//!   from a rule that simply did not fire, and it has no option to make them errors.
+//! - the interpreter (`Engine`) raises OPA's errors for all of them ("rule conflicts with
+//!   rule at…", "rules must not produce multiple outputs", "value for key … generated
+//!   multiple times"), and costs a few times more per evaluation.
+//!
+//! So each route is checked once, when the bundle is compiled: [`conflict_risk`] walks the
+//! RVM bytecode reachable from the route's entry point and proves that nothing in it can
+//! conflict (every complete rule and function has one definition or definitions with one
+//! static value, no iteration feeds a non-constant value into a complete rule, no object
+//! comprehension, no partial object rule, no dynamic `data` lookup). Such routes, which is
+//! what ordinary policies look like, run on the RVM; any other route runs on the interpreter,
+//! so a conflict it can produce is an error (→ 500), never an allow without its headers.
+//! A policy cannot conflict-check itself in Rego: a complete rule has one value or none, so
+//! the wrapper cannot collect the values of its definitions, and rewriting the author's rules
+//! into partial sets would change what `else`, defaults and the bundle's own tests mean.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use regorus::Value;
 use regorus::languages::rego::compiler::Compiler;
-use regorus::rvm::program::Program;
+use regorus::rvm::instructions::{ComprehensionMode, Instruction, LoopMode};
+use regorus::rvm::program::{Program, RuleType};
 use regorus::rvm::vm::RegoVM;
 
 use super::error::PolicyError;
@@ -20,6 +43,9 @@ const WRAPPER_ROOT: &str = "gatehouse_generated_decisions";
 /// A bound on the work of one evaluation: a runaway policy fails closed instead of
 /// stalling the ingress. Generous for real policies (ours use a few hundred).
 const MAX_INSTRUCTIONS: usize = 200_000;
+/// The same bound for routes evaluated by the interpreter, which counts time, not
+/// instructions: far above what a real policy takes (tens of microseconds).
+const INTERPRETER_TIME_LIMIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A `.rego` file of the bundle: its display path and text.
 #[derive(Debug, Clone)]
@@ -33,12 +59,29 @@ pub struct RegoSource {
 /// program fails to compile ("Register overflow"); chunks keep any bundle size working.
 const ENTRIES_PER_PROGRAM: usize = 32;
 
+/// How one route package is evaluated.
+#[derive(Debug, Clone)]
+enum Entry {
+    /// Provably conflict-free: the RVM program and the entry point's index in it.
+    Vm { program: usize, index: usize },
+    /// May conflict: the interpreter (the chunk's engine) evaluates `rule`, so that a
+    /// conflict is an error. `why` says what made the bytecode unprovable.
+    Interpreter {
+        engine: usize,
+        rule: String,
+        why: String,
+    },
+}
+
 /// Every route package of a bundle, compiled into RVM programs of up to
-/// [`ENTRIES_PER_PROGRAM`] entry points each.
+/// [`ENTRIES_PER_PROGRAM`] entry points each, with the chunk's interpreter for the routes
+/// the RVM cannot evaluate faithfully (see the module comment).
 pub struct RegoPolicies {
     programs: Vec<Arc<Program>>,
-    /// Rego package (without `data.`) → (program, entry point index in that program).
-    entries: BTreeMap<String, (usize, usize)>,
+    /// Per chunk that needs one: its prepared interpreter, cloned once per thread.
+    engines: Vec<Arc<regorus::Engine>>,
+    /// Rego package (without `data.`) → how to evaluate it.
+    entries: BTreeMap<String, Entry>,
 }
 
 impl std::fmt::Debug for RegoPolicies {
@@ -202,6 +245,7 @@ impl RegoPolicies {
             .collect();
         let required: Vec<&String> = required.keys().collect();
         let mut programs = Vec::new();
+        let mut engines = Vec::new();
         let mut entries = BTreeMap::new();
         for (chunk_index, chunk) in required.chunks(ENTRIES_PER_PROGRAM).enumerate() {
             let roots: Vec<&str> = chunk.iter().map(|p| p.as_str()).collect();
@@ -239,6 +283,7 @@ impl RegoPolicies {
                     ),
                 )
             })?;
+            let mut chunk_engine: Option<usize> = None;
             for (package, name) in chunk.iter().zip(&names) {
                 let index = program
                     .entry_points
@@ -251,38 +296,231 @@ impl RegoPolicies {
                             format!("entry point {name} missing after compile"),
                         )
                     })?;
-                entries.insert((*package).clone(), (programs.len(), index));
+                let entry = match conflict_risk(&program, program.entry_points[index]) {
+                    None => Entry::Vm {
+                        program: programs.len(),
+                        index,
+                    },
+                    Some(why) => {
+                        let engine = *chunk_engine.get_or_insert_with(|| {
+                            let mut engine = engine.clone();
+                            engine.set_execution_timer_config(
+                                regorus::utils::limits::ExecutionTimerConfig {
+                                    limit: INTERPRETER_TIME_LIMIT,
+                                    check_interval: std::num::NonZeroU32::MIN.saturating_add(63),
+                                },
+                            );
+                            engines.push(Arc::new(engine));
+                            engines.len() - 1
+                        });
+                        tracing::debug!(
+                            package = %package,
+                            reason = %why,
+                            "Rego route evaluated by the interpreter so that conflicts are errors"
+                        );
+                        Entry::Interpreter {
+                            engine,
+                            rule: name.clone(),
+                            why,
+                        }
+                    }
+                };
+                entries.insert((*package).clone(), entry);
             }
             programs.push(program);
         }
-        Ok(Some(RegoPolicies { programs, entries }))
+        Ok(Some(RegoPolicies {
+            programs,
+            engines,
+            entries,
+        }))
     }
 
     pub fn has_package(&self, package: &str) -> bool {
         self.entries.contains_key(package)
     }
 
-    /// Evaluates a route package's decision object for `input`.
+    /// Why `package` is evaluated by the interpreter rather than the RVM, if it is.
+    pub fn interpreter_reason(&self, package: &str) -> Option<&str> {
+        match self.entries.get(package)? {
+            Entry::Vm { .. } => None,
+            Entry::Interpreter { why, .. } => Some(why),
+        }
+    }
+
+    /// Evaluates a route package's decision object for `input`. A conflict the policy
+    /// produces is an error.
     pub fn evaluate(&self, package: &str, input: Value) -> Result<Value, String> {
-        let (program, index) = *self
+        let entry = self
             .entries
             .get(package)
             .ok_or_else(|| format!("package `{package}` is not compiled"))?;
-        let program = self
-            .programs
-            .get(program)
-            .ok_or("program index out of range")?;
-        with_vm(program, |vm| {
-            vm.set_max_instructions(MAX_INSTRUCTIONS);
-            vm.set_input(input);
-            let result = vm
-                .execute_entry_point_by_index(index)
-                .map_err(|e| format!("{e:#}"));
-            // Do not keep this request's input alive in the idle VM.
-            vm.set_input(Value::Null);
-            result
-        })
+        match entry {
+            Entry::Vm { program, index } => {
+                let program = self
+                    .programs
+                    .get(*program)
+                    .ok_or("program index out of range")?;
+                with_vm(program, |vm| {
+                    vm.set_max_instructions(MAX_INSTRUCTIONS);
+                    vm.set_input(input);
+                    let result = vm
+                        .execute_entry_point_by_index(*index)
+                        .map_err(|e| format!("{e:#}"));
+                    // Do not keep this request's input alive in the idle VM.
+                    vm.set_input(Value::Null);
+                    result
+                })
+            }
+            Entry::Interpreter { engine, rule, .. } => {
+                let engine = self
+                    .engines
+                    .get(*engine)
+                    .ok_or("engine index out of range")?;
+                with_engine(engine, |engine| {
+                    engine.set_input(input);
+                    let result = engine.eval_rule(rule.clone()).map_err(|e| format!("{e:#}"));
+                    engine.set_input(Value::Null);
+                    result
+                })
+            }
+        }
     }
+}
+
+/// Why the RVM's answer for the entry point at `entry_pc` could hide a conflict, or `None`
+/// when it cannot: the rules reachable from it are walked through their bytecode.
+///
+/// Sound rather than complete: anything not recognised as safe is a risk, and a risk only
+/// costs the route the interpreter's speed. Relies on how regorus 0.14.1 lays out code:
+/// each rule body runs from its `RuleInit` to its `RuleReturn`, with loops and
+/// comprehensions inline, and a complete rule's value is written by `Move` into its
+/// result register.
+fn conflict_risk(program: &Program, entry_pc: usize) -> Option<String> {
+    let instructions = &program.instructions;
+    // The instructions from `start` up to and including the first of `ends`.
+    let block = |start: usize, ends: &dyn Fn(&Instruction) -> bool| -> &[Instruction] {
+        let tail = instructions.get(start..).unwrap_or(&[]);
+        let len = tail.iter().position(ends).map_or(tail.len(), |p| p + 1);
+        &tail[..len]
+    };
+    let mut seen = vec![false; program.rule_infos.len()];
+    let mut queue: Vec<usize> = Vec::new();
+    // Rules a block calls; a dynamic `data` lookup can reach any rule.
+    let calls = |code: &[Instruction], queue: &mut Vec<usize>| -> Option<String> {
+        for instruction in code {
+            match *instruction {
+                Instruction::CallRule { rule_index, .. } => queue.push(rule_index.into()),
+                Instruction::FunctionCall { params_index } => {
+                    match program
+                        .instruction_data
+                        .get_function_call_params(params_index)
+                    {
+                        Some(p) => queue.push(p.func_rule_index.into()),
+                        None => return Some("an unresolved function call".into()),
+                    }
+                }
+                Instruction::VirtualDataDocumentLookup { .. } => {
+                    return Some("a dynamic `data` reference".into());
+                }
+                Instruction::ComprehensionBegin { params_index } => {
+                    match program
+                        .instruction_data
+                        .get_comprehension_begin_params(params_index)
+                    {
+                        Some(p) if !matches!(p.mode, ComprehensionMode::Object) => {}
+                        _ => return Some("an object comprehension (duplicate keys)".into()),
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    };
+    let entry_code = block(entry_pc, &|i| {
+        matches!(i, Instruction::Return { .. } | Instruction::Halt {})
+    });
+    if let Some(why) = calls(entry_code, &mut queue) {
+        return Some(why);
+    }
+    while let Some(rule) = queue.pop() {
+        let Some(info) = program.rule_infos.get(rule) else {
+            return Some(format!("an unknown rule #{rule}"));
+        };
+        if std::mem::replace(&mut seen[rule], true) {
+            continue;
+        }
+        let name = &info.name;
+        let single_valued =
+            info.function_info.is_some() || matches!(info.rule_type, RuleType::Complete);
+        if matches!(info.rule_type, RuleType::PartialObject) && info.function_info.is_none() {
+            return Some(format!(
+                "`{name}` is a partial object rule (duplicate keys)"
+            ));
+        }
+        if single_valued && info.definitions.len() > 1 && !info.early_exit_on_first_success {
+            return Some(format!(
+                "`{name}` has several definitions that may produce different values"
+            ));
+        }
+        let destructuring = info.destructuring_blocks.iter().flatten().map(|pc| {
+            block(*pc as usize, &|i| {
+                matches!(
+                    i,
+                    Instruction::DestructuringSuccess {} | Instruction::RuleReturn {}
+                )
+            })
+        });
+        let bodies = info
+            .definitions
+            .iter()
+            .flatten()
+            .map(|pc| block(*pc as usize, &|i| matches!(i, Instruction::RuleReturn {})));
+        for code in bodies.chain(destructuring) {
+            if let Some(why) = calls(code, &mut queue) {
+                return Some(format!("{why} in `{name}`"));
+            }
+            if single_valued && iterates_to_a_varying_value(program, code, info.result_reg) {
+                return Some(format!(
+                    "`{name}` may produce several values by iteration in one body"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Whether `code` (a complete rule's or function's body) iterates and writes a value other
+/// than a constant loaded just before into `result`: then one body can produce several
+/// values, which the RVM resolves by keeping the last.
+fn iterates_to_a_varying_value(program: &Program, code: &[Instruction], result: u8) -> bool {
+    let iterates = code.iter().any(|i| match *i {
+        Instruction::LoopStart { params_index } => !matches!(
+            program.instruction_data.get_loop_params(params_index),
+            Some(p) if matches!(p.mode, LoopMode::Every)
+        ),
+        _ => false,
+    });
+    if !iterates {
+        return false;
+    }
+    code.iter().enumerate().any(|(at, i)| match *i {
+        Instruction::Move { dest, src } if dest == result => {
+            let constant = at
+                .checked_sub(1)
+                .and_then(|p| code.get(p))
+                .is_some_and(|prev| {
+                    matches!(*prev,
+                    Instruction::Load { dest, .. }
+                    | Instruction::LoadTrue { dest }
+                    | Instruction::LoadFalse { dest }
+                    | Instruction::LoadNull { dest }
+                    | Instruction::LoadBool { dest, .. } if dest == src)
+                });
+            !constant
+        }
+        _ => false,
+    })
 }
 
 /// VMs kept per thread; a few programs (bundle chunks, and the previous bundle just after
@@ -325,6 +563,37 @@ fn with_vm<T>(program: &Arc<Program>, f: impl FnOnce(&mut RegoVM) -> T) -> T {
     })
 }
 
+/// Interpreter clones kept per thread, as [`VMS_PER_THREAD`].
+const ENGINES_PER_THREAD: usize = 8;
+
+thread_local! {
+    static ENGINES: std::cell::RefCell<Vec<(Arc<regorus::Engine>, regorus::Engine)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's clone of `base`, cloning it on first use. `eval_rule` clears
+/// the interpreter's evaluation state (rule values, caches) before every evaluation, so a
+/// reused clone cannot carry one request's results into another.
+fn with_engine<T>(base: &Arc<regorus::Engine>, f: impl FnOnce(&mut regorus::Engine) -> T) -> T {
+    ENGINES.with(|cell| {
+        let Ok(mut engines) = cell.try_borrow_mut() else {
+            return f(&mut regorus::Engine::clone(base));
+        };
+        let position = engines.iter().position(|(b, _)| Arc::ptr_eq(b, base));
+        let position = match position {
+            Some(p) => p,
+            None => {
+                if engines.len() >= ENGINES_PER_THREAD {
+                    engines.remove(0);
+                }
+                engines.push((base.clone(), regorus::Engine::clone(base)));
+                engines.len() - 1
+            }
+        };
+        f(&mut engines[position].1)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +623,326 @@ mod tests {
                 "evaluation {n}"
             );
         }
+    }
+
+    fn compile_one(text: &str) -> RegoPolicies {
+        let sources = vec![RegoSource {
+            path: "c.rego".into(),
+            text: text.into(),
+        }];
+        let required =
+            BTreeMap::from([("routes.c".to_string(), ("routes.yaml".to_string(), 1, 1))]);
+        RegoPolicies::compile(&sources, &required).unwrap().unwrap()
+    }
+
+    fn eval(policies: &RegoPolicies, input: serde_json::Value) -> Result<Value, String> {
+        policies.evaluate("routes.c", Value::from(input))
+    }
+
+    fn json(value: &Value) -> serde_json::Value {
+        serde_json::from_str(&value.to_string()).unwrap()
+    }
+
+    /// Asserts that `text` answers an error for `conflicting` and, since a policy that may
+    /// conflict must still work when it does not, `expected` for each other input.
+    fn assert_conflict(
+        text: &str,
+        conflicting: serde_json::Value,
+        fine: &[(serde_json::Value, serde_json::Value)],
+    ) {
+        let policies = compile_one(text);
+        let result = eval(&policies, conflicting.clone());
+        assert!(
+            result.is_err(),
+            "{text}\nwith {conflicting} must be an error, got {result:?}"
+        );
+        for (input, expected) in fine {
+            let decision = eval(&policies, input.clone()).unwrap();
+            assert_eq!(&json(&decision), expected, "{text}\nwith {input}");
+        }
+    }
+
+    fn decision(
+        allow: bool,
+        reason: &str,
+        headers: serde_json::Value,
+        status: u16,
+    ) -> serde_json::Value {
+        serde_json::json!({"allow": allow, "reason": reason, "headers": headers, "status": status})
+    }
+
+    #[test]
+    fn conflicting_headers_rules_are_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := true\nheaders := {\"X-A\": \"1\"} if input.x\nheaders := {\"X-A\": \"2\"} if input.y\n",
+            serde_json::json!({"x": true, "y": true}),
+            &[
+                (
+                    serde_json::json!({"x": true}),
+                    decision(true, "", serde_json::json!({"X-A": "1"}), 0),
+                ),
+                (
+                    serde_json::json!({"y": true}),
+                    decision(true, "", serde_json::json!({"X-A": "2"}), 0),
+                ),
+                (
+                    serde_json::json!({}),
+                    decision(true, "", serde_json::json!({}), 0),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_in_an_object_comprehension_are_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := true\nheaders := {k: v | some x in input.xs; k := \"X-A\"; v := sprintf(\"%d\", [x])}\n",
+            serde_json::json!({"xs": [1, 2]}),
+            &[
+                // The same key with the same value is one entry, as in OPA.
+                (
+                    serde_json::json!({"xs": [1, 1]}),
+                    decision(true, "", serde_json::json!({"X-A": "1"}), 0),
+                ),
+                (
+                    serde_json::json!({"xs": [3]}),
+                    decision(true, "", serde_json::json!({"X-A": "3"}), 0),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_of_a_partial_object_rule_are_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := true\nheaders[k] := v if { some x in input.xs; k := \"X-A\"; v := sprintf(\"%d\", [x]) }\n",
+            serde_json::json!({"xs": [1, 2]}),
+            &[(
+                serde_json::json!({"xs": [2, 2]}),
+                decision(true, "", serde_json::json!({"X-A": "2"}), 0),
+            )],
+        );
+    }
+
+    #[test]
+    fn conflicting_allow_rules_are_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := false\nallow := true if input.x\nallow := false if input.y\n",
+            serde_json::json!({"x": true, "y": true}),
+            &[
+                (
+                    serde_json::json!({"x": true}),
+                    decision(true, "", serde_json::json!({}), 0),
+                ),
+                (
+                    serde_json::json!({"y": true}),
+                    decision(false, "", serde_json::json!({}), 0),
+                ),
+                (
+                    serde_json::json!({}),
+                    decision(false, "", serde_json::json!({}), 0),
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn conflicting_reason_rules_are_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := false\nreason := \"not_in_group\" if input.x\nreason := \"no_mfa\" if input.y\n",
+            serde_json::json!({"x": true, "y": true}),
+            &[(
+                serde_json::json!({"y": true}),
+                decision(false, "no_mfa", serde_json::json!({}), 0),
+            )],
+        );
+    }
+
+    #[test]
+    fn conflicting_status_rules_are_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := false\nstatus := 401 if input.x\nstatus := 403 if input.y\n",
+            serde_json::json!({"x": true, "y": true}),
+            &[(
+                serde_json::json!({"x": true}),
+                decision(false, "", serde_json::json!({}), 401),
+            )],
+        );
+    }
+
+    #[test]
+    fn a_complete_rule_iterating_to_several_values_is_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := false\nreason := r if { some r in input.reasons }\n",
+            serde_json::json!({"reasons": ["a", "b"]}),
+            &[(
+                serde_json::json!({"reasons": ["a", "a"]}),
+                decision(false, "a", serde_json::json!({}), 0),
+            )],
+        );
+    }
+
+    #[test]
+    fn a_complete_rule_iterating_over_object_keys_to_several_values_is_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := false\nreason := k if { input.m[k] == 1 }\n",
+            serde_json::json!({"m": {"a": 1, "b": 1}}),
+            &[(
+                serde_json::json!({"m": {"a": 1, "b": 2}}),
+                decision(false, "a", serde_json::json!({}), 0),
+            )],
+        );
+    }
+
+    #[test]
+    fn a_conflict_in_a_helper_rule_is_an_error_not_an_allow_without_headers() {
+        assert_conflict(
+            "package routes.c\ndefault allow := true\ntenant := \"a\" if input.x\ntenant := \"b\" if input.y\nheaders := {\"X-Tenant\": tenant}\n",
+            serde_json::json!({"x": true, "y": true}),
+            &[(
+                serde_json::json!({"y": true}),
+                decision(true, "", serde_json::json!({"X-Tenant": "b"}), 0),
+            )],
+        );
+    }
+
+    #[test]
+    fn a_function_with_several_outputs_for_one_input_is_an_error() {
+        assert_conflict(
+            "package routes.c\ndefault allow := false\nf(n) := \"small\" if n > 0\nf(n) := \"big\" if n > 1\nreason := f(input.n)\n",
+            serde_json::json!({"n": 2}),
+            &[(
+                serde_json::json!({"n": 1}),
+                decision(false, "small", serde_json::json!({}), 0),
+            )],
+        );
+    }
+
+    #[test]
+    fn rules_that_agree_or_do_not_overlap_are_not_conflicts() {
+        // Two definitions with the same value, static or computed, both true: OPA allows it.
+        let texts = [
+            "package routes.c\ndefault allow := false\nallow if input.x\nallow if input.y\nheaders := {\"X-A\": \"1\"} if input.x\nheaders := {\"X-A\": \"1\"} if input.y\n",
+            "package routes.c\ndefault allow := false\nallow if input.x\nallow if input.y\nheaders := {\"X-A\": input.v} if input.x\nheaders := {\"X-A\": input.v} if input.y\n",
+        ];
+        for text in texts {
+            let policies = compile_one(text);
+            let d = eval(
+                &policies,
+                serde_json::json!({"x": true, "y": true, "v": "1"}),
+            )
+            .unwrap();
+            assert_eq!(
+                json(&d),
+                decision(true, "", serde_json::json!({"X-A": "1"}), 0),
+                "{text}"
+            );
+        }
+        // Disjoint conditions: exactly one definition holds.
+        let policies = compile_one(
+            "package routes.c\ndefault allow := false\nallow if input.role == \"admin\"\nreason := \"not_admin\" if input.role != \"admin\"\nreason := \"no_role\" if not input.role\nstatus := 401 if not input.role\nstatus := 403 if input.role == \"guest\"\n",
+        );
+        for (input, expected) in [
+            (
+                serde_json::json!({"role": "admin"}),
+                decision(true, "", serde_json::json!({}), 0),
+            ),
+            (
+                serde_json::json!({"role": "guest"}),
+                decision(false, "not_admin", serde_json::json!({}), 403),
+            ),
+            (
+                serde_json::json!({}),
+                decision(false, "no_role", serde_json::json!({}), 401),
+            ),
+        ] {
+            assert_eq!(
+                json(&eval(&policies, input.clone()).unwrap()),
+                expected,
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn ordinary_policies_stay_on_the_rvm_and_possible_conflicts_do_not() {
+        let rvm = [
+            // The shapes of the example bundle: iteration feeding a constant, one definition each.
+            "package routes.c\ndefault allow := false\nallowed := {\"a\", \"b\"}\nallow if { some g in input.user.groups; g in allowed }\nreason := \"no\" if not allow\nheaders := {\"X-R\": \"k\"} if { allow; \"k\" in input.user.groups }\n",
+            "package routes.c\ndefault allow := false\ntenant := input.route.tenant\nrole := input.user.tenants[tenant]\nallow if role\nheaders := {\"X-Tenant-Id\": tenant, \"X-Tenant-Role\": role} if allow\n",
+            // Several definitions with one static value; `every` yields once.
+            "package routes.c\ndefault allow := false\nallow if input.x\nallow if input.y\nallow if { every g in input.gs { g != \"banned\" } }\n",
+        ];
+        for text in rvm {
+            let policies = compile_one(text);
+            assert_eq!(policies.interpreter_reason("routes.c"), None, "{text}");
+        }
+        let interpreted = [
+            "package routes.c\ndefault allow := false\nreason := \"a\" if input.x\nreason := \"b\" if input.y\n",
+            "package routes.c\ndefault allow := false\nreason := r if { some r in input.reasons }\n",
+            "package routes.c\ndefault allow := false\nreason := r if { r := input.reasons[_] }\n",
+            "package routes.c\ndefault allow := false\nreason := k if { input.m[k] == 1 }\n",
+            "package routes.c\ndefault allow := false\nheaders := {k: \"1\" | some k in input.ks}\n",
+            "package routes.c\ndefault allow := false\nheaders[k] := \"1\" if { some k in input.ks }\n",
+            "package routes.c\ndefault allow := false\nx := \"a\" if input.x\nx := \"b\" if input.y\nallow if x == \"a\"\n",
+        ];
+        for text in interpreted {
+            let policies = compile_one(text);
+            assert!(policies.interpreter_reason("routes.c").is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_example_bundle_runs_on_the_rvm() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let files = super::super::BundleFiles::read(&dir).unwrap();
+        let (sources, _) = files.rego_sources();
+        let (_, packages) = load_engine(&sources).unwrap();
+        let required: BTreeMap<String, (String, usize, usize)> = packages
+            .keys()
+            .map(|p| (p.clone(), ("routes.yaml".to_string(), 1, 1)))
+            .collect();
+        let policies = RegoPolicies::compile(&sources, &required).unwrap().unwrap();
+        for package in required.keys() {
+            assert_eq!(policies.interpreter_reason(package), None, "{package}");
+        }
+    }
+
+    #[test]
+    fn reused_interpreters_never_carry_one_input_into_the_next_evaluation() {
+        let policies = compile_one(
+            "package routes.c\ndefault allow := false\nallow if input.user.groups[_] == \"x\"\nreason := sprintf(\"%v\", [input.n]) if input.n > 0\nreason := \"zero\" if input.n == 0\n",
+        );
+        assert!(policies.interpreter_reason("routes.c").is_some());
+        for n in 0..50 {
+            let groups = if n % 2 == 0 { vec!["x"] } else { vec!["y"] };
+            let d = eval(
+                &policies,
+                serde_json::json!({"user": {"groups": groups}, "n": n}),
+            )
+            .unwrap();
+            let reason = if n == 0 {
+                "zero".to_string()
+            } else {
+                n.to_string()
+            };
+            assert_eq!(
+                json(&d),
+                decision(n % 2 == 0, &reason, serde_json::json!({}), 0),
+                "evaluation {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_runaway_policy_on_the_interpreter_fails_closed() {
+        let policies = compile_one(
+            "package routes.c\ndefault allow := false\nreason := \"a\" if input.x\nreason := \"b\" if input.y\nallow if count([1 | some a in numbers.range(1, 2000); some b in numbers.range(1, 2000); a == b + 1]) > 0\n",
+        );
+        assert!(policies.interpreter_reason("routes.c").is_some());
+        let started = std::time::Instant::now();
+        assert!(eval(&policies, serde_json::json!({})).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

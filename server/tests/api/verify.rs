@@ -262,3 +262,59 @@ async fn case_insensitive_bundles_fold_path_case_before_matching() {
         .await;
     assert_eq!(open.status(), 200);
 }
+
+#[tokio::test]
+async fn conflicting_policy_outputs_answer_500_never_an_allow_without_headers() {
+    // Two complete `headers` rules with different values, both true for a user in groups
+    // a and b: OPA's eval_conflict_error, so an error (500, audited `error`), not a 200 that
+    // lost its headers.
+    let dir = crate::helpers::bundle_dir(&[
+        (
+            "routes.yaml",
+            "routes:\n  - name: conflict\n    path: /\n    policy: routes.conflict\n",
+        ),
+        (
+            "conflict.rego",
+            "package routes.conflict\n\ndefault allow := false\n\nallow if input.user\n\nheaders := {\"X-A\": \"1\"} if \"a\" in input.user.groups\n\nheaders := {\"X-A\": \"2\"} if \"b\" in input.user.groups\n",
+        ),
+    ]);
+    let options =
+        crate::helpers::AppOptions::with_policies(crate::helpers::Backend::Sqlite, dir.path());
+    let app = crate::helpers::spawn_app_with(options).await;
+    let one = app
+        .login(&Person {
+            email: "ann@example.com",
+            groups: &["a"],
+            tenant: None,
+        })
+        .await;
+    let both = app
+        .login(&Person {
+            email: "bob@example.com",
+            groups: &["a", "b"],
+            tenant: None,
+        })
+        .await;
+    let allowed = app.verify_as("https://apps.example.com/x", &one).await;
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["X-A"], "1");
+    let conflict = app.verify_as("https://apps.example.com/x", &both).await;
+    assert_eq!(conflict.status(), 500);
+    assert!(conflict.headers().get("X-A").is_none());
+    assert!(conflict.headers().get("X-Auth-Request-Email").is_none());
+    let rows = app
+        .wait_for_audit_rows(2, std::time::Duration::from_secs(5))
+        .await;
+    let decisions: Vec<(&str, Option<&str>)> = rows
+        .iter()
+        .map(|r| (r.1.as_str(), r.3.as_deref()))
+        .collect();
+    assert!(
+        decisions.contains(&("error", Some("bob@example.com"))),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions.contains(&("allow", Some("ann@example.com"))),
+        "{decisions:?}"
+    );
+}
