@@ -10,10 +10,11 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, HeaderNames};
+use crate::headers::ActixHeaders;
 use crate::policy::input::{RequestFacts, RouteFacts};
 use crate::policy::{Bundle, DefaultAction, RouteRule};
 use crate::request::normalize::{normalize_host, normalize_path, split_target};
-use crate::request::original::{OriginalError, OriginalRequest, VerifyCall};
+use crate::request::trust::{OriginalError, OriginalRequest, VerifyCall};
 use crate::session::device::{DeviceResolver, FINGERPRINT_HEADERS, normalize_fingerprint};
 use crate::session::resolver::{InvalidSession, ResolvedSession, SessionResolver};
 use crate::session::token::CookieSigner;
@@ -181,16 +182,18 @@ impl Decider {
             started,
         };
 
-        let original = match OriginalRequest::from_verify(call, headers, &self.trusted_proxies) {
-            Ok(o) => o,
-            Err(e) => {
-                if let OriginalError::Conflicting { part } = e {
-                    // Worth a look: an ingress that passes client headers, or an attack.
-                    tracing::warn!(part, "forwarding header families disagree; refused");
+        let original =
+            match OriginalRequest::from_verify(call, &ActixHeaders(headers), &self.trusted_proxies)
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    if let OriginalError::Conflicting { part } = e {
+                        // Worth a look: an ingress that passes client headers, or an attack.
+                        tracing::warn!(part, "forwarding header families disagree; refused");
+                    }
+                    return d.bad_request(e.to_string());
                 }
-                return d.bad_request(e.to_string());
-            }
-        };
+            };
         d.method = original.method.clone();
         d.source_ip = Some(original.source_ip);
         let (raw_path, query) = split_target(&original.target);

@@ -13,11 +13,13 @@ pub mod cli;
 pub mod config;
 pub mod decision;
 pub mod demo;
+pub mod headers;
 pub mod http;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;
-pub mod request;
+/// The request model, trust rules and normalization live in the pure core.
+pub use gatehouse_core::request;
 pub mod session;
 pub mod state;
 pub mod store;

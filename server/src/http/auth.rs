@@ -9,10 +9,11 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::config::{Config, SameSite};
+use crate::headers::ActixHeaders;
 use crate::oidc::login::{DEVICE_COOKIE_MAX_AGE, LOGIN_STATE_TTL, login_binding};
 use crate::oidc::provider::CallbackPath;
 use crate::oidc::{CallbackParams, ClientFacts, LoginFailure};
-use crate::request::original::browser_ip;
+use crate::request::trust::browser_ip;
 use crate::state::AppState;
 
 /// Pages we render may load nothing from anywhere.
@@ -42,7 +43,7 @@ pub fn device_cookie_name(config: &Config) -> String {
 
 fn client_ip(req: &HttpRequest, state: &AppState) -> IpAddr {
     browser_ip(
-        req.headers(),
+        &ActixHeaders(req.headers()),
         super::peer_ip(req),
         &state.config.trusted_proxies,
     )

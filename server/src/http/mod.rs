@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::HttpRequest;
 use actix_web::http::header::HeaderMap;
 
-use crate::request::original::VerifyCall;
+use crate::request::trust::VerifyCall;
 
 /// The TCP peer's address, never a header: `connection_info().realip_remote_addr()` would
 /// believe `Forwarded` from anyone.

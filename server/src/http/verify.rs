@@ -8,8 +8,8 @@ use tracing::Instrument;
 use crate::audit::AuditRecord;
 use crate::decision::{Credentials, Decision, UnauthenticatedMode};
 use crate::metrics::METRICS;
-use crate::request::original::VerifyCall;
-use crate::request::original::is_trusted;
+use crate::request::trust::VerifyCall;
+use crate::request::trust::is_trusted;
 use crate::state::AppState;
 
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {

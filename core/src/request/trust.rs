@@ -20,9 +20,9 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
 
+use super::headers::{Headers, header_text};
 use super::normalize::normalize_host;
 
 /// Why the original request could not be read. Every variant is a 400.
@@ -55,7 +55,7 @@ pub struct OriginalRequest {
     pub from_trusted_proxy: bool,
 }
 
-/// The verify call as actix saw it.
+/// The call as its transport saw it (the HTTP verify request, a proxied request).
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyCall<'a> {
     pub method: &'a str,
@@ -88,7 +88,7 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// someone appended one, and we cannot know which to believe. An empty value counts as
 /// absent (NGINX's `proxy_set_header X ""` removes a header; others may send it empty).
 fn single<'a>(
-    headers: &'a HeaderMap,
+    headers: &'a (impl Headers + ?Sized),
     name: &'static str,
 ) -> Result<Option<&'a str>, OriginalError> {
     let mut values = headers.get_all(name);
@@ -98,9 +98,8 @@ fn single<'a>(
     if values.next().is_some() {
         return Err(OriginalError::Repeated(name));
     }
-    let text = first
-        .to_str()
-        .map_err(|_| OriginalError::NotText(name))?
+    let text = header_text(first)
+        .ok_or(OriginalError::NotText(name))?
         .trim();
     Ok(if text.is_empty() { None } else { Some(text) })
 }
@@ -143,7 +142,7 @@ impl<'a> Description<'a> {
 
     /// NGINX: `X-Original-URL` (absolute) or `X-Original-URI` (path and query), and
     /// `X-Original-Method`. Both URL and URI present must name the same target.
-    fn nginx(headers: &'a HeaderMap) -> Result<Description<'a>, OriginalError> {
+    fn nginx(headers: &'a (impl Headers + ?Sized)) -> Result<Description<'a>, OriginalError> {
         let mut d = Description {
             method: single(headers, "x-original-method")?,
             ..Description::default()
@@ -165,7 +164,7 @@ impl<'a> Description<'a> {
     }
 
     /// Traefik and Caddy: `X-Forwarded-Method/-Proto/-Host/-Uri`.
-    fn forwarded(headers: &'a HeaderMap) -> Result<Description<'a>, OriginalError> {
+    fn forwarded(headers: &'a (impl Headers + ?Sized)) -> Result<Description<'a>, OriginalError> {
         Ok(Description {
             method: single(headers, "x-forwarded-method")?,
             scheme: single(headers, "x-forwarded-proto")?,
@@ -216,7 +215,7 @@ impl OriginalRequest {
     /// module's documentation).
     pub fn from_verify(
         call: VerifyCall<'_>,
-        headers: &HeaderMap,
+        headers: &(impl Headers + ?Sized),
         trusted: &[IpNet],
     ) -> Result<OriginalRequest, OriginalError> {
         let host_header = single(headers, "host")?;
@@ -283,7 +282,7 @@ impl OriginalRequest {
 
 /// The browser's address for logs and audit of non-verify endpoints (login, logout): the
 /// forwarded client address when the peer is a trusted proxy, else the peer.
-pub fn browser_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
+pub fn browser_ip(headers: &(impl Headers + ?Sized), peer: IpAddr, trusted: &[IpNet]) -> IpAddr {
     if is_trusted(peer, trusted) {
         client_ip(headers, peer, trusted).unwrap_or(peer)
     } else {
@@ -294,15 +293,13 @@ pub fn browser_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpNet]) -> IpAdd
 /// The client address: walk `X-Forwarded-For` from the right, skipping trusted proxies;
 /// the first untrusted hop is the client. `X-Real-IP` is used when there is no XFF.
 fn client_ip(
-    headers: &HeaderMap,
+    headers: &(impl Headers + ?Sized),
     peer: IpAddr,
     trusted: &[IpNet],
 ) -> Result<IpAddr, OriginalError> {
     let mut hops: Vec<IpAddr> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        let text = value
-            .to_str()
-            .map_err(|_| OriginalError::NotText("X-Forwarded-For"))?;
+        let text = header_text(value).ok_or(OriginalError::NotText("X-Forwarded-For"))?;
         for part in text.split(',') {
             let part = part.trim();
             if part.is_empty() {
@@ -335,18 +332,10 @@ fn client_ip(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::{HeaderName, HeaderValue};
     use std::collections::BTreeSet;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     fn trusted() -> Vec<IpNet> {
