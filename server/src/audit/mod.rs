@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::decision::Decision;
 use crate::metrics::METRICS;
+use crate::store::{AsAuditEvent, NewAuditEvent};
 
 pub use writer::{AuditWriter, WriterHandle};
 
@@ -103,6 +104,32 @@ impl AuditRecord {
             policy_version: None,
             latency_us: 0,
             client_ip: None,
+        }
+    }
+}
+
+/// The row the store writes for a record: the store defines its columns, the record lends
+/// its fields.
+impl AsAuditEvent for AuditRecord {
+    fn as_audit_event(&self) -> NewAuditEvent<'_> {
+        NewAuditEvent {
+            time: self.time,
+            request_id: &self.request_id,
+            kind: &self.kind,
+            user_id: self.user_id.as_deref(),
+            email: self.email.as_deref(),
+            tenant: self.tenant.as_deref(),
+            device_id: self.device_id.as_deref(),
+            route: self.route.as_deref(),
+            host: self.host.as_deref(),
+            method: self.method.as_deref(),
+            path: self.path.as_deref(),
+            decision: &self.decision,
+            status: self.status,
+            reason: self.reason.as_deref(),
+            policy_version: self.policy_version.as_deref(),
+            latency_us: self.latency_us,
+            client_ip: self.client_ip.as_deref(),
         }
     }
 }

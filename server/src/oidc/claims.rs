@@ -6,6 +6,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::store::IdpUser;
+
 /// Who the IdP says logged in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdpIdentity {
@@ -25,6 +27,22 @@ pub struct IdpIdentity {
     pub auth_time: Option<chrono::DateTime<chrono::Utc>>,
     /// The merged claims, kept with the session (no tokens in here).
     pub claims: Value,
+}
+
+impl IdpIdentity {
+    /// The facts the store keeps about this user (the session-only ones, `sid`, `amr` and
+    /// `auth_time`, go with the session instead).
+    pub fn store_user(&self) -> IdpUser<'_> {
+        IdpUser {
+            subject: &self.subject,
+            email: &self.email,
+            email_verified: self.email_verified,
+            name: self.name.as_deref(),
+            username: self.username.as_deref(),
+            groups: &self.groups,
+            claims: &self.claims,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

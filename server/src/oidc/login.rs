@@ -445,12 +445,14 @@ impl AuthService {
             .exchange(code, &pending.pkce_verifier, &pending.nonce, callback)
             .await?;
         let who = tokens.identity;
-        let user_id = self.store.upsert_idp_user(&who, now).await.map_err(|e| {
-            match LoginFailure::from(e) {
+        let user_id = self
+            .store
+            .upsert_idp_user(who.store_user(), now)
+            .await
+            .map_err(|e| match LoginFailure::from(e) {
                 LoginFailure::Conflict(m, _) => LoginFailure::Conflict(m, Some(who.email.clone())),
                 other => other,
-            }
-        })?;
+            })?;
 
         // The browser's device: the one its device cookie names, else a new one.
         let known_device = client

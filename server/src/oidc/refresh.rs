@@ -137,7 +137,7 @@ impl Refresher {
                         .await?;
                     return Ok(Outcome::Revoked);
                 };
-                match self.store.upsert_idp_user(identity, now).await {
+                match self.store.upsert_idp_user(identity.store_user(), now).await {
                     Ok(_) => {}
                     Err(StoreError::Invalid(why)) => {
                         self.revoke(c, &format!("user_conflict: {why}")).await?;

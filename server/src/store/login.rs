@@ -4,8 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::{Backend, GroupSource, Revoked, Store, StoreError};
-use crate::oidc::claims::IdpIdentity;
+use super::{Backend, GroupSource, IdpUser, Revoked, Store, StoreError};
 
 /// A pending login, between `/auth/login` and `/auth/callback`. Its `Debug` hides the
 /// nonce and the PKCE verifier.
@@ -91,7 +90,7 @@ impl Store {
     /// another IdP account claiming someone's address must not take over their user.
     pub async fn upsert_idp_user(
         &self,
-        who: &IdpIdentity,
+        who: IdpUser<'_>,
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         // Two first logins of one new user race on the unique subject/email; SQLite may
@@ -111,17 +110,17 @@ impl Store {
 
     async fn upsert_idp_user_once(
         &self,
-        who: &IdpIdentity,
+        who: IdpUser<'_>,
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         let new_id = uuid::Uuid::new_v4().to_string();
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let by_subject: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE subject = $1")
-                .bind(&who.subject).fetch_optional(&mut *tx).await?;
+                .bind(who.subject).fetch_optional(&mut *tx).await?;
             let by_email: Option<(String, Option<String>)> =
                 sqlx::query_as("SELECT id, subject FROM users WHERE email = $1")
-                    .bind(&who.email).fetch_optional(&mut *tx).await?;
+                    .bind(who.email).fetch_optional(&mut *tx).await?;
             let user_id = match (by_subject, by_email) {
                 (Some((id,)), Some((other, _))) if other != id => {
                     return Err(StoreError::Invalid(format!(
@@ -144,20 +143,20 @@ impl Store {
                 (None, None) => {
                     sqlx::query("INSERT INTO users (id, subject, email, claims, created_at, updated_at)
                                  VALUES ($1, $2, $3, '{}', $4, $4)")
-                        .bind(&new_id).bind(&who.subject).bind(&who.email).bind(now)
+                        .bind(&new_id).bind(who.subject).bind(who.email).bind(now)
                         .execute(&mut *tx).await?;
                     new_id.clone()
                 }
             };
             sqlx::query("UPDATE users SET subject = $2, email = $3, name = $4, username = $5,
                                           claims = $6, updated_at = $7 WHERE id = $1")
-                .bind(&user_id).bind(&who.subject).bind(&who.email).bind(&who.name)
-                .bind(&who.username).bind(Json(&who.claims)).bind(now)
+                .bind(&user_id).bind(who.subject).bind(who.email).bind(who.name)
+                .bind(who.username).bind(Json(who.claims)).bind(now)
                 .execute(&mut *tx).await?;
             sqlx::query("DELETE FROM user_groups WHERE user_id = $1 AND source = $2")
                 .bind(&user_id).bind(GroupSource::Idp.as_str())
                 .execute(&mut *tx).await?;
-            for group in &who.groups {
+            for group in who.groups {
                 sqlx::query("INSERT INTO user_groups (user_id, group_name, source) VALUES ($1, $2, $3)
                              ON CONFLICT DO NOTHING")
                     .bind(&user_id).bind(group).bind(GroupSource::Idp.as_str())

@@ -20,7 +20,8 @@ use sqlx::types::Json;
 use sqlx::{PgPool, SqlitePool};
 
 pub use records::{
-    AuditFilter, AuditRow, DeviceRecord, NewSession, SessionRecord, StoredSession, UserRecord,
+    AsAuditEvent, AuditFilter, AuditRow, DeviceRecord, IdpUser, NewAuditEvent, NewSession,
+    SessionRecord, StoredSession, UserRecord,
 };
 
 static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -358,20 +359,19 @@ impl Store {
     }
 
     /// Inserts audit records; rows already present (a replayed spool) are skipped.
-    pub async fn insert_audit(
-        &self,
-        records: &[crate::audit::AuditRecord],
-    ) -> Result<(), StoreError> {
+    pub async fn insert_audit<R: AsAuditEvent>(&self, records: &[R]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
         match &self.backend {
             Backend::Postgres(pool) => {
                 // One statement with one array per column: a fixed number of binds for any
-                // batch size.
-                let col = |f: fn(&crate::audit::AuditRecord) -> Option<String>| {
-                    records.iter().map(f).collect::<Vec<_>>()
-                };
+                // batch size. The arrays borrow the records' text.
+                let rows: Vec<NewAuditEvent<'_>> =
+                    records.iter().map(AsAuditEvent::as_audit_event).collect();
+                fn col<'r, T>(rows: &[NewAuditEvent<'r>], f: fn(NewAuditEvent<'r>) -> T) -> Vec<T> {
+                    rows.iter().copied().map(f).collect()
+                }
                 sqlx::query(
                     "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
                                                method, path, decision, status, reason, policy_version, latency_us, client_ip)
@@ -380,29 +380,30 @@ impl Store {
                                           $13::int[], $14::text[], $15::text[], $16::bigint[], $17::text[])
                      ON CONFLICT DO NOTHING",
                 )
-                .bind(records.iter().map(|r| r.time).collect::<Vec<_>>())
-                .bind(records.iter().map(|r| r.request_id.clone()).collect::<Vec<_>>())
-                .bind(records.iter().map(|r| r.kind.clone()).collect::<Vec<_>>())
-                .bind(col(|r| r.user_id.clone()))
-                .bind(col(|r| r.email.clone()))
-                .bind(col(|r| r.tenant.clone()))
-                .bind(col(|r| r.device_id.clone()))
-                .bind(col(|r| r.route.clone()))
-                .bind(col(|r| r.host.clone()))
-                .bind(col(|r| r.method.clone()))
-                .bind(col(|r| r.path.clone()))
-                .bind(records.iter().map(|r| r.decision.clone()).collect::<Vec<_>>())
-                .bind(records.iter().map(|r| r.status).collect::<Vec<_>>())
-                .bind(col(|r| r.reason.clone()))
-                .bind(col(|r| r.policy_version.clone()))
-                .bind(records.iter().map(|r| r.latency_us).collect::<Vec<_>>())
-                .bind(col(|r| r.client_ip.clone()))
+                .bind(col(&rows, |r| r.time))
+                .bind(col(&rows, |r| r.request_id))
+                .bind(col(&rows, |r| r.kind))
+                .bind(col(&rows, |r| r.user_id))
+                .bind(col(&rows, |r| r.email))
+                .bind(col(&rows, |r| r.tenant))
+                .bind(col(&rows, |r| r.device_id))
+                .bind(col(&rows, |r| r.route))
+                .bind(col(&rows, |r| r.host))
+                .bind(col(&rows, |r| r.method))
+                .bind(col(&rows, |r| r.path))
+                .bind(col(&rows, |r| r.decision))
+                .bind(col(&rows, |r| r.status))
+                .bind(col(&rows, |r| r.reason))
+                .bind(col(&rows, |r| r.policy_version))
+                .bind(col(&rows, |r| r.latency_us))
+                .bind(col(&rows, |r| r.client_ip))
                 .execute(pool)
                 .await?;
             }
             Backend::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                for r in records {
+                for record in records {
+                    let r = record.as_audit_event();
                     sqlx::query(
                         "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
                                                    method, path, decision, status, reason, policy_version, latency_us, client_ip)
@@ -411,22 +412,22 @@ impl Store {
                     )
                     // Fixed-width UTC text, so the security team's `time > '…'` compares right.
                     .bind(r.time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-                    .bind(&r.request_id)
-                    .bind(&r.kind)
-                    .bind(&r.user_id)
-                    .bind(&r.email)
-                    .bind(&r.tenant)
-                    .bind(&r.device_id)
-                    .bind(&r.route)
-                    .bind(&r.host)
-                    .bind(&r.method)
-                    .bind(&r.path)
-                    .bind(&r.decision)
+                    .bind(r.request_id)
+                    .bind(r.kind)
+                    .bind(r.user_id)
+                    .bind(r.email)
+                    .bind(r.tenant)
+                    .bind(r.device_id)
+                    .bind(r.route)
+                    .bind(r.host)
+                    .bind(r.method)
+                    .bind(r.path)
+                    .bind(r.decision)
                     .bind(r.status)
-                    .bind(&r.reason)
-                    .bind(&r.policy_version)
+                    .bind(r.reason)
+                    .bind(r.policy_version)
                     .bind(r.latency_us)
-                    .bind(&r.client_ip)
+                    .bind(r.client_ip)
                     .execute(&mut *tx)
                     .await?;
                 }

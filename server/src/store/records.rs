@@ -104,3 +104,56 @@ pub struct AuditRow {
     pub latency_us: i64,
     pub client_ip: Option<String>,
 }
+
+/// One row of `audit_events` as [`super::Store::insert_audit`] writes it. It borrows from
+/// whatever the caller keeps its records in, so a batch is written without copying them.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAuditEvent<'a> {
+    pub time: DateTime<Utc>,
+    pub request_id: &'a str,
+    pub kind: &'a str,
+    pub user_id: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+    pub route: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub decision: &'a str,
+    pub status: i32,
+    pub reason: Option<&'a str>,
+    pub policy_version: Option<&'a str>,
+    pub latency_us: i64,
+    pub client_ip: Option<&'a str>,
+}
+
+/// A record the store can write as an `audit_events` row. The audit trail implements it
+/// for its own record type, so the store needs to know nothing of audit.
+pub trait AsAuditEvent {
+    fn as_audit_event(&self) -> NewAuditEvent<'_>;
+}
+
+impl AsAuditEvent for NewAuditEvent<'_> {
+    fn as_audit_event(&self) -> NewAuditEvent<'_> {
+        *self
+    }
+}
+
+/// The facts about a user that an identity provider vouched for, as
+/// [`super::Store::upsert_idp_user`] writes them. Borrowed from the caller's (OIDC) type.
+#[derive(Debug, Clone, Copy)]
+pub struct IdpUser<'a> {
+    /// The IdP's `sub`.
+    pub subject: &'a str,
+    /// Lower-cased.
+    pub email: &'a str,
+    /// The IdP's `email_verified`, when it says.
+    pub email_verified: Option<bool>,
+    pub name: Option<&'a str>,
+    pub username: Option<&'a str>,
+    /// The user's groups at the IdP; they replace the user's IdP-sourced groups.
+    pub groups: &'a [String],
+    /// The merged claims, stored with the user.
+    pub claims: &'a serde_json::Value,
+}
