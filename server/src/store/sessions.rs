@@ -1,0 +1,157 @@
+//! Sessions (`sessions`): creating them, loading one with everything the decision needs
+//! about its user and device, idle-timeout activity, and the server-side refresh of their
+//! IdP claims. Ending sessions is [`super::revocation`]'s. Same SQL on both backends (see
+//! the parent module).
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::{
+    Backend, DeviceRecord, NewSession, SessionRecord, Store, StoreError, StoredSession, UserRecord,
+};
+
+/// A session whose IdP claims are due to be re-read.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshCandidate {
+    pub id: String,
+    pub user_id: String,
+    pub subject: Option<String>,
+    pub refresh_token_enc: Vec<u8>,
+    /// `refreshed_at`, or `created_at` before the first refresh: the claim token.
+    pub last_refresh: DateTime<Utc>,
+    /// When the session's claims were last read from the IdP successfully.
+    pub claims_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Writes a new session (at login or `session create`).
+    pub async fn create_session(&self, s: &NewSession) -> Result<(), StoreError> {
+        let sql = "INSERT INTO sessions (id, token_hash, user_id, device_id, created_at, expires_at,
+                                         last_seen_at, auth_time, amr, ip, user_agent, idp_sid, idp_claims,
+                                         refresh_token_enc, id_token_enc, claims_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $5, $7, $8, $9, $10, $11, $12, $13, $14, $5)";
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(&s.id).bind(&s.token_hash).bind(&s.user_id).bind(&s.device_id)
+            .bind(s.created_at).bind(s.expires_at).bind(s.auth_time)
+            .bind(Json(&s.amr)).bind(&s.ip).bind(&s.user_agent).bind(&s.idp_sid)
+            .bind(Json(&s.idp_claims)).bind(&s.refresh_token_enc).bind(&s.id_token_enc)
+            .execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Loads a session by token hash with its user, groups, roles, tenants and device.
+    /// Returns revoked and expired sessions too: the caller decides, and says why.
+    pub async fn find_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let session_sql = "SELECT id, user_id, device_id, created_at, expires_at, last_seen_at,
+                                  auth_time, amr, revoked_at, idp_claims
+                           FROM sessions WHERE token_hash = $1";
+        let user_sql = "SELECT id, subject, email, name, username, claims FROM users WHERE id = $1";
+        let groups_sql =
+            "SELECT DISTINCT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
+        let roles_sql = "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role";
+        let tenants_sql =
+            "SELECT tenant_id, role FROM tenant_members WHERE user_id = $1 ORDER BY tenant_id";
+        let device_sql = "SELECT id, registered, managed, trust, posture, cert_fingerprint FROM devices WHERE id = $1";
+        on_pool!(self, pool => {
+            let session: Option<StoredSession> = sqlx::query_as(session_sql)
+                .bind(token_hash).fetch_optional(pool).await?;
+            let Some(session) = session else { return Ok(None) };
+            let user: Option<UserRecord> = sqlx::query_as(user_sql)
+                .bind(&session.user_id).fetch_optional(pool).await?;
+            let Some(user) = user else { return Ok(None) };
+            let groups: Vec<(String,)> = sqlx::query_as(groups_sql)
+                .bind(&user.id).fetch_all(pool).await?;
+            let roles: Vec<(String,)> = sqlx::query_as(roles_sql)
+                .bind(&user.id).fetch_all(pool).await?;
+            let tenants: Vec<(String, String)> = sqlx::query_as(tenants_sql)
+                .bind(&user.id).fetch_all(pool).await?;
+            let device: Option<DeviceRecord> = match &session.device_id {
+                Some(id) => sqlx::query_as(device_sql).bind(id).fetch_optional(pool).await?,
+                None => None,
+            };
+            Ok(Some(SessionRecord {
+                session,
+                user,
+                groups: groups.into_iter().map(|g| g.0).collect(),
+                roles: roles.into_iter().map(|r| r.0).collect(),
+                tenants,
+                device,
+            }))
+        })
+    }
+
+    /// Records activity for the idle timeout. Called coalesced, not on every request.
+    pub async fn touch_session(
+        &self,
+        session_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(session_id).bind(at).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Live sessions with a refresh token whose claims were last read before `due`.
+    pub async fn sessions_due_for_refresh(
+        &self,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<RefreshCandidate>, StoreError> {
+        let sql = "SELECT s.id, s.user_id, u.subject, s.refresh_token_enc,
+                          COALESCE(s.refreshed_at, s.created_at) AS last_refresh,
+                          COALESCE(s.claims_at, s.created_at) AS claims_at, s.expires_at
+                   FROM sessions s JOIN users u ON u.id = s.user_id
+                   WHERE s.revoked_at IS NULL AND s.refresh_token_enc IS NOT NULL
+                     AND s.expires_at > $2 AND COALESCE(s.refreshed_at, s.created_at) <= $1
+                   ORDER BY COALESCE(s.refreshed_at, s.created_at)
+                   LIMIT $3";
+        let rows = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(due).bind(now).bind(limit).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+
+    /// Claims a due refresh for this replica: true only for the one caller whose view of
+    /// the last refresh is still current, so two replicas never spend the same (rotating)
+    /// refresh token.
+    pub async fn claim_refresh(
+        &self,
+        session_id: &str,
+        last_refresh: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE sessions SET refreshed_at = $3
+                   WHERE id = $1 AND revoked_at IS NULL AND COALESCE(refreshed_at, created_at) = $2";
+        let n = on_pool!(self, pool => sqlx::query(sql)
+            .bind(session_id).bind(last_refresh).bind(now)
+            .execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Records freshly read claims on a session (what `input.user.claims` shows).
+    pub async fn set_session_claims(
+        &self,
+        session_id: &str,
+        claims: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE sessions SET idp_claims = $2, claims_at = $3 WHERE id = $1")
+            .bind(session_id).bind(Json(claims)).bind(now).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Stores a rotated refresh token.
+    pub async fn set_refresh_token(
+        &self,
+        session_id: &str,
+        refresh_token_enc: &[u8],
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE sessions SET refresh_token_enc = $2 WHERE id = $1")
+            .bind(session_id).bind(refresh_token_enc).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+}
