@@ -37,7 +37,7 @@ pub fn header_text(value: &[u8]) -> Option<&str> {
 impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
     fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
         self.iter()
-            .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(&name))
+            .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_ref().as_bytes())
     }
 

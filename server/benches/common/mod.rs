@@ -14,7 +14,7 @@ use criterion::Criterion;
 use gatehouse::config::Config;
 use gatehouse::decision::{Credentials, Decider, Decision, UnauthenticatedMode};
 use gatehouse::policy::Bundle;
-use gatehouse::request::original::VerifyCall;
+use gatehouse::request::trust::VerifyCall;
 use gatehouse::session::resolver::{SessionResolver, SessionTimeouts};
 use gatehouse::session::token::CookieSigner;
 use gatehouse::session::{SessionGrant, issue_session};
