@@ -8,4 +8,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod policy;
 pub mod request;
+pub mod yaml;

@@ -98,8 +98,8 @@ impl DevIdpConfig {
         };
         // Through a JSON tree so that serde_path_to_error can name the offending key.
         let tree: serde_json::Value = serde_saphyr::from_str(yaml).map_err(|e| {
-            let (line, col) = crate::yaml::error_location(&e);
-            yaml_error(line, col, crate::yaml::error_message(&e))
+            let (line, col) = gatehouse_core::yaml::error_location(&e);
+            yaml_error(line, col, gatehouse_core::yaml::error_message(&e))
         })?;
         if !tree.is_object() {
             return Err(yaml_error(

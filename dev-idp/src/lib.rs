@@ -19,7 +19,6 @@ pub mod keys;
 pub mod signed;
 pub mod store;
 pub mod tokens;
-mod yaml;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -24,4 +24,4 @@ pub mod session;
 pub mod state;
 pub mod store;
 pub mod telemetry;
-pub mod yaml;
+pub use gatehouse_core::yaml;

@@ -57,6 +57,22 @@ impl<N: AsRef<str>, V: AsRef<str>> Headers for Vec<(N, V)> {
     }
 }
 
+/// Whether `name` is a valid header name (an RFC 9110 token).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `value` can be sent as a header value: no control characters but tab (the rule
+/// of `http`'s `HeaderValue::from_str`), so no header or response can be split.
+pub fn is_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +84,18 @@ mod tests {
         assert_eq!(h.single_text("x-a"), None);
         assert_eq!(h.single_text("b"), Some("3"));
         assert_eq!(h.single_text("c"), None);
+    }
+
+    #[test]
+    fn header_names_and_values_that_cannot_be_sent_are_refused() {
+        assert!(is_header_name("X-Tenant-Id"));
+        for bad in ["", "X Tenant", "X-Tenant:", "X-T\u{e9}nant", "X-A\r\nB"] {
+            assert!(!is_header_name(bad), "{bad:?}");
+        }
+        assert!(is_header_value("acme \t caf\u{e9}"));
+        for bad in ["a\r\nSet-Cookie: x", "a\nb", "a\u{7f}", "a\0"] {
+            assert!(!is_header_value(bad), "{bad:?}");
+        }
     }
 
     #[test]

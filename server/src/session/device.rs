@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::policy::input::device_doc;
-use crate::store::{Store, StoreError};
+use crate::policy::input::{DeviceFacts, device_doc};
+use crate::store::{DeviceRecord, Store, StoreError};
 
 /// The request headers a trusted ingress may carry the fingerprint in.
 pub const FINGERPRINT_HEADERS: [&str; 2] =
@@ -35,6 +35,18 @@ pub fn normalize_fingerprint(raw: &str) -> Option<String> {
         64 => Some(format!("sha256:{hex}")),
         40 => Some(format!("sha1:{hex}")),
         _ => None,
+    }
+}
+
+/// What policies may know of a stored device (`input.device`).
+pub fn device_facts(d: &DeviceRecord) -> DeviceFacts<'_> {
+    DeviceFacts {
+        id: &d.id,
+        registered: d.registered,
+        managed: d.managed,
+        trust: &d.trust,
+        posture: &d.posture.0,
+        cert_fingerprint: d.cert_fingerprint.as_deref(),
     }
 }
 
@@ -77,8 +89,8 @@ impl DeviceResolver {
                 Ok::<_, StoreError>(device.map(|d| {
                     Arc::new(DeviceDocs {
                         id: d.id.clone(),
-                        rego: device_doc(&d),
-                        cel: device_doc(&d),
+                        rego: device_doc(&device_facts(&d)),
+                        cel: device_doc(&device_facts(&d)),
                     })
                 }))
             })

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::token::SessionToken;
 use crate::policy::IdentityInput;
+use crate::policy::input::{SessionFacts, UserFacts};
 use crate::store::{SessionRecord, Store, StoreError};
 
 /// Upper bound on cached sessions; beyond it the least used are evicted.
@@ -80,12 +81,38 @@ impl ResolvedSession {
                 .join(","),
             device_id: record.session.device_id.clone(),
             expires_at: record.session.expires_at,
-            identity: IdentityInput::build(record),
+            identity: identity_input(record),
             last_seen: AtomicI64::new(last_seen),
             last_written: AtomicI64::new(last_seen),
             write_in_flight: AtomicBool::new(false),
         }
     }
+}
+
+/// The policy documents of a stored session: the store's rows translated into the facts the
+/// core's policies read (`input.user`, `input.session`, `input.device`).
+fn identity_input(record: &SessionRecord) -> IdentityInput {
+    let (u, s) = (&record.user, &record.session);
+    let user = UserFacts {
+        id: &u.id,
+        subject: u.subject.as_deref(),
+        email: &u.email,
+        name: u.name.as_deref(),
+        username: u.username.as_deref(),
+        groups: &record.groups,
+        roles: &record.roles,
+        tenants: &record.tenants,
+        claims: &s.idp_claims.0,
+    };
+    let session = SessionFacts {
+        id: &s.id,
+        created_at: s.created_at,
+        expires_at: s.expires_at,
+        auth_time: s.auth_time,
+        amr: &s.amr.0,
+    };
+    let device = record.device.as_ref().map(super::device::device_facts);
+    IdentityInput::build(&user, &session, device.as_ref())
 }
 
 /// Resolution result: a live session or why not. Store failures are a separate `Err`.

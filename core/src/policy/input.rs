@@ -11,7 +11,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
 use crate::request::normalize::NormalizedPath;
-use crate::store::{DeviceRecord, SessionRecord};
 
 /// A value type an input document can be written in.
 pub trait Doc: Sized + Clone {
@@ -108,18 +107,55 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// What a policy may know about the signed-in user (`input.user`, DESIGN §6), borrowed from
+/// wherever the service keeps it. The core defines the facts it reads; the store's rows are
+/// the service's business.
+#[derive(Debug, Clone, Copy)]
+pub struct UserFacts<'a> {
+    pub id: &'a str,
+    pub subject: Option<&'a str>,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub username: Option<&'a str>,
+    /// Union of the IdP's and the store's groups.
+    pub groups: &'a [String],
+    pub roles: &'a [String],
+    /// (tenant id, role) pairs.
+    pub tenants: &'a [(String, String)],
+    /// The IdP's claims for this session.
+    pub claims: &'a serde_json::Value,
+}
+
+/// `input.session`.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionFacts<'a> {
+    pub id: &'a str,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub auth_time: DateTime<Utc>,
+    pub amr: &'a [String],
+}
+
+/// `input.device`: a registered client certificate or browser.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceFacts<'a> {
+    pub id: &'a str,
+    pub registered: bool,
+    pub managed: bool,
+    pub trust: &'a str,
+    pub posture: &'a serde_json::Value,
+    pub cert_fingerprint: Option<&'a str>,
+}
+
 /// `input.device` for a known device.
-pub fn device_doc<D: Doc>(d: &DeviceRecord) -> D {
+pub fn device_doc<D: Doc>(d: &DeviceFacts<'_>) -> D {
     D::map(vec![
-        ("id", D::str(&d.id)),
+        ("id", D::str(d.id)),
         ("registered", D::bool(d.registered)),
         ("managed", D::bool(d.managed)),
-        ("trust", D::str(&d.trust)),
-        ("posture", from_json(&d.posture.0)),
-        (
-            "cert_fingerprint",
-            D::opt_str(d.cert_fingerprint.as_deref()),
-        ),
+        ("trust", D::str(d.trust)),
+        ("posture", from_json(d.posture)),
+        ("cert_fingerprint", D::opt_str(d.cert_fingerprint)),
     ])
 }
 
@@ -132,37 +168,38 @@ pub struct IdentityDocs<D> {
 }
 
 impl<D: Doc> IdentityDocs<D> {
-    pub fn build(record: &SessionRecord) -> Self {
-        let u = &record.user;
+    pub fn build(
+        u: &UserFacts<'_>,
+        s: &SessionFacts<'_>,
+        device: Option<&DeviceFacts<'_>>,
+    ) -> Self {
         let user = D::map(vec![
-            ("id", D::str(&u.id)),
-            ("subject", D::opt_str(u.subject.as_deref())),
-            ("email", D::str(&u.email)),
-            ("name", D::opt_str(u.name.as_deref())),
-            ("username", D::opt_str(u.username.as_deref())),
-            ("groups", D::strs(record.groups.iter().map(String::as_str))),
-            ("roles", D::strs(record.roles.iter().map(String::as_str))),
+            ("id", D::str(u.id)),
+            ("subject", D::opt_str(u.subject)),
+            ("email", D::str(u.email)),
+            ("name", D::opt_str(u.name)),
+            ("username", D::opt_str(u.username)),
+            ("groups", D::strs(u.groups.iter().map(String::as_str))),
+            ("roles", D::strs(u.roles.iter().map(String::as_str))),
             (
                 "tenants",
                 D::map(
-                    record
-                        .tenants
+                    u.tenants
                         .iter()
                         .map(|(t, role)| (t.as_str(), D::str(role)))
                         .collect(),
                 ),
             ),
-            ("claims", from_json(&record.session.idp_claims.0)),
+            ("claims", from_json(u.claims)),
         ]);
-        let s = &record.session;
         let session = D::map(vec![
-            ("id", D::str(&s.id)),
+            ("id", D::str(s.id)),
             ("created_at", D::str(&rfc3339(s.created_at))),
             ("expires_at", D::str(&rfc3339(s.expires_at))),
             ("auth_time", D::str(&rfc3339(s.auth_time))),
-            ("amr", D::strs(s.amr.0.iter().map(String::as_str))),
+            ("amr", D::strs(s.amr.iter().map(String::as_str))),
         ]);
-        let device = record.device.as_ref().map_or_else(D::null, device_doc);
+        let device = device.map_or_else(D::null, device_doc);
         IdentityDocs {
             user,
             session,

@@ -1,0 +1,707 @@
+//! Policy bundles: `routes.yaml` plus `.rego` files, compiled and tested as one unit.
+//!
+//! A [`Bundle`] is immutable once built; the live one sits behind an `ArcSwap`, so a reload
+//! swaps it atomically and requests in flight finish on the bundle they started with.
+
+pub mod cel;
+pub mod error;
+pub mod input;
+pub mod rego;
+pub mod routes;
+pub mod testing;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+pub use error::PolicyError;
+use input::{IdentityDocs, InputDocument, RequestFacts, RouteFacts, time_doc};
+use rego::{RegoPolicies, RegoSource};
+pub use routes::{DefaultAction, Route, RouteMatch, RouteRule, RouteTable};
+
+use self::cel::CelRule;
+
+pub const ROUTES_FILE: &str = "routes.yaml";
+
+/// What a route's policy said.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyOutcome {
+    pub allow: bool,
+    /// A short code such as `not_in_group`, for `X-Auth-Request-Reason` and the audit.
+    pub reason: Option<String>,
+    /// Extra response headers (names start with `X-`), e.g. `X-Tenant-Id`.
+    pub headers: Vec<(String, String)>,
+    /// 401 or 403 when the policy chose the denial status.
+    pub status: Option<u16>,
+}
+
+/// A session's identity documents in both engines' value types, built once per session.
+#[derive(Clone, Debug)]
+pub struct IdentityInput {
+    pub rego: IdentityDocs<regorus::Value>,
+    pub cel: IdentityDocs<::cel::Value>,
+}
+
+impl IdentityInput {
+    pub fn build(
+        user: &input::UserFacts<'_>,
+        session: &input::SessionFacts<'_>,
+        device: Option<&input::DeviceFacts<'_>>,
+    ) -> IdentityInput {
+        IdentityInput {
+            rego: IdentityDocs::build(user, session, device),
+            cel: IdentityDocs::build(user, session, device),
+        }
+    }
+}
+
+/// The files of a bundle as read from disk.
+#[derive(Debug, Clone, Default)]
+pub struct BundleFiles {
+    /// (path relative to the bundle root with `/` separators, text), sorted by path.
+    pub files: Vec<(String, String)>,
+    /// How paths are shown in errors: the directory as the operator named it.
+    pub display_root: String,
+}
+
+impl BundleFiles {
+    /// Reads `routes.yaml` and every `.rego` below `dir`. Hidden entries (names starting
+    /// with `.`) are skipped: Kubernetes ConfigMap volumes keep their real files in
+    /// `..data/`, reached through the top-level symlinks.
+    pub fn read(dir: &Path) -> Result<BundleFiles, PolicyError> {
+        let display_root = dir.display().to_string();
+        let mut files = Vec::new();
+        // Symlinks are followed (ConfigMaps are made of them), so a link back up the tree
+        // would loop: the depth is bounded.
+        const MAX_DEPTH: usize = 16;
+        let mut stack = vec![(dir.to_path_buf(), String::new())];
+        while let Some((path, rel)) = stack.pop() {
+            if rel.matches('/').count() >= MAX_DEPTH {
+                return Err(PolicyError::at(
+                    &path.display().to_string(),
+                    1,
+                    1,
+                    format!("directories nested deeper than {MAX_DEPTH} (a symlink loop?)"),
+                ));
+            }
+            let entries = std::fs::read_dir(&path).map_err(|e| {
+                PolicyError::at(
+                    &path.display().to_string(),
+                    1,
+                    1,
+                    format!("cannot read directory: {e}"),
+                )
+            })?;
+            for entry in entries {
+                let entry =
+                    entry.map_err(|e| PolicyError::at(&display_root, 1, 1, e.to_string()))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let full = entry.path();
+                let rel_name = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                // `metadata` follows symlinks; a dangling one (mid-swap) is skipped.
+                let Ok(meta) = std::fs::metadata(&full) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    stack.push((full, rel_name));
+                } else if name.ends_with(".rego") || (rel.is_empty() && name == ROUTES_FILE) {
+                    let text = std::fs::read_to_string(&full).map_err(|e| {
+                        PolicyError::at(
+                            &full.display().to_string(),
+                            1,
+                            1,
+                            format!("cannot read: {e}"),
+                        )
+                    })?;
+                    files.push((rel_name, text));
+                }
+            }
+        }
+        files.sort();
+        Ok(BundleFiles {
+            files,
+            display_root,
+        })
+    }
+
+    fn display(&self, rel: &str) -> String {
+        if self.display_root.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.display_root.trim_end_matches('/'))
+        }
+    }
+
+    /// The bundle version: a hash of every file's path and contents.
+    pub fn version(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (path, text) in &self.files {
+            hasher.update((path.len() as u64).to_le_bytes());
+            hasher.update(path.as_bytes());
+            hasher.update((text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+        hex::encode(&hasher.finalize()[..8])
+    }
+
+    /// Policy modules and test modules, with display paths.
+    pub fn rego_sources(&self) -> (Vec<RegoSource>, Vec<RegoSource>) {
+        let mut policies = Vec::new();
+        let mut tests = Vec::new();
+        for (rel, text) in &self.files {
+            if !rel.ends_with(".rego") {
+                continue;
+            }
+            let source = RegoSource {
+                path: self.display(rel),
+                text: text.clone(),
+            };
+            if rel.ends_with("_test.rego") {
+                tests.push(source);
+            } else {
+                policies.push(source);
+            }
+        }
+        (policies, tests)
+    }
+}
+
+/// A compiled, tested policy bundle.
+pub struct Bundle {
+    pub version: String,
+    pub files: Vec<String>,
+    pub loaded_at: DateTime<Utc>,
+    pub routes: RouteTable,
+    rego: Option<RegoPolicies>,
+    /// Route name → compiled CEL rule.
+    cel: HashMap<String, CelRule>,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("version", &self.version)
+            .field("files", &self.files)
+            .finish()
+    }
+}
+
+impl Bundle {
+    /// Reads, compiles and tests the bundle in `dir`.
+    pub fn load(dir: &Path) -> Result<Bundle, PolicyError> {
+        Self::build(&BundleFiles::read(dir)?)
+    }
+
+    /// Compiles `files` and runs the bundle's own tests; any failure refuses the bundle.
+    pub fn build(files: &BundleFiles) -> Result<Bundle, PolicyError> {
+        let routes_display = files.display(ROUTES_FILE);
+        let routes_text = files
+            .files
+            .iter()
+            .find(|(p, _)| p == ROUTES_FILE)
+            .map(|(_, t)| t.as_str())
+            .ok_or_else(|| {
+                PolicyError::at(&routes_display, 1, 1, "the bundle has no routes.yaml")
+            })?;
+        let routes = RouteTable::parse(routes_text, &routes_display)?;
+
+        let mut required: BTreeMap<String, (String, usize, usize)> = BTreeMap::new();
+        let mut cel = HashMap::new();
+        for route in routes.routes() {
+            let (line, col) = error::locate(routes_text, &route.name);
+            match &route.rule {
+                RouteRule::Rego { package } => {
+                    required
+                        .entry(package.clone())
+                        .or_insert_with(|| (routes_display.clone(), line, col));
+                }
+                RouteRule::Cel { expression } => {
+                    let (line, col) = error::locate(routes_text, expression);
+                    cel.insert(
+                        route.name.clone(),
+                        CelRule::compile(expression, &routes_display, line, col)?,
+                    );
+                }
+                RouteRule::Public => {}
+            }
+        }
+        let (policies, tests) = files.rego_sources();
+        let rego = RegoPolicies::compile(&policies, &required)?;
+        let results = testing::run_tests(&policies, &tests)?;
+        if let Some(failure) = testing::first_failure(&results) {
+            return Err(failure);
+        }
+        let bundle = Bundle {
+            version: files.version(),
+            files: files.files.iter().map(|(p, _)| p.clone()).collect(),
+            loaded_at: Utc::now(),
+            routes,
+            rego,
+            cel,
+        };
+        bundle.smoke_test()?;
+        Ok(bundle)
+    }
+
+    /// Evaluates every policy route once with an anonymous request. regorus reports an
+    /// unknown builtin only when it runs, so this catches it before the bundle goes live.
+    fn smoke_test(&self) -> Result<(), PolicyError> {
+        let path = crate::request::normalize::normalize_path("/", false)
+            .map_err(|e| PolicyError::at("<gatehouse>", 1, 1, e.to_string()))?;
+        let request = RequestFacts {
+            method: "GET",
+            scheme: "https",
+            host: None,
+            path: &path,
+            query: None,
+            headers: &[],
+            source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        };
+        for route in self.routes.routes() {
+            let facts = RouteFacts {
+                name: &route.name,
+                tenant: route.tenant.as_deref(),
+                params: &[],
+            };
+            let identity = IdentityInput {
+                rego: IdentityDocs::anonymous(),
+                cel: IdentityDocs::anonymous(),
+            };
+            if let Err(PolicyError::Eval { message, .. }) =
+                self.evaluate(route, &request, &facts, &identity, Utc::now())
+                && (message.contains("unknown")
+                    || message.contains("not found")
+                    || message.contains("builtin"))
+            {
+                return Err(PolicyError::at(
+                    "<gatehouse>",
+                    1,
+                    1,
+                    format!("route `{}`: {message}", route.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates `route`'s policy. Public routes allow without evaluation.
+    pub fn evaluate(
+        &self,
+        route: &Route,
+        request: &RequestFacts<'_>,
+        route_facts: &RouteFacts<'_>,
+        identity: &IdentityInput,
+        now: DateTime<Utc>,
+    ) -> Result<PolicyOutcome, PolicyError> {
+        self.evaluate_with(
+            route,
+            || {
+                InputDocument {
+                    request: request.build(),
+                    route: route_facts.build(),
+                    identity: identity.rego.clone(),
+                    time: time_doc(now),
+                }
+                .into_object()
+            },
+            |uses| {
+                let null = ::cel::Value::Null;
+                InputDocument {
+                    request: if uses.request {
+                        request.build()
+                    } else {
+                        null.clone()
+                    },
+                    route: if uses.route {
+                        route_facts.build()
+                    } else {
+                        null.clone()
+                    },
+                    identity: identity.cel.clone(),
+                    time: if uses.time { time_doc(now) } else { null },
+                }
+            },
+        )
+    }
+
+    /// Evaluates the route named `route_name` against a complete input document given as
+    /// JSON (`policy eval`, the admin UI's policy tester).
+    pub fn evaluate_document(
+        &self,
+        route_name: &str,
+        document: &serde_json::Value,
+    ) -> Result<PolicyOutcome, PolicyError> {
+        let route = self.routes.get(route_name).ok_or_else(|| {
+            PolicyError::eval(route_name, "no route with this name in the bundle")
+        })?;
+        let part = |name: &str| {
+            document
+                .get(name)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null)
+        };
+        self.evaluate_with(
+            route,
+            || input::from_json(document),
+            |_| InputDocument {
+                request: input::from_json(&part("request")),
+                route: input::from_json(&part("route")),
+                identity: IdentityDocs {
+                    user: input::from_json(&part("user")),
+                    session: input::from_json(&part("session")),
+                    device: input::from_json(&part("device")),
+                },
+                time: input::from_json(&part("time")),
+            },
+        )
+    }
+
+    /// Runs the route's engine; the closures build the input only for the engine in use.
+    fn evaluate_with(
+        &self,
+        route: &Route,
+        rego_input: impl FnOnce() -> regorus::Value,
+        cel_input: impl FnOnce(&cel::CelUses) -> InputDocument<::cel::Value>,
+    ) -> Result<PolicyOutcome, PolicyError> {
+        match &route.rule {
+            RouteRule::Public => Ok(PolicyOutcome {
+                allow: true,
+                ..Default::default()
+            }),
+            RouteRule::Rego { package } => {
+                let rego = self
+                    .rego
+                    .as_ref()
+                    .ok_or_else(|| PolicyError::eval(&route.name, "no Rego policies compiled"))?;
+                let value = rego
+                    .evaluate(package, rego_input())
+                    .map_err(|e| PolicyError::eval(&route.name, e))?;
+                parse_decision(&value).map_err(|e| PolicyError::eval(&route.name, e))
+            }
+            RouteRule::Cel { .. } => {
+                let rule = self
+                    .cel
+                    .get(&route.name)
+                    .ok_or_else(|| PolicyError::eval(&route.name, "CEL rule not compiled"))?;
+                let allow = rule
+                    .evaluate(cel_input(&rule.uses))
+                    .map_err(|e| PolicyError::eval(&route.name, e))?;
+                Ok(PolicyOutcome {
+                    allow,
+                    reason: (!allow).then(|| "cel_rule_false".to_string()),
+                    ..Default::default()
+                })
+            }
+        }
+    }
+}
+
+/// Reads the wrapper's `{"allow", "reason", "headers", "status"}` object. Anything but a
+/// well-formed object is an error, and errors deny.
+fn parse_decision(value: &regorus::Value) -> Result<PolicyOutcome, String> {
+    let object = value
+        .as_object()
+        .map_err(|_| format!("decision is not an object: {value}"))?;
+    let field = |name: &str| {
+        object
+            .get(&regorus::Value::from(name))
+            .cloned()
+            .unwrap_or(regorus::Value::Undefined)
+    };
+    let allow = matches!(field("allow"), regorus::Value::Bool(true));
+    let reason = match field("reason") {
+        regorus::Value::String(s) if s.is_empty() => None,
+        regorus::Value::String(s) => Some(s.to_string()),
+        regorus::Value::Undefined | regorus::Value::Null => None,
+        other => return Err(format!("`reason` must be a string, got {other}")),
+    };
+    let mut headers = Vec::new();
+    match field("headers") {
+        regorus::Value::Object(map) => {
+            for (k, v) in map.iter() {
+                let (regorus::Value::String(name), regorus::Value::String(val)) = (k, v) else {
+                    return Err(format!(
+                        "`headers` must map strings to strings, got {k}: {v}"
+                    ));
+                };
+                if !name.to_ascii_lowercase().starts_with("x-")
+                    || !crate::request::headers::is_header_name(name)
+                {
+                    return Err(format!(
+                        "header name `{name}` must be a valid name starting with `X-`"
+                    ));
+                }
+                if !crate::request::headers::is_header_value(val) {
+                    return Err(format!("header `{name}` has a value that cannot be sent"));
+                }
+                headers.push((name.to_string(), val.to_string()));
+            }
+        }
+        regorus::Value::Undefined | regorus::Value::Null => {}
+        other => return Err(format!("`headers` must be an object, got {other}")),
+    }
+    let status = match field("status") {
+        regorus::Value::Number(_) => match field("status").as_u64() {
+            Ok(0) => None,
+            Ok(401) => Some(401),
+            Ok(403) => Some(403),
+            _ => return Err("`status` must be 401 or 403".into()),
+        },
+        regorus::Value::Undefined | regorus::Value::Null => None,
+        other => return Err(format!("`status` must be 401 or 403, got {other}")),
+    };
+    Ok(PolicyOutcome {
+        allow,
+        reason,
+        headers,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::normalize::normalize_path;
+
+    fn example_dir() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    }
+
+    fn identity(groups: &[&str], tenants: &[(&str, &str)], managed: Option<bool>) -> IdentityInput {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let tenants: serde_json::Map<String, serde_json::Value> = tenants
+            .iter()
+            .map(|(t, r)| (t.to_string(), serde_json::Value::from(*r)))
+            .collect();
+        let device = managed.map_or(
+            serde_json::Value::Null,
+            |m| serde_json::json!({"managed": m}),
+        );
+        let user =
+            serde_json::json!({"email": "ann@example.com", "groups": groups, "tenants": tenants});
+        IdentityInput {
+            rego: IdentityDocs {
+                user: input::from_json(&user),
+                session: regorus::Value::Null,
+                device: input::from_json(&device),
+            },
+            cel: IdentityDocs {
+                user: input::from_json(&user),
+                session: ::cel::Value::Null,
+                device: input::from_json(&device),
+            },
+        }
+    }
+
+    fn decide(
+        bundle: &Bundle,
+        host: Option<&str>,
+        path: &str,
+        who: &IdentityInput,
+    ) -> Option<PolicyOutcome> {
+        let path = normalize_path(path, false).unwrap();
+        let m = bundle.routes.matches(host, &path)?;
+        let request = RequestFacts {
+            method: "GET",
+            scheme: "https",
+            host,
+            path: &path,
+            query: Some("page=2&page=3"),
+            headers: &[],
+            source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        };
+        let facts = RouteFacts {
+            name: &m.route.name,
+            tenant: m.tenant.as_deref(),
+            params: &m.params,
+        };
+        Some(
+            bundle
+                .evaluate(m.route, &request, &facts, who, Utc::now())
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn example_bundle_loads_and_decides() {
+        let bundle = Bundle::load(&example_dir()).unwrap();
+        assert_eq!(bundle.version.len(), 16);
+        let kitchen = identity(&["kitchen"], &[], None);
+        let out = decide(&bundle, Some("localhost"), "/restaurant/orders", &kitchen).unwrap();
+        assert!(out.allow);
+        assert_eq!(
+            out.headers,
+            vec![("X-Restaurant-Role".to_string(), "kitchen".to_string())]
+        );
+
+        let marketing = identity(&["marketing"], &[], None);
+        let out = decide(&bundle, Some("localhost"), "/restaurant", &marketing).unwrap();
+        assert!(!out.allow);
+        assert_eq!(out.reason.as_deref(), Some("not_in_group"));
+        assert!(
+            decide(&bundle, None, "/marketing", &marketing)
+                .unwrap()
+                .allow
+        );
+
+        let acme = identity(&[], &[("acme", "admin")], None);
+        let out = decide(&bundle, Some("acme.apps.example.com"), "/x", &acme).unwrap();
+        assert!(out.allow);
+        assert!(
+            out.headers
+                .contains(&("X-Tenant-Id".to_string(), "acme".to_string()))
+        );
+        let out = decide(&bundle, Some("globex.apps.example.com"), "/x", &acme).unwrap();
+        assert!(!out.allow);
+
+        let finance_managed = identity(&["finance"], &[], Some(true));
+        let finance_unmanaged = identity(&["finance"], &[], Some(false));
+        let finance_no_device = identity(&["finance"], &[], None);
+        assert!(
+            decide(&bundle, None, "/reports", &finance_managed)
+                .unwrap()
+                .allow
+        );
+        assert!(
+            !decide(&bundle, None, "/reports", &finance_unmanaged)
+                .unwrap()
+                .allow
+        );
+        assert!(
+            !decide(&bundle, None, "/reports", &finance_no_device)
+                .unwrap()
+                .allow
+        );
+        assert!(decide(&bundle, None, "/healthz", &kitchen).unwrap().allow);
+        assert!(decide(&bundle, None, "/nowhere", &kitchen).is_none());
+    }
+
+    fn files(entries: &[(&str, &str)]) -> BundleFiles {
+        BundleFiles {
+            files: entries
+                .iter()
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .collect(),
+            display_root: "bundle".into(),
+        }
+    }
+
+    const ONE_ROUTE: &str = "routes:\n  - name: app\n    path: /app\n    policy: routes.app\n";
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_in_the_bundle_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("routes.yaml"), "routes: []\n").unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+        let err = BundleFiles::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("symlink loop"), "{err}");
+    }
+
+    #[test]
+    fn rego_syntax_error_reports_file_line_col() {
+        let err = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            (
+                "app.rego",
+                "package routes.app\n\nallow if {\n  input.x ==\n}\n",
+            ),
+        ]))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("bundle/app.rego:"), "{text}");
+        let mut parts = text.splitn(4, ':');
+        parts.next();
+        let line: usize = parts.next().unwrap().parse().unwrap();
+        let col: usize = parts.next().unwrap().parse().unwrap();
+        assert!((3..=5).contains(&line) && col >= 1, "{text}");
+    }
+
+    #[test]
+    fn missing_package_or_allow_is_refused() {
+        let err = Bundle::build(&files(&[("routes.yaml", ONE_ROUTE)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("bundle/routes.yaml:2:5:") && err.contains("routes.app"),
+            "{err}"
+        );
+        let err = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            ("app.rego", "package routes.app\nreason := \"x\"\n"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must define `allow`"), "{err}");
+    }
+
+    #[test]
+    fn failing_bundle_test_refuses_the_bundle() {
+        let err = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            ("app.rego", "package routes.app\ndefault allow := false\n"),
+            (
+                "app_test.rego",
+                "package routes.app_test\ntest_open if data.routes.app.allow\n",
+            ),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("bundle/app_test.rego:2:1:") && err.contains("failed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_cel_is_refused_with_position() {
+        let routes =
+            "routes:\n  - name: r\n    path: /r\n    cel: \"user.groups.exists(g, g == \"\n";
+        let err = Bundle::build(&files(&[("routes.yaml", routes)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bundle/routes.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn malformed_policy_outputs_fail_closed() {
+        let bundle = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            (
+                "app.rego",
+                "package routes.app\nallow := true\nheaders := {\"Location\": \"https://evil\"}\n",
+            ),
+        ]))
+        .unwrap();
+        let who = identity(&[], &[], None);
+        let path = normalize_path("/app", false).unwrap();
+        let m = bundle.routes.matches(None, &path).unwrap();
+        let request = RequestFacts {
+            method: "GET",
+            scheme: "https",
+            host: None,
+            path: &path,
+            query: None,
+            headers: &[],
+            source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        };
+        let facts = RouteFacts {
+            name: "app",
+            tenant: None,
+            params: &[],
+        };
+        let err = bundle
+            .evaluate(m.route, &request, &facts, &who, Utc::now())
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::Eval { .. }), "{err}");
+    }
+}
