@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod decide;
 pub mod policy;
 pub mod request;
 pub mod yaml;

@@ -104,6 +104,7 @@ fn bench_policy(c: &mut Criterion) {
             query: None,
             headers: &headers,
             source_ip: "127.0.0.1".parse().expect("ip"),
+            transport: "http",
         };
         let facts = RouteFacts {
             name: &m.route.name,

@@ -155,39 +155,7 @@ pub struct OidcConfig {
 
 /// Names of the identity headers in verify answers. Defaults are oauth2-proxy's, so
 /// ingress-nginx annotations written for it work unchanged.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HeaderNames {
-    pub user: String,
-    pub email: String,
-    pub groups: String,
-    pub preferred_username: String,
-    pub tenant: String,
-}
-
-impl Default for HeaderNames {
-    fn default() -> Self {
-        HeaderNames {
-            user: "X-Auth-Request-User".into(),
-            email: "X-Auth-Request-Email".into(),
-            groups: "X-Auth-Request-Groups".into(),
-            preferred_username: "X-Auth-Request-Preferred-Username".into(),
-            tenant: "X-Auth-Request-Tenant".into(),
-        }
-    }
-}
-
-impl HeaderNames {
-    pub fn all(&self) -> [&str; 5] {
-        [
-            &self.user,
-            &self.email,
-            &self.groups,
-            &self.preferred_username,
-            &self.tenant,
-        ]
-    }
-}
+pub use gatehouse_core::decide::HeaderNames;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -228,6 +228,8 @@ pub struct RequestFacts<'a> {
     /// Lower-case names; identity, cookie and authorization headers are already removed.
     pub headers: &'a [(String, String)],
     pub source_ip: IpAddr,
+    /// `http` (verify), `proxy` or `grpc`.
+    pub transport: &'a str,
 }
 
 /// The matched route as the policy sees it.
@@ -275,6 +277,7 @@ impl RequestFacts<'_> {
                 ),
             ),
             ("source_ip", D::str(&source_ip)),
+            ("transport", D::str(self.transport)),
         ])
     }
 }

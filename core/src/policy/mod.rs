@@ -265,6 +265,7 @@ impl Bundle {
             query: None,
             headers: &[],
             source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            transport: "http",
         };
         for route in self.routes.routes() {
             let facts = RouteFacts {
@@ -518,6 +519,7 @@ mod tests {
             query: Some("page=2&page=3"),
             headers: &[],
             source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            transport: "http",
         };
         let facts = RouteFacts {
             name: &m.route.name,
@@ -693,6 +695,7 @@ mod tests {
             query: None,
             headers: &[],
             source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            transport: "http",
         };
         let facts = RouteFacts {
             name: "app",
