@@ -3,6 +3,8 @@
 
 mod audit;
 mod audit_cookbook;
+#[path = "../../../tests/cases/runner.rs"]
+mod cases;
 mod devices;
 mod helpers;
 mod hostile;

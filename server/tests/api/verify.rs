@@ -1,99 +1,64 @@
-//! The decision table (decisions.yaml) and the verify contract, on both backends.
+//! The decision cases (tests/cases/*.yaml) through HTTP verify, and the verify contract, on both backends.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
+use crate::cases::{Answer, Case, DecisionTarget, UserSpec, run_all};
 use crate::helpers::{BACKENDS, Person, TestApp, spawn_app};
 
-#[derive(Debug, Deserialize)]
-struct Table {
-    users: BTreeMap<String, UserSpec>,
-    cases: Vec<Case>,
+/// HTTP verify as a layer of the decision cases (tests/cases/runner.rs).
+struct HttpVerify {
+    app: TestApp,
+    cookies: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct UserSpec {
-    email: String,
-    #[serde(default)]
-    groups: Vec<String>,
-    #[serde(default)]
-    tenant: Option<String>,
-    #[serde(default)]
-    device: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Case {
-    name: String,
-    #[serde(default)]
-    user: Option<String>,
-    url: String,
-    status: u16,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    absent: Vec<String>,
-}
-
-async fn sessions_for(app: &TestApp, table: &Table) -> BTreeMap<String, String> {
-    let mut cookies = BTreeMap::new();
-    for (name, spec) in &table.users {
-        let groups: Vec<&str> = spec.groups.iter().map(String::as_str).collect();
-        let cookie = app
-            .login(&Person {
-                email: &spec.email,
-                groups: &groups,
-                tenant: spec.tenant.as_deref(),
-            })
-            .await;
-        if let Some(device) = &spec.device {
-            app.attach_managed_device(&spec.email, device == "managed")
+impl DecisionTarget for HttpVerify {
+    async fn sign_in(&mut self, users: &BTreeMap<String, UserSpec>) {
+        for (name, spec) in users {
+            let groups: Vec<&str> = spec.groups.iter().map(String::as_str).collect();
+            let cookie = self
+                .app
+                .login(&Person {
+                    email: &spec.email,
+                    groups: &groups,
+                    tenant: spec.tenant.as_deref(),
+                })
                 .await;
+            if let Some(device) = &spec.device {
+                self.app
+                    .attach_managed_device(&spec.email, device == "managed")
+                    .await;
+            }
+            self.cookies.insert(name.clone(), cookie);
         }
-        cookies.insert(name.clone(), cookie);
     }
-    cookies
+
+    async fn ask(&mut self, case: &Case) -> Answer {
+        let mut request = self.app.verify(&case.url);
+        if let Some(user) = &case.user {
+            request = request.header("Cookie", self.app.cookie(&self.cookies[user]));
+        }
+        let response = request.send().await.unwrap();
+        Answer {
+            status: response.status().as_u16(),
+            headers: response
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect(),
+        }
+    }
 }
 
+/// The decision cases that the pure core passes (core/tests/cases.rs), through HTTP verify
+/// with real sessions and devices on each backend.
 #[tokio::test]
-async fn decision_table_holds_on_every_backend() {
-    let text = include_str!("decisions.yaml");
-    let table: Table = serde_saphyr::from_str(text).expect("decisions.yaml parses");
-    assert!(table.cases.len() >= 25);
+async fn decision_cases_hold_through_http_verify_on_every_backend() {
     for backend in BACKENDS {
-        let app = spawn_app(backend).await;
-        let cookies = sessions_for(&app, &table).await;
-        let mut failures = Vec::new();
-        for case in &table.cases {
-            let mut request = app.verify(&case.url);
-            if let Some(user) = &case.user {
-                request = request.header("Cookie", app.cookie(&cookies[user]));
-            }
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            if status != case.status {
-                failures.push(format!(
-                    "{}: status {status}, expected {}",
-                    case.name, case.status
-                ));
-                continue;
-            }
-            for (name, expected) in &case.headers {
-                let got = response.headers().get(name).and_then(|v| v.to_str().ok());
-                if got != Some(expected.as_str()) {
-                    failures.push(format!(
-                        "{}: header {name} = {got:?}, expected {expected:?}",
-                        case.name
-                    ));
-                }
-            }
-            for name in &case.absent {
-                if response.headers().contains_key(name) {
-                    failures.push(format!("{}: header {name} must be absent", case.name));
-                }
-            }
-        }
+        let mut target = HttpVerify {
+            app: spawn_app(backend).await,
+            cookies: BTreeMap::new(),
+        };
+        let failures = run_all(&mut target).await;
         assert!(failures.is_empty(), "{backend:?}:\n{}", failures.join("\n"));
     }
 }

@@ -1,0 +1,159 @@
+//! Decision cases (`tests/cases/*.yaml`, one scenario per file, found by glob), run at every
+//! layer through one trait, [`DecisionTarget`] — as cedar runs its JSON cases against its
+//! library and its CLI. Today: the pure core with no database (`core/tests/cases.rs`) and
+//! HTTP verify on Postgres and SQLite (`server/tests/api/verify.rs`). A new transport
+//! implements the trait and runs the same files.
+//!
+//! This file is compiled into each of those test crates (`#[path]`), so it uses only std,
+//! serde and serde-saphyr.
+
+#![allow(dead_code)] // each test crate uses its own part of the API
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One scenario file: the users it signs in and the requests it asks about.
+#[derive(Debug, Deserialize)]
+pub struct Scenario {
+    pub users: BTreeMap<String, UserSpec>,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserSpec {
+    pub email: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// A tenant the user is a `member` of.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// `managed` or `unmanaged`: a registered high-trust device on the user's session.
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// One request as NGINX describes it: `X-Original-URL` (method GET) from a trusted peer.
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    pub name: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    pub url: String,
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub absent: Vec<String>,
+}
+
+/// What a layer answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A layer the cases run against.
+pub trait DecisionTarget {
+    /// Signs in the scenario's users (sessions, devices) before its cases are asked.
+    fn sign_in(&mut self, users: &BTreeMap<String, UserSpec>) -> impl Future<Output = ()>;
+    /// The answer to one case.
+    fn ask(&mut self, case: &Case) -> impl Future<Output = Answer>;
+}
+
+/// The scenario files, sorted by name.
+pub fn scenarios() -> Vec<(String, Scenario)> {
+    let dir = cases_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let scenarios: Vec<(String, Scenario)> = files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            let scenario =
+                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, scenario)
+        })
+        .collect();
+    assert!(
+        scenarios.len() >= 4,
+        "scenario files missing in {}",
+        dir.display()
+    );
+    scenarios
+}
+
+fn cases_dir() -> PathBuf {
+    // Both crates that include this file sit one level below the repository root.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases")
+}
+
+/// Runs every scenario against `target`; returns the failures, one line each.
+pub async fn run_all(target: &mut impl DecisionTarget) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut asked = 0;
+    for (file, scenario) in scenarios() {
+        target.sign_in(&scenario.users).await;
+        for case in &scenario.cases {
+            if let Some(user) = &case.user {
+                assert!(
+                    scenario.users.contains_key(user),
+                    "{file}: case `{}` names unknown user {user}",
+                    case.name
+                );
+            }
+            let answer = target.ask(case).await;
+            asked += 1;
+            failures.extend(
+                check(case, &answer)
+                    .into_iter()
+                    .map(|f| format!("{file}: {f}")),
+            );
+        }
+    }
+    assert!(asked >= 25, "only {asked} cases ran");
+    failures
+}
+
+/// Compares one answer with its case.
+pub fn check(case: &Case, answer: &Answer) -> Vec<String> {
+    if answer.status != case.status {
+        return vec![format!(
+            "{}: status {}, expected {}",
+            case.name, answer.status, case.status
+        )];
+    }
+    let mut failures = Vec::new();
+    for (name, expected) in &case.headers {
+        let got = answer.header(name);
+        if got != Some(expected.as_str()) {
+            failures.push(format!(
+                "{}: header {name} = {got:?}, expected {expected:?}",
+                case.name
+            ));
+        }
+    }
+    for name in &case.absent {
+        if answer.header(name).is_some() {
+            failures.push(format!("{}: header {name} must be absent", case.name));
+        }
+    }
+    failures
+}
