@@ -219,7 +219,6 @@ impl Application {
                     App::new()
                         .app_data(proxy_state.clone())
                         .app_data(forwarder.clone())
-                        .app_data(web::PayloadConfig::new(http::proxy::MAX_BODY_BYTES))
                         .default_service(web::to(http::proxy::proxy))
                 })
                 .shutdown_timeout(10)
