@@ -23,5 +23,6 @@ pub use gatehouse_core::request;
 pub mod session;
 pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub use gatehouse_core::yaml;

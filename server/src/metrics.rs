@@ -33,6 +33,8 @@ pub struct Metrics {
     pub audit_spooled: IntCounter,
     pub audit_dropped: IntCounter,
     pub audit_spool_pending: IntGauge,
+    pub task_up: IntGaugeVec,
+    pub task_restarts: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -113,6 +115,22 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "gatehouse_audit_spool_pending",
         "Audit records in the spool, not yet replayed",
     )?;
+    let task_up = IntGaugeVec::new(
+        Opts::new(
+            "gatehouse_task_up",
+            "Background tasks running (1) or not (0), by task",
+        ),
+        &["task"],
+    )?;
+    let task_restarts = IntCounterVec::new(
+        Opts::new(
+            "gatehouse_task_restarts_total",
+            "Background task restarts after a failure, panic or abort, by task",
+        ),
+        &["task"],
+    )?;
+    registry.register(Box::new(task_up.clone()))?;
+    registry.register(Box::new(task_restarts.clone()))?;
     registry.register(Box::new(audit_queue_depth.clone()))?;
     registry.register(Box::new(audit_written.clone()))?;
     registry.register(Box::new(audit_spooled.clone()))?;
@@ -145,6 +163,8 @@ fn build() -> Result<Metrics, prometheus::Error> {
         audit_spooled,
         audit_dropped,
         audit_spool_pending,
+        task_up,
+        task_restarts,
     })
 }
 
@@ -195,6 +215,8 @@ mod tests {
         METRICS.policy_reloads.with_label_values(&["success"]).inc();
         METRICS.logins.with_label_values(&["success"]).inc();
         set_bundle_version("abc");
+        METRICS.task_up.with_label_values(&["t"]).set(1);
+        METRICS.task_restarts.with_label_values(&["t"]).inc();
         let text = render();
         for name in [
             "gatehouse_decisions_total",
@@ -211,6 +233,8 @@ mod tests {
             "gatehouse_audit_written_total",
             "gatehouse_audit_spooled_total",
             "gatehouse_audit_dropped_total",
+            "gatehouse_task_up{task=\"t\"} 1",
+            "gatehouse_task_restarts_total",
         ] {
             assert!(text.contains(name), "missing {name}");
         }

@@ -12,6 +12,7 @@ use crate::oidc::AuthService;
 use crate::policy::Bundle;
 use crate::policy::reload::PolicyReloader;
 use crate::store::Store;
+use crate::tasks::TaskRegistry;
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -25,4 +26,6 @@ pub struct AppState {
     pub audit: AuditSink,
     /// Login, logout and back-channel logout.
     pub auth: AuthService,
+    /// The supervised background tasks' states, for `/readyz`.
+    pub tasks: TaskRegistry,
 }

@@ -20,7 +20,7 @@ use crate::decision::Decision;
 use crate::metrics::METRICS;
 use crate::store::{AsAuditEvent, NewAuditEvent};
 
-pub use writer::{AuditWriter, WriterHandle};
+pub use writer::{AuditWriter, SupervisedWriter, WriterHandle};
 
 /// How long a verify may wait for room in a full queue before the record is counted as
 /// dropped. A full queue means the writer is far behind; waiting longer would stall the

@@ -1,9 +1,15 @@
 //! The one task that moves audit records from the queue to the database (or the spool).
+//!
+//! Under the supervisor ([`SupervisedWriter`]) the writer's state — the queue's receiving
+//! end, the spool, the records taken off the queue but not yet written — outlives a run that
+//! panics or is aborted: the next run takes the same state, first moves those records to the
+//! spool (fsync'd), and goes on. The queue keeps accepting records meanwhile, so losing the
+//! loop loses no record; `/readyz` fails until the loop runs again.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -11,6 +17,7 @@ use super::AuditRecord;
 use super::spool::{Chunk, MAX_CHUNK_BYTES, Spool};
 use crate::metrics::METRICS;
 use crate::store::Store;
+use crate::tasks::{TaskContext, TaskError, stop_requested};
 
 /// The longest wait between two replay attempts while the database stays down.
 const MAX_REPLAY_BACKOFF: Duration = Duration::from_secs(2);
@@ -23,6 +30,8 @@ pub struct AuditWriter {
     spool: Arc<Mutex<Spool>>,
     batch_size: usize,
     flush_interval: Duration,
+    /// Records taken off the queue, not yet written.
+    buffer: Vec<AuditRecord>,
     /// When to try the next replay chunk; `None` while the spool is empty.
     replay_at: Option<Instant>,
     /// The wait after a failed replay attempt, doubled per failure up to
@@ -30,20 +39,42 @@ pub struct AuditWriter {
     backoff: Duration,
 }
 
-/// Stops the writer after it has drained the queue.
+/// Stops an unsupervised writer (benches, tests) after it has drained the queue.
 pub struct WriterHandle {
     task: JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
 }
 
 impl WriterHandle {
     /// Closes the queue (later records count as dropped), writes everything already queued,
     /// and waits for that, at most `limit`.
     pub async fn finish(self, limit: Duration) {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         if tokio::time::timeout(limit, self.task).await.is_err() {
             tracing::error!("audit writer did not finish draining in time");
         }
+    }
+}
+
+/// The writer as a supervised task: its state survives a run that ends.
+#[derive(Clone)]
+pub struct SupervisedWriter {
+    writer: Arc<tokio::sync::Mutex<AuditWriter>>,
+}
+
+impl SupervisedWriter {
+    /// One run: on a restart, the records the last run held go to the spool first. Returns
+    /// once shutdown was asked for and the queue is drained.
+    pub async fn run(&self, ctx: TaskContext) -> Result<(), TaskError> {
+        // The lock is free unless an aborted run is still unwinding; a tokio mutex is not
+        // poisoned by a panic, and the state it guards stays consistent between awaits.
+        let mut writer = self.writer.lock().await;
+        if ctx.is_restart() {
+            writer.recover().await;
+        }
+        ctx.up();
+        writer.run(ctx.shutdown_signal()).await;
+        Ok(())
     }
 }
 
@@ -83,16 +114,37 @@ impl AuditWriter {
             spool: Arc::new(Mutex::new(spool)),
             batch_size: batch_size.max(1),
             flush_interval,
+            buffer: Vec::with_capacity(batch_size.max(1)),
             replay_at,
             backoff: flush_interval,
         }
     }
 
-    pub fn spawn(self) -> WriterHandle {
-        let (stop, stopped) = tokio::sync::oneshot::channel();
+    /// Runs the writer on its own, unsupervised (benches and tests).
+    pub fn spawn(mut self) -> WriterHandle {
+        let (stop, stopped) = watch::channel(false);
         WriterHandle {
-            task: tokio::spawn(self.run(stopped)),
+            task: tokio::spawn(async move { self.run(stopped).await }),
             stop,
+        }
+    }
+
+    /// Hands the writer to the supervisor (see the module comment).
+    pub fn supervised(self) -> SupervisedWriter {
+        SupervisedWriter {
+            writer: Arc::new(tokio::sync::Mutex::new(self)),
+        }
+    }
+
+    /// After a run ended abruptly: the records it had taken off the queue go to the spool
+    /// (the plainest path, fsync'd), to be replayed in order before anything newer.
+    async fn recover(&mut self) {
+        if !self.buffer.is_empty() {
+            tracing::warn!(
+                records = self.buffer.len(),
+                "audit writer restarted; spooling the records its last run held"
+            );
+            self.spool_batch().await;
         }
     }
 
@@ -115,42 +167,42 @@ impl AuditWriter {
         lock(&self.spool).is_empty()
     }
 
-    async fn run(mut self, mut stopped: tokio::sync::oneshot::Receiver<()>) {
-        let mut buffer: Vec<AuditRecord> = Vec::with_capacity(self.batch_size);
+    /// Writes until `stop` is raised (or its sender dropped), then drains the queue.
+    async fn run(&mut self, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Replay one chunk at a time, so the queue is served between chunks.
             let replay_due = self.replay_at;
             tokio::select! {
-                received = self.rx.recv_many(&mut buffer, self.batch_size) => {
+                received = self.rx.recv_many(&mut self.buffer, self.batch_size) => {
                     if received == 0 {
                         // Every sink is gone: drain what is left and stop.
-                        self.flush(&mut buffer).await;
+                        self.flush().await;
                         self.replay_all().await;
                         return;
                     }
                     METRICS.audit_queue_depth.sub(i64::try_from(received).unwrap_or(0));
-                    if buffer.len() >= self.batch_size {
-                        self.flush(&mut buffer).await;
+                    if self.buffer.len() >= self.batch_size {
+                        self.flush().await;
                     }
                 }
                 _ = tick.tick() => {
-                    self.flush(&mut buffer).await;
+                    self.flush().await;
                 }
                 _ = tokio::time::sleep_until(replay_due.unwrap_or_else(Instant::now)), if replay_due.is_some() => {
                     self.replay_step().await;
                 }
-                _ = &mut stopped => {
+                _ = stop_requested(&mut stop) => {
                     self.rx.close();
-                    while self.rx.recv_many(&mut buffer, self.batch_size).await > 0 {
-                        if buffer.len() >= self.batch_size {
-                            self.flush(&mut buffer).await;
+                    while self.rx.recv_many(&mut self.buffer, self.batch_size).await > 0 {
+                        if self.buffer.len() >= self.batch_size {
+                            self.flush().await;
                         }
                     }
                     METRICS.audit_queue_depth.set(0);
                     self.replay_all().await;
-                    self.flush(&mut buffer).await;
+                    self.flush().await;
                     tracing::info!("audit queue drained");
                     return;
                 }
@@ -160,30 +212,31 @@ impl AuditWriter {
 
     /// Writes the buffer to the database, or to the spool when the database fails or the
     /// spool already holds older records (which must be written first).
-    async fn flush(&mut self, buffer: &mut Vec<AuditRecord>) {
-        if buffer.is_empty() {
+    async fn flush(&mut self) {
+        if self.buffer.is_empty() {
             return;
         }
         if self.spool_is_empty() {
-            match self.store.insert_audit(buffer).await {
+            match self.store.insert_audit(&self.buffer).await {
                 Ok(()) => {
-                    METRICS.audit_written.inc_by(buffer.len() as u64);
-                    buffer.clear();
+                    METRICS.audit_written.inc_by(self.buffer.len() as u64);
+                    self.buffer.clear();
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, records = buffer.len(), "audit write failed; spooling");
+                    tracing::warn!(error = %e, records = self.buffer.len(), "audit write failed; spooling");
                     // The database just failed: the first replay waits a little.
                     self.backoff = self.flush_interval;
                     self.replay_at = Some(Instant::now() + self.backoff);
                 }
             }
         }
-        self.spool_batch(buffer).await;
+        self.spool_batch().await;
     }
 
-    async fn spool_batch(&mut self, buffer: &mut Vec<AuditRecord>) {
-        let records = std::mem::take(buffer);
+    /// Appends the buffer to the spool.
+    async fn spool_batch(&mut self) {
+        let records = std::mem::take(&mut self.buffer);
         let count = records.len();
         let appended = self
             .with_spool(move |spool| {

@@ -10,7 +10,9 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready to answer: a bundle is loaded and the database answers.
+/// Ready to answer: a bundle is loaded, the database answers, and the background tasks that
+/// gate readiness run (the audit writer; the revocation listener, without which revoked
+/// sessions would keep working from this replica's cache).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let reload = state.reloader.status();
     let database = match state.store.ping().await {
@@ -19,9 +21,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             json!({"ok": false, "backend": state.store.backend_name(), "error": e.to_string()})
         }
     };
-    let ready = database["ok"] == json!(true);
+    let mut reasons = Vec::new();
+    if database["ok"] != json!(true) {
+        reasons.push("the database does not answer".to_string());
+    }
+    reasons.extend(state.tasks.readiness_problems());
+    let ready = reasons.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
+        "reasons": reasons,
         // A refused reload does not make us unready: the previous bundle is valid and serving.
         "bundle": {
             "version": reload.version,
@@ -37,6 +45,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "spool_pending": crate::metrics::METRICS.audit_spool_pending.get(),
             "dropped": crate::metrics::METRICS.audit_dropped.get(),
         },
+        // Every background task: state, reason, restarts, how its last run ended.
+        "tasks": state.tasks.statuses(),
     });
     if ready {
         HttpResponse::Ok().json(body)

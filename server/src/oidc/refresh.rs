@@ -22,6 +22,7 @@ use super::provider::{OidcProvider, RefreshError};
 use crate::audit::{AuditRecord, AuditSink};
 use crate::session::resolver::SessionResolver;
 use crate::store::{RefreshCandidate, Store, StoreError};
+use crate::tasks::{TaskContext, TaskError};
 
 /// Sessions refreshed per pass; the next pass picks up the rest.
 const BATCH: i64 = 100;
@@ -53,24 +54,27 @@ impl Refresher {
         (self.interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
     }
 
-    pub fn spawn(self) {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(self.tick());
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                match self.run_pass().await {
-                    Ok(r) if r == PassReport::default() => {}
-                    Ok(r) => tracing::info!(
-                        refreshed = r.refreshed,
-                        revoked = r.revoked,
-                        failed = r.failed,
-                        "session claims refreshed"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "session refresh pass failed"),
-                }
+    /// Runs a pass every [`Refresher::tick`] until shutdown (a supervised task; a pass under
+    /// way is finished first, so that its audit records are queued before the writer drains).
+    pub async fn run(&self, mut ctx: TaskContext) -> Result<(), TaskError> {
+        let mut ticker = tokio::time::interval(self.tick());
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = ctx.shutdown() => return Ok(()),
             }
-        });
+            match self.run_pass().await {
+                Ok(r) if r == PassReport::default() => {}
+                Ok(r) => tracing::info!(
+                    refreshed = r.refreshed,
+                    revoked = r.revoked,
+                    failed = r.failed,
+                    "session claims refreshed"
+                ),
+                Err(e) => tracing::warn!(error = %e, "session refresh pass failed"),
+            }
+        }
     }
 
     /// Refreshes every due session (in batches).

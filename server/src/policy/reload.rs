@@ -12,11 +12,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use notify::RecursiveMode;
-use notify_debouncer_full::new_debouncer;
+use notify_debouncer_full::{Debouncer, RecommendedCache, new_debouncer};
 
 use super::{Bundle, BundleFiles, PolicyError};
 use crate::metrics::METRICS;
 use crate::store::Store;
+use crate::tasks::{TaskContext, TaskError};
 
 /// How long the watcher waits for a burst of file events to settle.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -79,6 +80,11 @@ impl PolicyReloader {
             status: Mutex::new(status),
             running: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The policy directory it reads.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -169,21 +175,26 @@ impl PolicyReloader {
     }
 }
 
-/// Keeps the file watcher alive; dropping it stops watching.
-pub struct WatchHandle {
-    _debouncer: Box<dyn std::any::Any + Send>,
+/// The file watcher: a debouncer feeding a channel, and the task that reloads on each
+/// settled burst. Dropping it stops watching.
+pub struct PolicyWatcher {
+    dir: PathBuf,
+    debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    changes: tokio::sync::mpsc::Receiver<()>,
+    reloader: Arc<PolicyReloader>,
 }
 
-/// Watches `dir` and asks for a reload after each settled burst of changes.
+/// Watches `dir`; [`PolicyWatcher::run`] asks for a reload after each settled burst of
+/// changes.
 ///
 /// The directory is watched recursively (a watch on a single file dies with an editor's
 /// rename-on-save), and its parent non-recursively, so that deleting and re-creating the
 /// whole directory, or a Kubernetes ConfigMap's `..data` symlink swap, is seen too. Events
 /// are not filtered by kind: any change under `dir` means "rescan, hash, compile, swap".
-pub fn watch(dir: &Path, reloader: Arc<PolicyReloader>) -> Result<WatchHandle, notify::Error> {
+pub fn watch(dir: &Path, reloader: Arc<PolicyReloader>) -> Result<PolicyWatcher, notify::Error> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let parent = dir.parent().map(Path::to_path_buf);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (tx, changes) = tokio::sync::mpsc::channel::<()>(1);
     let watched_dir = dir.clone();
     let mut debouncer = new_debouncer(
         DEBOUNCE,
@@ -205,22 +216,36 @@ pub fn watch(dir: &Path, reloader: Arc<PolicyReloader>) -> Result<WatchHandle, n
         debouncer.watch(parent, RecursiveMode::NonRecursive)?;
     }
     debouncer.watch(&dir, RecursiveMode::Recursive)?;
-    let debouncer = Arc::new(Mutex::new(debouncer));
-    let rewatch = debouncer.clone();
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
+    Ok(PolicyWatcher {
+        dir,
+        debouncer,
+        changes,
+        reloader,
+    })
+}
+
+impl PolicyWatcher {
+    /// Reloads after each change until shutdown (a supervised task). A watcher made for a
+    /// restart reloads once first: changes made while no watcher ran were not seen.
+    pub async fn run(mut self, mut ctx: TaskContext) -> Result<(), TaskError> {
+        if ctx.is_restart() {
+            self.reloader.reload("watch").await;
+        }
+        loop {
+            let changed = tokio::select! {
+                changed = self.changes.recv() => changed,
+                _ = ctx.shutdown() => return Ok(()),
+            };
+            if changed.is_none() {
+                return Err(TaskError::new("the file watcher stopped sending events"));
+            }
             // After the directory was deleted and re-created the old watch is gone: renew it
             // (renewing a live watch is harmless).
-            if dir.exists()
-                && let Ok(mut d) = rewatch.lock()
-            {
-                let _ = d.unwatch(&dir);
-                let _ = d.watch(&dir, RecursiveMode::Recursive);
+            if self.dir.exists() {
+                let _ = self.debouncer.unwatch(&self.dir);
+                let _ = self.debouncer.watch(&self.dir, RecursiveMode::Recursive);
             }
-            reloader.reload("watch").await;
+            self.reloader.reload("watch").await;
         }
-    });
-    Ok(WatchHandle {
-        _debouncer: Box::new(debouncer),
-    })
+    }
 }

@@ -13,4 +13,5 @@ mod postgres;
 mod proxy;
 mod reload;
 mod sessions;
+mod tasks;
 mod verify;

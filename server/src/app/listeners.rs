@@ -1,0 +1,175 @@
+//! Start-up, step two: bind the public, admin and (when configured) proxy listeners, then
+//! serve them. Everything is bound before anything serves, so a port in use fails the start
+//! (exit 1) with nothing left running.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+
+use super::StartError;
+use crate::config::Config;
+use crate::http;
+use crate::state::AppState;
+
+/// How long a stopping server lets in-flight requests finish.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// The bound sockets, not serving yet.
+pub(super) struct Listeners {
+    public: Bound,
+    admin: Bound,
+    proxy: Option<Bound>,
+}
+
+struct Bound {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+/// The running servers.
+pub(super) struct Servers {
+    public: Server,
+    admin: Server,
+    proxy: Option<Server>,
+}
+
+pub(super) fn bind(config: &Config) -> Result<Listeners, StartError> {
+    Ok(Listeners {
+        public: bind_one(config.listen)?,
+        admin: bind_one(config.admin_listen)?,
+        proxy: config
+            .proxy
+            .as_ref()
+            .map(|p| bind_one(p.listen))
+            .transpose()?,
+    })
+}
+
+/// Binds `addr` and reads back the address (the port, when `addr` asked for port 0).
+fn bind_one(addr: SocketAddr) -> Result<Bound, StartError> {
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok(Bound { listener, addr })
+}
+
+impl Listeners {
+    /// The public, admin and proxy addresses.
+    pub(super) fn addrs(&self) -> (SocketAddr, SocketAddr, Option<SocketAddr>) {
+        (
+            self.public.addr,
+            self.admin.addr,
+            self.proxy.as_ref().map(|p| p.addr),
+        )
+    }
+
+    /// Starts a server on each listener.
+    pub(super) fn serve(
+        self,
+        state: &web::Data<AppState>,
+        config: &Config,
+    ) -> Result<Servers, StartError> {
+        let public_state = state.clone();
+        let public = HttpServer::new(move || {
+            App::new()
+                .app_data(public_state.clone())
+                .configure(public_routes)
+        })
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .client_request_timeout(Duration::from_secs(10))
+        .listen(self.public.listener)
+        .map_err(listen_failed(self.public.addr))?
+        .run();
+
+        let admin_state = state.clone();
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(admin_routes)
+        })
+        .workers(1)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen(self.admin.listener)
+        .map_err(listen_failed(self.admin.addr))?
+        .run();
+
+        let proxy = match self.proxy {
+            Some(bound) => {
+                let addr = bound.addr;
+                let proxy_state = state.clone();
+                let forwarder = web::Data::new(http::proxy::Forwarder::new(config));
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(proxy_state.clone())
+                        .app_data(forwarder.clone())
+                        .default_service(web::to(http::proxy::proxy))
+                })
+                .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+                .listen(bound.listener)
+                .map_err(listen_failed(addr))?
+                .run();
+                tracing::info!(listen = %addr, "built-in proxy listening");
+                Some(server)
+            }
+            None => None,
+        };
+        Ok(Servers {
+            public,
+            admin,
+            proxy,
+        })
+    }
+}
+
+/// `HttpServer::listen` failing on a bound socket (it reads the socket's options).
+fn listen_failed(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> StartError {
+    move |source| StartError::Bind { addr, source }
+}
+
+impl Servers {
+    /// Waits until every server has stopped (after a signal) and drained its requests.
+    pub(super) async fn stopped(self) -> std::io::Result<()> {
+        let proxy = async move {
+            match self.proxy {
+                Some(p) => p.await,
+                None => Ok(()),
+            }
+        };
+        let (public, admin, proxy) = tokio::join!(self.public, self.admin, proxy);
+        public.and(admin).and(proxy)
+    }
+}
+
+/// The public listener: verify and the browser login endpoints, with oauth2-proxy's
+/// `/oauth2/*` aliases.
+fn public_routes(cfg: &mut web::ServiceConfig) {
+    use http::auth;
+    // NGINX `auth_request` keeps the original method (POST, DELETE, …): accept them all.
+    cfg.route("/auth/verify", web::route().to(http::verify::verify))
+        .route("/oauth2/auth", web::route().to(http::verify::verify))
+        .route("/auth/login", web::get().to(auth::login))
+        .route("/oauth2/start", web::get().to(auth::login))
+        .route("/auth/callback", web::get().to(auth::callback))
+        .route("/oauth2/callback", web::get().to(auth::callback))
+        .route("/auth/logout", web::get().to(auth::logout))
+        .route("/auth/logout", web::post().to(auth::logout))
+        .route("/oauth2/sign_out", web::get().to(auth::logout))
+        .route("/oauth2/sign_out", web::post().to(auth::logout))
+        .route(
+            "/auth/backchannel-logout",
+            web::post().to(auth::backchannel_logout),
+        )
+        .route("/", web::get().to(auth::home));
+}
+
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(http::admin::healthz))
+        .route("/readyz", web::get().to(http::admin::readyz))
+        .route("/metrics", web::get().to(http::admin::metrics))
+        .route("/admin/api/csrf", web::get().to(http::admin_api::csrf))
+        .route("/admin/api/bundle", web::get().to(http::admin_api::bundle))
+        .route("/admin/api/reload", web::post().to(http::admin_api::reload));
+}
