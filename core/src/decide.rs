@@ -254,13 +254,13 @@ pub struct Asking {
     pub transport: Transport,
 }
 
-/// Step 1: reads `call` under the trust rules, normalizes it and matches its route.
-pub fn route<'b>(
-    bundle: &'b Bundle,
+/// Reads `call` under the trust rules and normalizes its host and path; no route yet.
+fn read<'b>(
+    bundle: &Bundle,
     settings: &Settings,
     call: VerifyCall<'_>,
     headers: &(impl Headers + ?Sized),
-) -> Step<'b> {
+) -> Result<Routed<'b>, Verdict> {
     let mut v = Verdict {
         outcome: Outcome::BadRequest,
         status: 400,
@@ -280,7 +280,7 @@ pub fn route<'b>(
                 // Worth a look: an ingress that passes client headers on, or an attack.
                 tracing::warn!(part, "forwarding header families disagree; refused");
             }
-            return Step::Done(v.bad_request(e.to_string()));
+            return Err(v.bad_request(e.to_string()));
         }
     };
     v.method = original.method.clone();
@@ -289,16 +289,36 @@ pub fn route<'b>(
     v.path = raw_path.chars().take(512).collect();
     let host = match original.host.as_deref().map(normalize_host).transpose() {
         Ok(h) => h.flatten(),
-        Err(e) => return Step::Done(v.bad_request(e.to_string())),
+        Err(e) => return Err(v.bad_request(e.to_string())),
     };
     v.host = host.clone();
     let path = match normalize_path(raw_path, bundle.routes.case_insensitive_paths) {
         Ok(p) => p,
-        Err(e) => return Step::Done(v.bad_request(e.to_string())),
+        Err(e) => return Err(v.bad_request(e.to_string())),
     };
     v.path = path.as_str().to_string();
+    Ok(Routed {
+        original,
+        host,
+        path,
+        matched: None,
+        verdict: v,
+    })
+}
 
-    let matched = bundle.routes.matches(host.as_deref(), &path);
+/// Step 1: reads `call` under the trust rules, normalizes it and matches its route.
+pub fn route<'b>(
+    bundle: &'b Bundle,
+    settings: &Settings,
+    call: VerifyCall<'_>,
+    headers: &(impl Headers + ?Sized),
+) -> Step<'b> {
+    let mut routed = match read(bundle, settings, call, headers) {
+        Ok(r) => r,
+        Err(v) => return Step::Done(v),
+    };
+    let matched = bundle.routes.matches(routed.host.as_deref(), &routed.path);
+    let v = &mut routed.verdict;
     match &matched {
         Some(m) => {
             v.route = m.route.name.clone();
@@ -306,22 +326,48 @@ pub fn route<'b>(
             if m.route.rule == RouteRule::Public {
                 v.outcome = Outcome::Public;
                 v.status = 200;
-                return Step::Done(v);
+                return Step::Done(routed.verdict);
             }
         }
         // Unmatched: denied before anyone's session is looked up.
         None if bundle.routes.default == DefaultAction::Deny => {
-            return Step::Done(v.deny("no_route".into()));
+            return Step::Done(routed.verdict.deny("no_route".into()));
         }
         None => {}
     }
-    Step::NeedsCaller(Box::new(Routed {
-        original,
-        host,
-        path,
-        matched,
-        verdict: v,
-    }))
+    routed.matched = matched;
+    Step::NeedsCaller(Box::new(routed))
+}
+
+/// Step 1 for a route chosen by name rather than by matching (Gatehouse's own admin API: the
+/// `gatehouse-admin` route has no path). The call is the request itself: its forwarding
+/// headers are not read. An unknown route name is `no_route`.
+pub fn route_named<'b>(
+    bundle: &'b Bundle,
+    settings: &Settings,
+    route_name: &str,
+    call: VerifyCall<'_>,
+    headers: &(impl Headers + ?Sized),
+) -> Step<'b> {
+    let call = VerifyCall {
+        forwarded: false,
+        ..call
+    };
+    let mut routed = match read(bundle, settings, call, headers) {
+        Ok(r) => r,
+        Err(v) => return Step::Done(v),
+    };
+    routed.verdict.route = route_name.to_string();
+    let Some(named) = bundle.routes.get(route_name) else {
+        return Step::Done(routed.verdict.deny("no_route".into()));
+    };
+    routed.verdict.tenant = named.tenant.clone();
+    routed.matched = Some(RouteMatch {
+        route: named,
+        params: Vec::new(),
+        tenant: named.tenant.clone(),
+    });
+    Step::NeedsCaller(Box::new(routed))
 }
 
 /// Step 2: decides a routed request for its caller.
@@ -503,5 +549,91 @@ impl Verdict {
             self.headers = vec![("X-Auth-Request-Redirect".into(), location)];
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn bundle() -> Bundle {
+        Bundle::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")).unwrap()
+    }
+
+    fn settings() -> Settings {
+        let trusted = vec!["127.0.0.1/32".parse().unwrap()];
+        Settings::new(HeaderNames::default(), trusted, "https://auth.example.com")
+    }
+
+    fn call(target: &str) -> VerifyCall<'_> {
+        VerifyCall {
+            method: "POST",
+            target,
+            peer: "127.0.0.1".parse().unwrap(),
+            scheme: "http",
+            forwarded: true,
+        }
+    }
+
+    #[test]
+    fn a_named_route_is_decided_on_the_request_itself() {
+        let (bundle, settings) = (bundle(), settings());
+        // Forwarding headers from a trusted peer would describe a public path: not read.
+        let headers = [("x-original-url", "https://apps.example.com/healthz")];
+        let Step::NeedsCaller(routed) = route_named(
+            &bundle,
+            &settings,
+            "gatehouse-admin",
+            call("/admin/api/reload"),
+            &headers[..],
+        ) else {
+            panic!("the admin route needs a caller");
+        };
+        assert_eq!(routed.path.as_str(), "/admin/api/reload");
+        assert_eq!(routed.verdict_so_far().route, "gatehouse-admin");
+        assert_eq!(routed.original.method, "POST");
+    }
+
+    #[test]
+    fn an_unknown_named_route_is_no_route_and_a_bad_path_is_refused() {
+        let (bundle, settings) = (bundle(), settings());
+        let Step::Done(v) = route_named(
+            &bundle,
+            &settings,
+            "nope",
+            call("/x"),
+            &[] as &[(&str, &str)],
+        ) else {
+            panic!("an unknown route is decided at once");
+        };
+        assert_eq!(
+            (v.outcome, v.reason.as_deref()),
+            (Outcome::Deny, Some("no_route"))
+        );
+        let Step::Done(v) = route_named(
+            &bundle,
+            &settings,
+            "gatehouse-admin",
+            call("/admin/..;/x"),
+            &[] as &[(&str, &str)],
+        ) else {
+            panic!("a refused spelling is decided at once");
+        };
+        assert_eq!(v.outcome, Outcome::BadRequest);
+    }
+
+    #[test]
+    fn public_and_unmatched_routes_are_decided_without_a_caller() {
+        let (bundle, settings) = (bundle(), settings());
+        let public = [("x-original-url", "https://apps.example.com/healthz")];
+        let unmatched = [("x-original-url", "https://apps.example.com/nowhere")];
+        for (headers, outcome) in [(&public, Outcome::Public), (&unmatched, Outcome::Deny)] {
+            let Step::Done(v) = route(&bundle, &settings, call("/auth/verify"), &headers[..])
+            else {
+                panic!("{outcome:?} needs no caller");
+            };
+            assert_eq!(v.outcome, outcome);
+        }
     }
 }

@@ -17,10 +17,8 @@ pub use gatehouse_core::decide::{DEFAULT_ROUTE, Outcome, UnauthenticatedMode, fo
 use crate::config::Config;
 use crate::headers::ActixHeaders;
 use crate::policy::Bundle;
-use crate::policy::input::{RequestFacts, RouteFacts};
 use crate::request::Headers;
 use crate::request::headers::header_text;
-use crate::request::normalize::normalize_path;
 use crate::request::trust::{OriginalRequest, VerifyCall};
 use crate::session::device::{DeviceResolver, FINGERPRINT_HEADERS, normalize_fingerprint};
 use crate::session::resolver::{InvalidSession, ResolvedSession, SessionResolver};
@@ -222,8 +220,20 @@ impl Decider {
         now: DateTime<Utc>,
     ) -> Result<Arc<ResolvedSession>, (u16, String)> {
         let bundle = self.bundle.load_full();
-        let Some(route) = bundle.routes.get(ADMIN_ROUTE) else {
-            return Err((403, "no_admin_route".into()));
+        let headers = ActixHeaders(headers);
+        let call = VerifyCall {
+            method,
+            target: path,
+            peer,
+            scheme: "http",
+            forwarded: false,
+        };
+        let routed = match core::route_named(&bundle, &self.settings, ADMIN_ROUTE, call, &headers) {
+            Step::NeedsCaller(routed) => routed,
+            Step::Done(v) if v.outcome == Outcome::Deny => {
+                return Err((403, "no_admin_route".into()));
+            }
+            Step::Done(v) => return Err((v.status, v.reason.unwrap_or_default())),
         };
         let session = match self.resolve(credentials, now).await {
             Ok(Ok(s)) => s,
@@ -233,28 +243,36 @@ impl Decider {
                 return Err((500, "store_error".into()));
             }
         };
-        let path = normalize_path(path, false).map_err(|e| (400, e.to_string()))?;
-        let request_headers = core::policy_headers(&self.settings, &ActixHeaders(headers));
-        let request = RequestFacts {
-            method,
-            scheme: "http",
-            host: None,
-            path: &path,
-            query: None,
-            headers: &request_headers,
-            source_ip: peer,
-            transport: "http",
+        let identity = Identity {
+            email: &session.email,
+            username: session.username.as_deref(),
+            groups_joined: &session.groups_joined,
+            tenants_joined: &session.tenants_joined,
+            input: &session.identity,
         };
-        let facts = RouteFacts {
-            name: ADMIN_ROUTE,
-            tenant: None,
-            params: &[],
+        let asking = Asking {
+            mode: UnauthenticatedMode::Status,
+            wants_html: false,
+            transport: Transport::Http,
         };
-        match bundle.evaluate(route, &request, &facts, &session.identity, now) {
-            Ok(o) if o.allow => Ok(session),
-            Ok(o) => Err((403, o.reason.unwrap_or_else(|| "denied".into()))),
-            Err(e) => {
-                tracing::error!(error = %e, "admin policy failed; denying");
+        let caller = Caller::Session(&identity);
+        let v = core::decide(
+            &bundle,
+            &self.settings,
+            &routed,
+            &headers,
+            caller,
+            asking,
+            now,
+        );
+        let reason = v.reason.unwrap_or_else(|| "denied".into());
+        match v.outcome {
+            Outcome::Allow | Outcome::Public => Ok(session),
+            Outcome::Unauthenticated => Err((401, reason)),
+            Outcome::Deny => Err((403, reason)),
+            Outcome::BadRequest => Err((400, reason)),
+            Outcome::Error => {
+                tracing::error!(error = %reason, "admin policy failed; denying");
                 Err((500, "policy_error".into()))
             }
         }
