@@ -260,7 +260,7 @@ fn read<'b>(
     settings: &Settings,
     call: VerifyCall<'_>,
     headers: &(impl Headers + ?Sized),
-) -> Result<Routed<'b>, Verdict> {
+) -> Result<Routed<'b>, Box<Verdict>> {
     let mut v = Verdict {
         outcome: Outcome::BadRequest,
         status: 400,
@@ -280,7 +280,7 @@ fn read<'b>(
                 // Worth a look: an ingress that passes client headers on, or an attack.
                 tracing::warn!(part, "forwarding header families disagree; refused");
             }
-            return Err(v.bad_request(e.to_string()));
+            return Err(Box::new(v.bad_request(e.to_string())));
         }
     };
     v.method = original.method.clone();
@@ -289,12 +289,12 @@ fn read<'b>(
     v.path = raw_path.chars().take(512).collect();
     let host = match original.host.as_deref().map(normalize_host).transpose() {
         Ok(h) => h.flatten(),
-        Err(e) => return Err(v.bad_request(e.to_string())),
+        Err(e) => return Err(Box::new(v.bad_request(e.to_string()))),
     };
     v.host = host.clone();
     let path = match normalize_path(raw_path, bundle.routes.case_insensitive_paths) {
         Ok(p) => p,
-        Err(e) => return Err(v.bad_request(e.to_string())),
+        Err(e) => return Err(Box::new(v.bad_request(e.to_string()))),
     };
     v.path = path.as_str().to_string();
     Ok(Routed {
@@ -315,7 +315,7 @@ pub fn route<'b>(
 ) -> Step<'b> {
     let mut routed = match read(bundle, settings, call, headers) {
         Ok(r) => r,
-        Err(v) => return Step::Done(v),
+        Err(v) => return Step::Done(*v),
     };
     let matched = bundle.routes.matches(routed.host.as_deref(), &routed.path);
     let v = &mut routed.verdict;
@@ -355,7 +355,7 @@ pub fn route_named<'b>(
     };
     let mut routed = match read(bundle, settings, call, headers) {
         Ok(r) => r,
-        Err(v) => return Step::Done(v),
+        Err(v) => return Step::Done(*v),
     };
     routed.verdict.route = route_name.to_string();
     let Some(named) = bundle.routes.get(route_name) else {
