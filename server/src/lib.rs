@@ -17,7 +17,9 @@ pub mod headers;
 pub mod http;
 pub mod metrics;
 pub mod oidc;
-pub mod policy;
+/// Policy bundles: compiled and evaluated by the pure core.
+pub use gatehouse_core::policy;
+pub mod reload;
 /// The request model, trust rules and normalization live in the pure core.
 pub use gatehouse_core::request;
 pub mod session;

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::decision::Decider;
 use crate::oidc::AuthService;
 use crate::policy::Bundle;
-use crate::policy::reload::PolicyReloader;
+use crate::reload::PolicyReloader;
 use crate::store::Store;
 use crate::tasks::TaskRegistry;
 

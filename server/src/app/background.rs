@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use crate::audit::AuditWriter;
 use crate::oidc::provider::OidcProvider;
 use crate::oidc::refresh::Refresher;
-use crate::policy::reload::{PolicyReloader, PolicyWatcher, watch};
+use crate::reload::{PolicyReloader, PolicyWatcher, watch};
 use crate::session::resolver::SessionResolver;
 use crate::session::revocation;
 use crate::store::Store;

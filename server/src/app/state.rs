@@ -17,7 +17,7 @@ use crate::oidc::AuthService;
 use crate::oidc::provider::OidcProvider;
 use crate::oidc::refresh::Refresher;
 use crate::policy::Bundle;
-use crate::policy::reload::{PolicyReloader, watch};
+use crate::reload::{PolicyReloader, watch};
 use crate::session::device::DeviceResolver;
 use crate::session::resolver::{SessionResolver, SessionTimeouts};
 use crate::state::AppState;

@@ -123,13 +123,9 @@ pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     let outcome = state.reloader.reload("admin-api").await;
     let status = state.reloader.status();
     let (decision, detail) = match &outcome {
-        crate::policy::reload::ReloadOutcome::Activated { version } => {
-            ("activated", version.clone())
-        }
-        crate::policy::reload::ReloadOutcome::Unchanged { version } => {
-            ("unchanged", version.clone())
-        }
-        crate::policy::reload::ReloadOutcome::Refused { error } => ("refused", error.clone()),
+        crate::reload::ReloadOutcome::Activated { version } => ("activated", version.clone()),
+        crate::reload::ReloadOutcome::Unchanged { version } => ("unchanged", version.clone()),
+        crate::reload::ReloadOutcome::Refused { error } => ("refused", error.clone()),
     };
     let mut record = crate::audit::AuditRecord::event(
         "admin",
@@ -157,14 +153,12 @@ pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         tracing::warn!(error = %e, "admin action not recorded in admin_actions");
     }
     match outcome {
-        crate::policy::reload::ReloadOutcome::Refused { error } => {
-            HttpResponse::UnprocessableEntity()
-                .json(json!({"result": "refused", "error": error, "version": status.version}))
-        }
-        crate::policy::reload::ReloadOutcome::Activated { version } => {
+        crate::reload::ReloadOutcome::Refused { error } => HttpResponse::UnprocessableEntity()
+            .json(json!({"result": "refused", "error": error, "version": status.version})),
+        crate::reload::ReloadOutcome::Activated { version } => {
             HttpResponse::Ok().json(json!({"result": "activated", "version": version}))
         }
-        crate::policy::reload::ReloadOutcome::Unchanged { version } => {
+        crate::reload::ReloadOutcome::Unchanged { version } => {
             HttpResponse::Ok().json(json!({"result": "unchanged", "version": version}))
         }
     }

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use notify::RecursiveMode;
 use notify_debouncer_full::{Debouncer, RecommendedCache, new_debouncer};
 
-use super::{Bundle, BundleFiles, PolicyError};
 use crate::metrics::METRICS;
+use crate::policy::{Bundle, BundleFiles, PolicyError};
 use crate::store::Store;
 use crate::tasks::{TaskContext, TaskError};
 
