@@ -440,8 +440,19 @@ pub fn decide(
     }
     let mut response_headers = identity_headers(&settings.headers, identity, m.tenant.as_deref());
     for (name, value) in outcome.headers {
-        if settings.is_hidden(&fold_header_name(&name)) {
+        let folded = fold_header_name(&name);
+        if settings.is_hidden(&folded) {
             return v.error(format!("policy tried to set the identity header {name}"));
+        }
+        // A route that declares its headers (`headers:` in routes.yaml) gets no others:
+        // the ingress configs and the built-in proxy clear only declared names.
+        if let Some(declared) = &m.route.headers
+            && !declared.contains(&folded)
+        {
+            return v.error(format!(
+                "policy answered the header {name}, which route `{}` does not declare",
+                m.route.name
+            ));
         }
         response_headers.push((name, value));
     }

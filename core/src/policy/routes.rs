@@ -64,6 +64,12 @@ pub struct RouteSpec {
     /// as `?mode=redirect` does.
     #[serde(default)]
     pub login_redirect: bool,
+    /// The headers this route's policy answers (`X-…`), e.g. `[X-Restaurant-Role]`. When
+    /// given, a policy answer with any other header is an evaluation error (500). Every
+    /// name declared by any route is removed from every client request by the built-in
+    /// proxy, so apps behind it see these headers only from Gatehouse.
+    #[serde(default)]
+    pub headers: Option<Vec<String>>,
 }
 
 /// How a route decides.
@@ -119,6 +125,9 @@ pub struct Route {
     pub upstream: Option<String>,
     pub tenant: Option<String>,
     pub login_redirect: bool,
+    /// The declared policy headers, folded (`fold_header_name`); `None` when the route
+    /// declares none (its policy may then answer any `X-` header).
+    pub headers: Option<Vec<String>>,
     host: Option<Vec<Segment>>,
     path: Option<Vec<Segment>>,
     /// Position in `routes.yaml`, the last tie-breaker.
@@ -176,6 +185,59 @@ pub struct RouteTable {
     patterned: Vec<usize>,
     /// Routes without a host, most specific first.
     hostless: Vec<usize>,
+    /// Every policy header any route declares, folded, sorted and without repeats: the
+    /// names a client must never send to an app (computed once per bundle).
+    declared_headers: Vec<String>,
+}
+
+/// The line and column of `header` in the `headers:` list of the route whose `name:` is at
+/// `route_line` (1-based); the route itself when it cannot be found.
+fn locate_header(text: &str, route_at: (usize, usize), header: &str) -> (usize, usize) {
+    text.lines()
+        .enumerate()
+        .skip(route_at.0)
+        .take_while(|(_, line)| !line.trim_start().starts_with("- name:"))
+        .find_map(|(n, line)| line.find(header).map(|col| (n + 1, col + 1)))
+        .unwrap_or(route_at)
+}
+
+/// Checks a route's `headers:` list and folds its names.
+fn declared_headers(
+    names: &[String],
+    here: impl Fn(&str, String) -> PolicyError,
+) -> Result<Vec<String>, PolicyError> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        // `decide::fold_header_name`'s folding (policy does not depend on decide).
+        let folded = name.to_ascii_lowercase().replace('_', "-");
+        if !folded.starts_with("x-") || !crate::request::headers::is_header_name(name) {
+            return Err(here(
+                name,
+                format!("header `{name}` must be a valid header name starting with `X-`"),
+            ));
+        }
+        if folded.starts_with("x-auth-request-") {
+            return Err(here(
+                name,
+                format!("header `{name}` is an identity header; only Gatehouse sets those"),
+            ));
+        }
+        if folded.starts_with("x-forwarded-")
+            || folded.starts_with("x-original-")
+            || folded == "x-real-ip"
+            || folded == "x-request-id"
+        {
+            return Err(here(
+                name,
+                format!("header `{name}` is a forwarding header set by the ingress or proxy"),
+            ));
+        }
+        if out.contains(&folded) {
+            return Err(here(name, format!("header `{name}` is declared twice")));
+        }
+        out.push(folded);
+    }
+    Ok(out)
 }
 
 impl RouteTable {
@@ -256,12 +318,20 @@ impl RouteTable {
             if path.is_some() && !seen_patterns.insert((host.clone(), path.clone())) {
                 return Err(here("another route has the same host and path".into()));
             }
+            let headers = match &spec.headers {
+                Some(list) => Some(declared_headers(list, |header, message| {
+                    let (line, col) = locate_header(text, locate(text, &spec.name), header);
+                    PolicyError::at(file, line, col, format!("route `{}`: {message}", spec.name))
+                })?),
+                None => None,
+            };
             routes.push(Route {
                 name: spec.name,
                 rule,
                 upstream: spec.upstream,
                 tenant: spec.tenant,
                 login_redirect: spec.login_redirect,
+                headers,
                 host,
                 path,
                 order,
@@ -307,6 +377,14 @@ impl RouteTable {
         by_host.values_mut().for_each(sort);
         sort(&mut patterned);
         sort(&mut hostless);
+        let mut declared_headers: Vec<String> = routes
+            .iter()
+            .filter_map(|r| r.headers.as_deref())
+            .flatten()
+            .cloned()
+            .collect();
+        declared_headers.sort();
+        declared_headers.dedup();
         RouteTable {
             default,
             case_insensitive_paths,
@@ -314,7 +392,14 @@ impl RouteTable {
             by_host,
             patterned,
             hostless,
+            declared_headers,
         }
+    }
+
+    /// Every policy header declared by any route, folded (`fold_header_name`): the built-in
+    /// proxy removes these from every client request.
+    pub fn declared_headers(&self) -> &[String] {
+        &self.declared_headers
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -533,5 +618,53 @@ routes:
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("routes.yaml:2:"), "{err}");
+    }
+
+    #[test]
+    fn declared_headers_are_folded_and_collected_for_the_bundle() {
+        let text = "routes:\n  - name: a\n    path: /a\n    policy: routes.a\n    headers: [X-Restaurant-Role]\n  \
+                    - name: b\n    path: /b\n    policy: routes.b\n    headers: [X_Tenant_Id, X-Tenant-Role, x-restaurant-role]\n  \
+                    - name: c\n    path: /c\n    public: true\n";
+        let t = RouteTable::parse(text, "routes.yaml").unwrap();
+        assert_eq!(
+            t.get("a").unwrap().headers.as_deref(),
+            Some(&["x-restaurant-role".to_string()][..])
+        );
+        assert_eq!(t.get("c").unwrap().headers, None);
+        assert_eq!(
+            t.declared_headers(),
+            ["x-restaurant-role", "x-tenant-id", "x-tenant-role"]
+        );
+        assert!(table().declared_headers().is_empty());
+    }
+
+    #[test]
+    fn bad_declared_headers_point_at_the_name() {
+        let with = |list: &str| {
+            let text = format!(
+                "routes:\n  - name: a\n    path: /a\n    public: true\n  - name: b\n    path: /b\n    policy: routes.b\n    headers: {list}\n"
+            );
+            RouteTable::parse(&text, "routes.yaml")
+                .unwrap_err()
+                .to_string()
+        };
+        for (list, col, says) in [
+            ("[Tenant-Id]", 15, "starting with `X-`"),
+            ("[X-Ok, \"X Bad\"]", 22, "valid header name"),
+            ("[X-Ok, X-Auth-Request-User]", 21, "identity header"),
+            ("[X_Auth_Request_Email]", 15, "identity header"),
+            ("[X-Forwarded-Host]", 15, "forwarding header"),
+            ("[X-Real-IP]", 15, "forwarding header"),
+            ("[X-Role, x_role]", 23, "declared twice"),
+        ] {
+            let err = with(list);
+            assert!(
+                err.starts_with(&format!("routes.yaml:8:{col}: route `b`: ")) && err.contains(says),
+                "{list}: {err}"
+            );
+        }
+        // Not a list of strings: serde's own error, located.
+        let err = with("X-One");
+        assert!(err.starts_with("routes.yaml:8:"), "{err}");
     }
 }

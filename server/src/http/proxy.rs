@@ -6,7 +6,9 @@
 //!
 //! DESIGN §7: the raw request target it decided on is forwarded (never a re-encoded decoded
 //! form); Gatehouse's cookies and any `Authorization` carrying a Gatehouse token are removed;
-//! every header the decision sets replaces the client's of that name, in any spelling. The
+//! every header the decision sets replaces the client's of that name, in any spelling, and
+//! every policy header the bundle declares (`headers:` in routes.yaml) is removed from every
+//! client request, whatever the decision answered. The
 //! decision is made before the body is read, and bodies are streamed both ways.
 
 use std::net::IpAddr;
@@ -149,9 +151,10 @@ pub async fn proxy(
     if decision.status != 200 {
         return refusal(&decision);
     }
-    let upstream = state
-        .bundle
-        .load()
+    // The bundle's declared policy headers (`headers:` in routes.yaml, computed once per
+    // bundle) are removed from the client's request on every route.
+    let bundle = state.bundle.load_full();
+    let upstream = bundle
         .routes
         .get(&decision.route)
         .and_then(|r| r.upstream.clone());
@@ -176,6 +179,7 @@ pub async fn proxy(
         &state.decider.signer,
         &forwarder,
         &decision,
+        bundle.routes.declared_headers(),
         uri,
         &request_id,
         peer,
@@ -227,13 +231,17 @@ fn connection_options<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String>
 /// The headers sent to the upstream: the client's, minus everything Gatehouse owns or
 /// decides, plus the forwarding headers and the decision's. Every name the decision sets is
 /// **replaced**: a client's header of that name, in any spelling (`X_Tenant_Id`,
-/// `X-TENANT-ID`), is removed first. `None` when a decision header cannot be sent (the
-/// request then fails closed).
+/// `X-TENANT-ID`), is removed first. So is every policy header the bundle declares
+/// (`declared`, folded), whatever this decision answered: a staff member's forged
+/// `X-Restaurant-Role: kitchen` never reaches the app, nor a forged `X-Tenant-Id` on a
+/// public route. `None` when a decision header cannot be sent (the request then fails
+/// closed).
 fn upstream_headers(
     req: &HttpRequest,
     signer: &CookieSigner,
     forwarder: &Forwarder,
     decision: &Decision,
+    declared: &[String],
     request_id: &str,
     peer: IpAddr,
 ) -> Option<HeaderMap> {
@@ -247,7 +255,11 @@ fn upstream_headers(
     for (name, value) in req.headers() {
         let name = name.as_str();
         let folded = fold_header_name(name);
-        if forwarder.drops(name, &folded) || decided.contains(&folded) || listed.contains(&folded) {
+        if forwarder.drops(name, &folded)
+            || decided.contains(&folded)
+            || declared.contains(&folded)
+            || listed.contains(&folded)
+        {
             continue;
         }
         let value = match name {
@@ -321,6 +333,7 @@ async fn forward(
     signer: &CookieSigner,
     forwarder: &Forwarder,
     decision: &Decision,
+    declared: &[String],
     uri: Uri,
     request_id: &str,
     peer: IpAddr,
@@ -340,7 +353,9 @@ async fn forward(
             "the request body is too large",
         );
     }
-    let Some(headers) = upstream_headers(req, signer, forwarder, decision, request_id, peer) else {
+    let Some(headers) =
+        upstream_headers(req, signer, forwarder, decision, declared, request_id, peer)
+    else {
         return HttpResponse::InternalServerError().finish();
     };
     let too_large = Arc::new(AtomicBool::new(false));

@@ -1,8 +1,8 @@
 //! The built-in proxy in front of an echo upstream: decisions as verify makes them, from the
 //! request itself; what reaches the upstream (the raw request target, identity headers, the
 //! decision's headers replacing the client's, no Gatehouse cookies or bearer tokens, no
-//! client identity or forwarding headers); bodies streamed both ways, a refused request's
-//! body never read; and the failure answers.
+//! client identity or forwarding headers, no client copy of a header the bundle declares);
+//! bodies streamed both ways, a refused request's body never read; and the failure answers.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{AppOptions, Backend, Person, TestApp, bundle_dir, spawn_app_with};
+use crate::helpers::{
+    AppOptions, Backend, Person, TestApp, bundle_dir, example_policies, spawn_app_with,
+};
 
 /// `n` bytes of a fixed pattern.
 fn pattern(n: usize) -> Vec<u8> {
@@ -648,4 +650,111 @@ async fn refusals_and_failures_are_answered_by_the_proxy() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+}
+
+/// A proxy in front of the echo upstream with the example bundle's `restaurant` and
+/// `tenant_apps` policies on routes that declare their headers (as policies/routes.yaml
+/// does), a public route, and a `smuggler` route whose policy answers a header it does not
+/// declare.
+async fn declaring_app() -> (TestApp, tempfile::TempDir) {
+    let echo = start_echo().await;
+    let example = |file: &str| std::fs::read_to_string(example_policies().join(file)).unwrap();
+    let routes = format!(
+        "default: deny\nroutes:\n  \
+         - name: restaurant\n    path: /restaurant\n    policy: routes.restaurant\n    headers: [X-Restaurant-Role]\n    upstream: http://127.0.0.1:{echo}\n  \
+         - name: tenant-apps\n    host: \"{{tenant}}.apps.example.com\"\n    path: /\n    policy: routes.tenant_apps\n    headers: [X-Tenant-Id, X-Tenant-Role]\n    upstream: http://127.0.0.1:{echo}\n  \
+         - name: open\n    path: /open\n    public: true\n    upstream: http://127.0.0.1:{echo}\n  \
+         - name: smuggler\n    path: /smuggle\n    policy: routes.smuggler\n    headers: [X-Declared]\n    upstream: http://127.0.0.1:{echo}\n"
+    );
+    let smuggler = "package routes.smuggler\n\nimport rego.v1\n\nallow := true\n\n\
+                    headers := {\"X-Declared\": \"yes\", \"X-Undeclared\": \"sneaky\"}\n";
+    let dir = bundle_dir(&[
+        ("routes.yaml", &routes),
+        ("restaurant.rego", &example("restaurant.rego")),
+        ("tenant_apps.rego", &example("tenant_apps.rego")),
+        ("smuggler.rego", smuggler),
+    ]);
+    let mut options = AppOptions::with_policies(Backend::Sqlite, dir.path());
+    options.extra_yaml = "proxy:\n  listen: 127.0.0.1:0\n".into();
+    (spawn_app_with(options).await, dir)
+}
+
+/// Every value the upstream received for `name`, matching any spelling.
+fn received(echo: &Value, name: &str) -> Vec<String> {
+    echo["all_headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[0].as_str().unwrap().replace('_', "-") == name)
+        .map(|p| p[1].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn declared_policy_headers_are_removed_from_every_client_request() {
+    let (app, _dir) = declaring_app().await;
+    let proxy = app.proxy.clone().unwrap();
+    let forged = "X-Restaurant-Role: kitchen\r\nx_restaurant_role: kitchen\r\n\
+                  X-TENANT-ID: acme\r\nX_Tenant_Role: owner";
+    // Staff are allowed and the policy answers no role: the forged ones do not get through.
+    let staff = app.login(&SAM).await;
+    let head = format!("GET /restaurant/orders HTTP/1.1\r\nCookie: _gatehouse={staff}\r\n{forged}");
+    let (status, head, body) = raw(&proxy, &head, b"").await;
+    assert_eq!(status, 200, "{head}");
+    let echo: Value = serde_json::from_slice(&body).unwrap();
+    assert!(received(&echo, "x-restaurant-role").is_empty(), "{echo}");
+    assert!(received(&echo, "x-tenant-id").is_empty(), "{echo}");
+    assert!(received(&echo, "x-tenant-role").is_empty(), "{echo}");
+    // The kitchen crew gets exactly the policy's answer.
+    let kitchen = app
+        .login(&Person {
+            email: "kim@example.com",
+            groups: &["kitchen"],
+            tenant: None,
+        })
+        .await;
+    let head =
+        format!("GET /restaurant/orders HTTP/1.1\r\nCookie: _gatehouse={kitchen}\r\n{forged}");
+    let (status, head, body) = raw(&proxy, &head, b"").await;
+    assert_eq!(status, 200, "{head}");
+    let echo: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(received(&echo, "x-restaurant-role"), ["kitchen"], "{echo}");
+    // A public route is decided without any policy: declared names are removed all the same,
+    // other headers pass.
+    let head = format!("GET /open/page HTTP/1.1\r\n{forged}\r\nX-Unrelated: kept");
+    let (status, head, body) = raw(&proxy, &head, b"").await;
+    assert_eq!(status, 200, "{head}");
+    let echo: Value = serde_json::from_slice(&body).unwrap();
+    assert!(received(&echo, "x-tenant-id").is_empty(), "{echo}");
+    assert!(received(&echo, "x-tenant-role").is_empty(), "{echo}");
+    assert!(received(&echo, "x-restaurant-role").is_empty(), "{echo}");
+    assert_eq!(received(&echo, "x-unrelated"), ["kept"]);
+}
+
+#[tokio::test]
+async fn an_undeclared_policy_header_fails_closed() {
+    let (app, _dir) = declaring_app().await;
+    let proxy = app.proxy.clone().unwrap();
+    let cookie = app.login(&SAM).await;
+    let r = app
+        .client
+        .get(format!("{proxy}/smuggle"))
+        .header("Cookie", format!("_gatehouse={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r.headers().get("x-upstream").is_none(), "never forwarded");
+    // verify answers the same: an evaluation error, no headers of the allow it is not.
+    let r = app
+        .client
+        .get(format!("{}/auth/verify", app.base))
+        .header("Cookie", format!("_gatehouse={cookie}"))
+        .header("X-Original-URL", "http://apps.example.com/smuggle")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r.headers().get("x-declared").is_none());
+    assert!(r.headers().get("x-undeclared").is_none());
 }
