@@ -1,6 +1,12 @@
 //! The decision cases (tests/cases/*.yaml) against the pure core: no database, no HTTP,
 //! the example bundle and identities built in memory — milliseconds for every case. The
 //! same files run against HTTP verify in server/tests/api/verify.rs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 #[path = "../../tests/cases/runner.rs"]
 mod runner;

@@ -2,6 +2,12 @@
 //! a record adds to a verify decision (with the writer running) against the decision alone.
 //! Needs Postgres at TEST_POSTGRES_URL (default: local trust auth); makes and drops its own
 //! database.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 #[path = "common/mod.rs"]
 mod common;

@@ -1,6 +1,12 @@
 //! Policy reload cost: building a 500-route bundle (parse, compile, run its tests) against
 //! the 6-route example bundle, and the verify decision while reloads run continuously
 //! against the same decision without them. Ratios are printed from this run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 #[path = "common/mod.rs"]
 mod common;

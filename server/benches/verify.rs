@@ -5,6 +5,12 @@
 //! already in the cache, as it is for all but the first request of a session. The summary
 //! prints each case as a ratio of `public_route` (the same work minus session and policy),
 //! measured in this same run, so the numbers compare across machines.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 #[path = "common/mod.rs"]
 mod common;

@@ -170,7 +170,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
 
 /// The process-wide metrics. Building them can only fail on a duplicate name, which is a
 /// programming error caught by the first test that touches metrics.
-#[allow(clippy::expect_used)]
+#[allow(
+    clippy::expect_used,
+    reason = "only a duplicate metric name fails, a programming error every test run catches"
+)]
 pub static METRICS: LazyLock<Metrics> =
     LazyLock::new(|| build().expect("metric definitions are valid"));
 

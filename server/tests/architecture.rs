@@ -10,6 +10,12 @@
 //!
 //! The checker is tested on a small synthetic module set too (`checker_*`), so a checker that
 //! stopped seeing edges would fail here instead of passing everything.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -1,5 +1,11 @@
 //! The `gatehouse` binary's command-line contract: exit codes, `file:line:col` messages,
 //! and `session create` + `serve` on the embedded SQLite store.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

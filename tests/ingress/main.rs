@@ -1,6 +1,12 @@
 //! End-to-end: browser-style requests through a real NGINX (`auth_request`) and a real
 //! Caddy (`forward_auth`), configured with the files in `deploy/`, to an echo app, with the
 //! real `gatehouse` binary and Postgres deciding.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 mod compose;
 mod harness;

@@ -1,4 +1,10 @@
 //! End-to-end OIDC login tests against an independent provider (node oidc-provider).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 mod demo;
 mod dev_idp;

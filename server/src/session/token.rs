@@ -154,8 +154,10 @@ impl CookieSigner {
 }
 
 fn unreachable_key() -> Hmac<Sha256> {
-    // `new_from_slice` fails only for fixed-size-key MACs; HMAC takes any key length.
-    #[allow(clippy::expect_used)]
+    #[allow(
+        clippy::expect_used,
+        reason = "new_from_slice fails only for fixed-size-key MACs; HMAC takes any key length"
+    )]
     Hmac::<Sha256>::new_from_slice(b"").expect("HMAC accepts any key length")
 }
 

@@ -1,5 +1,11 @@
 //! In-process API tests: the real application on port 0, against real Postgres and SQLite
 //! databases created per test and dropped afterwards.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test or benchmark reports failure by panicking"
+)]
 
 mod audit;
 mod audit_cookbook;
