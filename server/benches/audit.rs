@@ -112,7 +112,7 @@ fn run(rt: &tokio::runtime::Runtime, url: &str) {
     group.bench_function("verify_with_audit", |b| {
         b.to_async(rt).iter(|| async {
             let d = decide().await;
-            sink.record(AuditRecord::from_decision(&d, "bench", chrono::Utc::now()))
+            sink.record(d.audit_record("bench", chrono::Utc::now()))
                 .await;
         })
     });

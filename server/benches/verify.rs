@@ -1,6 +1,6 @@
 //! The verify decision, in process: what one `/auth/verify` costs past the HTTP layer.
 //!
-//! Every case runs the full `Decider::decide` (trusted-proxy headers, normalization, route
+//! Every case runs the full `Authorizer::decide` (trusted-proxy headers, normalization, route
 //! match, cached session, policy, answer) against the example bundle, with the session
 //! already in the cache, as it is for all but the first request of a session. The summary
 //! prints each case as a ratio of `public_route` (the same work minus session and policy),

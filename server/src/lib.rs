@@ -9,9 +9,9 @@
 
 pub mod app;
 pub mod audit;
+pub mod authorizer;
 pub mod cli;
 pub mod config;
-pub mod decision;
 pub mod demo;
 pub mod headers;
 pub mod http;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::audit::AuditSink;
+use crate::authorizer::Authorizer;
 use crate::config::Config;
-use crate::decision::Decider;
 use crate::oidc::AuthService;
 use crate::policy::Bundle;
 use crate::reload::PolicyReloader;
@@ -19,7 +19,7 @@ pub struct AppState {
     pub store: Store,
     /// The live policy bundle; swapped whole on reload.
     pub bundle: Arc<ArcSwap<Bundle>>,
-    pub decider: Decider,
+    pub authorizer: Authorizer,
     /// Every reload trigger (watcher, SIGHUP, admin API) goes through it.
     pub reloader: Arc<PolicyReloader>,
     /// The audit queue; every decision is recorded through it.

@@ -1,4 +1,4 @@
-//! What the benchmarks share: a `Decider` over the example bundle with one cached-to-be
+//! What the benchmarks share: a `Authorizer` over the example bundle with one cached-to-be
 //! session, NGINX-style verify headers, and reading criterion's estimates for the ratio
 //! summaries.
 #![allow(dead_code)] // each benchmark uses part of this
@@ -11,8 +11,8 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use arc_swap::ArcSwap;
 use criterion::Criterion;
+use gatehouse::authorizer::{Authorizer, Credentials, Decision, UnauthenticatedMode};
 use gatehouse::config::Config;
-use gatehouse::decision::{Credentials, Decider, Decision, UnauthenticatedMode};
 use gatehouse::policy::Bundle;
 use gatehouse::request::trust::VerifyCall;
 use gatehouse::session::resolver::{SessionResolver, SessionTimeouts};
@@ -31,7 +31,7 @@ pub fn example_policies() -> PathBuf {
 }
 
 pub struct Fixture {
-    pub decider: Decider,
+    pub authorizer: Authorizer,
     pub cookie: String,
     pub bundle: Arc<ArcSwap<Bundle>>,
     pub store: Store,
@@ -74,7 +74,7 @@ pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) 
         .expect("session")
         .cookie_value;
     Fixture {
-        decider: Decider::new(
+        authorizer: Authorizer::new(
             &config,
             bundle.clone(),
             sessions,
@@ -82,6 +82,8 @@ pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) 
                 store.clone(),
                 Duration::from_secs(3600),
             ),
+            // Benchmarks call `decide`, which records nothing.
+            gatehouse::audit::AuditSink::channel().0,
         ),
         cookie,
         bundle,
@@ -105,7 +107,7 @@ impl Fixture {
             scheme: "http",
             forwarded: true,
         };
-        self.decider
+        self.authorizer
             .decide(
                 call,
                 headers,

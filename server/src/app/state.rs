@@ -11,8 +11,8 @@ use super::StartError;
 use super::background::Background;
 use crate::audit::spool::Spool;
 use crate::audit::{AuditSink, AuditWriter};
+use crate::authorizer::Authorizer;
 use crate::config::{Config, ConfigError};
-use crate::decision::Decider;
 use crate::oidc::AuthService;
 use crate::oidc::provider::OidcProvider;
 use crate::oidc::refresh::Refresher;
@@ -39,7 +39,6 @@ pub(super) async fn build(
         },
     );
     let devices = DeviceResolver::new(store.clone(), config.session.cache_ttl.0);
-    let decider = Decider::new(config, bundle.clone(), sessions.clone(), devices);
     let reloader = Arc::new(PolicyReloader::new(
         config.policies_dir.clone(),
         bundle.clone(),
@@ -51,6 +50,13 @@ pub(super) async fn build(
         source,
     })?;
     let (audit, audit_rx) = AuditSink::channel();
+    let authorizer = Authorizer::new(
+        config,
+        bundle.clone(),
+        sessions.clone(),
+        devices,
+        audit.clone(),
+    );
     let audit_writer = AuditWriter::new(
         store.clone(),
         audit_rx,
@@ -89,7 +95,7 @@ pub(super) async fn build(
         config: Arc::new(config.clone()),
         store,
         bundle,
-        decider,
+        authorizer,
         reloader,
         audit,
         auth,

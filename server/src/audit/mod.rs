@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::decision::Decision;
 use crate::metrics::METRICS;
 use crate::store::{AsAuditEvent, NewAuditEvent};
 
@@ -51,31 +50,6 @@ pub struct AuditRecord {
     pub policy_version: Option<String>,
     pub latency_us: i64,
     pub client_ip: Option<String>,
-}
-
-impl AuditRecord {
-    /// The record of a verify decision.
-    pub fn from_decision(d: &Decision, request_id: &str, now: DateTime<Utc>) -> AuditRecord {
-        AuditRecord {
-            time: now,
-            request_id: request_id.to_string(),
-            kind: "verify".into(),
-            user_id: d.user_id.clone(),
-            email: d.user_email.clone(),
-            tenant: d.tenant.clone(),
-            device_id: d.device_id.clone(),
-            route: Some(d.route.clone()),
-            host: d.host.clone(),
-            method: Some(d.method.clone()),
-            path: Some(d.path.clone()),
-            decision: d.outcome.as_str().to_string(),
-            status: i32::from(d.status),
-            reason: d.reason.clone(),
-            policy_version: Some(d.bundle_version.clone()),
-            latency_us: i64::try_from(d.started.elapsed().as_micros()).unwrap_or(i64::MAX),
-            client_ip: d.source_ip.map(|ip| ip.to_string()),
-        }
-    }
 }
 
 impl AuditRecord {

@@ -56,7 +56,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let cached = state.decider.sessions.cached_sessions();
+    let cached = state.authorizer.sessions.cached_sessions();
     crate::metrics::METRICS
         .sessions_active
         .set(i64::try_from(cached).unwrap_or(i64::MAX));

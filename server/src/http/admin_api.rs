@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::decision::Credentials;
+use crate::authorizer::Credentials;
 use crate::session::resolver::ResolvedSession;
 use crate::state::AppState;
 
@@ -67,7 +67,7 @@ async fn authorize(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !state
-            .decider
+            .authorizer
             .signer
             .verify_csrf(&session.session_id, presented)
         {
@@ -84,7 +84,7 @@ async fn admit(
     credentials: Credentials<'_>,
 ) -> Result<Arc<ResolvedSession>, (u16, String)> {
     state
-        .decider
+        .authorizer
         .authorize_admin(
             req.method().as_str(),
             req.path(),
@@ -100,7 +100,7 @@ async fn admit(
 pub async fn csrf(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     match authorize(&req, &state).await {
         Ok(session) => HttpResponse::Ok()
-            .json(json!({"token": state.decider.signer.csrf_token(&session.session_id)})),
+            .json(json!({"token": state.authorizer.signer.csrf_token(&session.session_id)})),
         Err(r) => r,
     }
 }
@@ -133,7 +133,7 @@ pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         Some(&session.email),
         Some(format!("reload: {detail}")),
     );
-    record.route = Some(crate::decision::ADMIN_ROUTE.into());
+    record.route = Some(crate::authorizer::ADMIN_ROUTE.into());
     record.method = Some("POST".into());
     record.path = Some(req.path().to_string());
     record.policy_version = Some(status.version.clone());

@@ -220,12 +220,12 @@ fn backchannel_error(description: &str) -> HttpResponse {
 /// `GET /`: where a refused or missing `rd` lands; says who is signed in.
 pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
-    let credentials = crate::decision::Credentials {
+    let credentials = crate::authorizer::Credentials {
         cookies: &cookies,
         bearer: None,
     };
     let who = state
-        .decider
+        .authorizer
         .session_of(credentials, chrono::Utc::now())
         .await;
     match who {

@@ -31,8 +31,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, oneshot};
 
 use super::verify::{decide_and_record, respond};
+use crate::authorizer::{Decision, Outcome, UnauthenticatedMode, fold_header_name};
 use crate::config::Config;
-use crate::decision::{Decision, Outcome, UnauthenticatedMode, fold_header_name};
 use crate::session::device::FINGERPRINT_HEADERS;
 use crate::session::token::CookieSigner;
 use crate::state::AppState;
@@ -176,7 +176,7 @@ pub async fn proxy(
     forward(
         &req,
         payload,
-        &state.decider.signer,
+        &state.authorizer.signer,
         &forwarder,
         &decision,
         bundle.routes.declared_headers(),

@@ -1,8 +1,9 @@
-//! The service's side of the verify decision: everything around `gatehouse_core::decide`
-//! that needs I/O. The core reads, normalizes and routes the request and evaluates the
-//! policy; this module resolves who is asking (sessions, then a client-certificate device)
-//! between the core's two steps, and keeps what the audit record needs. Every transport
-//! (HTTP verify, the built-in proxy, later gRPC) calls [`Decider::decide`].
+//! The authorizer: everything around `gatehouse_core::decide` that needs I/O. The core reads,
+//! normalizes and routes the request and evaluates the policy; the authorizer resolves who
+//! is asking (sessions, then a client-certificate device) between the core's two steps, then
+//! counts the decision, logs it under its request id and queues its audit record. Every
+//! transport (HTTP verify, the built-in proxy, later gRPC) calls [`Authorizer::authorize`]
+//! and only maps its request in and the [`Decision`] out.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,12 +15,16 @@ use chrono::{DateTime, Utc};
 use gatehouse_core::decide::{self as core, Asking, Caller, Identity, Settings, Step, Transport};
 pub use gatehouse_core::decide::{DEFAULT_ROUTE, Outcome, UnauthenticatedMode, fold_header_name};
 
+use tracing::Instrument;
+
+use crate::audit::{AuditRecord, AuditSink};
 use crate::config::Config;
 use crate::headers::ActixHeaders;
+use crate::metrics::METRICS;
 use crate::policy::Bundle;
 use crate::request::Headers;
 use crate::request::headers::header_text;
-use crate::request::trust::{OriginalRequest, VerifyCall};
+use crate::request::trust::{OriginalRequest, VerifyCall, is_trusted};
 use crate::session::device::{DeviceResolver, FINGERPRINT_HEADERS, normalize_fingerprint};
 use crate::session::resolver::{InvalidSession, ResolvedSession, SessionResolver};
 use crate::session::token::CookieSigner;
@@ -78,6 +83,31 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// The audit record of this decision (the audit module knows no decision type).
+    pub fn audit_record(&self, request_id: &str, now: DateTime<Utc>) -> AuditRecord {
+        AuditRecord {
+            time: now,
+            request_id: request_id.to_string(),
+            kind: "verify".into(),
+            user_id: self.user_id.clone(),
+            email: self.user_email.clone(),
+            tenant: self.tenant.clone(),
+            device_id: self.device_id.clone(),
+            route: Some(self.route.clone()),
+            host: self.host.clone(),
+            method: Some(self.method.clone()),
+            path: Some(self.path.clone()),
+            decision: self.outcome.as_str().to_string(),
+            status: i32::from(self.status),
+            reason: self.reason.clone(),
+            policy_version: Some(self.bundle_version.clone()),
+            latency_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            client_ip: self.source_ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
 /// How the caller presented a session.
 #[derive(Debug, Clone, Copy)]
 pub struct Credentials<'a> {
@@ -87,25 +117,41 @@ pub struct Credentials<'a> {
 }
 
 /// Everything a decision needs; one per process, shared by all workers.
-pub struct Decider {
+pub struct Authorizer {
     pub bundle: Arc<ArcSwap<Bundle>>,
     pub sessions: SessionResolver,
     pub devices: DeviceResolver,
     pub signer: CookieSigner,
     pub settings: Settings,
+    audit: AuditSink,
 }
 
-impl Decider {
+/// One request as a transport hands it to [`Authorizer::authorize`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub call: VerifyCall<'a>,
+    pub headers: &'a HeaderMap,
+    pub credentials: Credentials<'a>,
+    pub mode: UnauthenticatedMode,
+    /// `Accept: text/html`: a browser, which may be redirected to the login page.
+    pub wants_html: bool,
+    /// The `X-Request-Id` the caller sent, kept only from a trusted proxy.
+    pub offered_request_id: Option<&'a str>,
+}
+
+impl Authorizer {
     pub fn new(
         config: &Config,
         bundle: Arc<ArcSwap<Bundle>>,
         sessions: SessionResolver,
         devices: DeviceResolver,
-    ) -> Decider {
-        Decider {
+        audit: AuditSink,
+    ) -> Authorizer {
+        Authorizer {
             bundle,
             sessions,
             devices,
+            audit,
             signer: CookieSigner::new(config.cookie.secret.expose().as_bytes()),
             settings: Settings::new(
                 config.headers.clone(),
@@ -115,7 +161,53 @@ impl Decider {
         }
     }
 
-    /// Decides one call: the core routes it; if its route needs to know who is asking, the
+    /// Decides one request, counts it, logs it under its request id and queues its audit
+    /// record: everything but the transport's answer. Returns the decision and the request
+    /// id (the transport echoes it as `X-Request-Id`).
+    pub async fn authorize(&self, ask: Ask<'_>) -> (Decision, String) {
+        let request_id = self.request_id(ask.call.peer, ask.offered_request_id);
+        let now = Utc::now();
+        // Every log line of this decision carries the request id that is also in its audit
+        // row and in the `X-Request-Id` answer.
+        let span = tracing::info_span!("verify", request_id = %request_id);
+        let decision = self
+            .decide(
+                ask.call,
+                ask.headers,
+                ask.credentials,
+                ask.mode,
+                ask.wants_html,
+                now,
+            )
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| count_and_log(&decision));
+        self.audit
+            .record(decision.audit_record(&request_id, now))
+            .await;
+        (decision, request_id)
+    }
+
+    /// The caller's `X-Request-Id` when a trusted proxy sent a sane one (so logs line up
+    /// across hops), else a new UUID.
+    fn request_id(&self, peer: std::net::IpAddr, offered: Option<&str>) -> String {
+        match offered {
+            Some(id)
+                if is_trusted(peer, &self.settings.trusted_proxies)
+                    && !id.is_empty()
+                    && id.len() <= 128
+                    && id.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+                    }) =>
+            {
+                id.to_string()
+            }
+            _ => uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// Decides one call, without counting or auditing it ([`Authorizer::authorize`] does
+    /// those; benchmarks call this directly): the core routes it; if its route needs to know who is asking, the
     /// session and the client-certificate device are resolved and the core decides.
     /// `call.forwarded` tells a verify call (an ingress describing a request) from the
     /// built-in proxy's own request.
@@ -350,5 +442,22 @@ impl Decider {
             }
         }
         Ok(Err(first_invalid))
+    }
+}
+
+/// The decision's metrics and log line.
+fn count_and_log(d: &Decision) {
+    METRICS
+        .decisions
+        .with_label_values(&[d.route.as_str(), d.outcome.as_str()])
+        .inc();
+    METRICS
+        .verify_duration
+        .with_label_values(&[d.route.as_str()])
+        .observe(d.started.elapsed().as_secs_f64());
+    if d.status >= 500 {
+        tracing::error!(route = %d.route, reason = ?d.reason, "verify failed closed");
+    } else {
+        tracing::debug!(route = %d.route, outcome = d.outcome.as_str(), status = d.status, "verify");
     }
 }
