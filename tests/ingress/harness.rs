@@ -493,3 +493,48 @@ pub fn start_caddy(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) ->
         .env("XDG_CONFIG_HOME", dir.join("config"));
     Proc::spawn("caddy", command, dir.join("caddy.log")).stop_gracefully("TERM")
 }
+
+/// `nginx -t` on a configuration text: fails the test with NGINX's message.
+pub fn nginx_t(conf: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let out = Command::new(require_binary("nginx", "nginx"))
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .arg("-g")
+        .arg(format!(
+            "pid {}; error_log {};",
+            dir.path().join("nginx.pid").display(),
+            dir.path().join("error.log").display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nginx -t: {}\n{conf}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `caddy validate` on a Caddyfile text: fails the test with Caddy's message.
+pub fn caddy_validate(caddyfile: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Caddyfile");
+    std::fs::write(&path, caddyfile).unwrap();
+    let out = Command::new(require_binary("caddy", "caddy"))
+        .arg("validate")
+        .arg("--config")
+        .arg(&path)
+        .arg("--adapter")
+        .arg("caddyfile")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "caddy validate: {}\n{caddyfile}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -20,8 +20,8 @@ mod snippets;
 use std::process::Command;
 
 use harness::{
-    Gatehouse, client, free_port, localize, repo_root, require_binary, start_caddy, start_echo_app,
-    start_nginx, wait_http,
+    Gatehouse, caddy_validate, client, free_port, localize, nginx_t, repo_root, start_caddy,
+    start_echo_app, start_nginx, wait_http,
 };
 use serde_json::Value;
 
@@ -279,7 +279,6 @@ async fn caddy_forward_auth_guards_apps_end_to_end() {
 
 #[tokio::test]
 async fn deploy_configs_pass_nginx_t_and_caddy_validate() {
-    let dir = tempfile::tempdir().unwrap();
     // nginx -t resolves upstream host names, which exist only inside compose: check the
     // same file with loopback addresses.
     let template = std::fs::read_to_string(repo_root().join("deploy/nginx/nginx.conf")).unwrap();
@@ -291,36 +290,8 @@ async fn deploy_configs_pass_nginx_t_and_caddy_validate() {
             ("server marketing:8080;", "server 127.0.0.1:8082;".into()),
         ],
     );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let out = Command::new(require_binary("nginx", "nginx"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-g")
-        .arg(format!("pid {};", dir.path().join("nginx.pid").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nginx -t: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let out = Command::new(require_binary("caddy", "caddy"))
-        .arg("validate")
-        .arg("--config")
-        .arg(repo_root().join("deploy/caddy/Caddyfile"))
-        .arg("--adapter")
-        .arg("caddyfile")
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "caddy validate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    nginx_t(&conf);
+    caddy_validate(&std::fs::read_to_string(repo_root().join("deploy/caddy/Caddyfile")).unwrap());
 }
 
 #[tokio::test]

@@ -2,9 +2,7 @@
 //! faithful excerpt of its `deploy/` file, passes `nginx -t` / `caddy validate`, and sets or
 //! clears every header Gatehouse or an app believes. The same checks run on the shipped files.
 
-use std::process::Command;
-
-use crate::harness::{deploy_file, localize, repo_root, require_binary};
+use crate::harness::{caddy_validate, deploy_file, localize, nginx_t, repo_root};
 
 /// Headers describing the request to Gatehouse (both families), and certificate fingerprints.
 const DESCRIBING: [&str; 10] = [
@@ -257,29 +255,6 @@ fn in_order<T: PartialEq + std::fmt::Debug>(part: &[T], whole: &[T]) -> Result<(
     Ok(())
 }
 
-fn nginx_t(conf: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let out = Command::new(require_binary("nginx", "nginx"))
-        .arg("-t")
-        .arg("-c")
-        .arg(&path)
-        .arg("-g")
-        .arg(format!(
-            "pid {}; error_log {};",
-            dir.path().join("nginx.pid").display(),
-            dir.path().join("error.log").display()
-        ))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nginx -t: {}\n{conf}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn shipped_nginx_conf_sets_or_clears_every_trusted_header() {
     let problems = nginx_problems(&deploy_file("nginx/nginx.conf"));
@@ -386,26 +361,6 @@ fn caddy_problems(text: &str) -> Vec<String> {
         }
     }
     problems
-}
-
-fn caddy_validate(caddyfile: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("Caddyfile");
-    std::fs::write(&path, caddyfile).unwrap();
-    let out = Command::new(require_binary("caddy", "caddy"))
-        .arg("validate")
-        .arg("--config")
-        .arg(&path)
-        .arg("--adapter")
-        .arg("caddyfile")
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "caddy validate: {}\n{caddyfile}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
