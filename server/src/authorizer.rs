@@ -108,6 +108,23 @@ impl Decision {
     }
 }
 
+/// Why a call to the admin API was refused (mapped to statuses by `http::error::ApiError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// The request's spelling is refused (the core's reason).
+    BadRequest(String),
+    /// No live session among the credentials; why.
+    Unauthenticated(String),
+    /// The bundle has no `gatehouse-admin` route.
+    NoAdminRoute,
+    /// The admin route's policy refused; its reason code.
+    Denied(String),
+    /// The session store failed (logged).
+    StoreFailed,
+    /// The policy failed to evaluate (logged).
+    PolicyFailed,
+}
+
 /// How the caller presented a session.
 #[derive(Debug, Clone, Copy)]
 pub struct Credentials<'a> {
@@ -310,7 +327,7 @@ impl Authorizer {
         peer: std::net::IpAddr,
         credentials: Credentials<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Arc<ResolvedSession>, (u16, String)> {
+    ) -> Result<Arc<ResolvedSession>, AdminRefusal> {
         let bundle = self.bundle.load_full();
         let headers = ActixHeaders(headers);
         let call = VerifyCall {
@@ -322,17 +339,15 @@ impl Authorizer {
         };
         let routed = match core::route_named(&bundle, &self.settings, ADMIN_ROUTE, call, &headers) {
             Step::NeedsCaller(routed) => routed,
-            Step::Done(v) if v.outcome == Outcome::Deny => {
-                return Err((403, "no_admin_route".into()));
-            }
-            Step::Done(v) => return Err((v.status, v.reason.unwrap_or_default())),
+            Step::Done(v) if v.outcome == Outcome::Deny => return Err(AdminRefusal::NoAdminRoute),
+            Step::Done(v) => return Err(AdminRefusal::BadRequest(v.reason.unwrap_or_default())),
         };
         let session = match self.resolve(credentials, now).await {
             Ok(Ok(s)) => s,
-            Ok(Err(invalid)) => return Err((401, invalid.code().into())),
+            Ok(Err(invalid)) => return Err(AdminRefusal::Unauthenticated(invalid.code().into())),
             Err(e) => {
                 tracing::error!(error = %e, "admin authorization failed closed");
-                return Err((500, "store_error".into()));
+                return Err(AdminRefusal::StoreFailed);
             }
         };
         let identity = Identity {
@@ -360,12 +375,13 @@ impl Authorizer {
         let reason = v.reason.unwrap_or_else(|| "denied".into());
         match v.outcome {
             Outcome::Allow | Outcome::Public => Ok(session),
-            Outcome::Unauthenticated => Err((401, reason)),
-            Outcome::Deny => Err((403, reason)),
-            Outcome::BadRequest => Err((400, reason)),
+            // A policy's `status: 401` asks for a new sign-in, with its reason.
+            Outcome::Unauthenticated => Err(AdminRefusal::Unauthenticated(reason)),
+            Outcome::Deny => Err(AdminRefusal::Denied(reason)),
+            Outcome::BadRequest => Err(AdminRefusal::BadRequest(reason)),
             Outcome::Error => {
                 tracing::error!(error = %reason, "admin policy failed; denying");
-                Err((500, "policy_error".into()))
+                Err(AdminRefusal::PolicyFailed)
             }
         }
     }

@@ -6,16 +6,10 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use crate::authorizer::Credentials;
+use super::error::ApiError;
+use crate::authorizer::{AdminRefusal, Credentials};
 use crate::session::resolver::ResolvedSession;
 use crate::state::AppState;
-
-/// Why an admin call was refused, as JSON.
-fn refuse(status: u16, reason: &str) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(status)
-        .unwrap_or(actix_web::http::StatusCode::FORBIDDEN);
-    HttpResponse::build(status).json(json!({"error": reason}))
-}
 
 /// Authorizes the call; for unsafe methods with a cookie session, checks the CSRF token.
 ///
@@ -25,10 +19,7 @@ fn refuse(status: u16, reason: &str) -> HttpResponse {
 /// carries the cookie must not let a junk bearer switch the check off. So the bearer is
 /// tried alone first; only if it names no live session are the cookies tried, and a session
 /// from a cookie always needs `X-CSRF-Token`.
-async fn authorize(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Arc<ResolvedSession>, HttpResponse> {
+async fn authorize(req: &HttpRequest, state: &AppState) -> Result<Arc<ResolvedSession>, ApiError> {
     let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
     let bearer = super::bearer_token(req.headers());
     if bearer.is_some() {
@@ -45,8 +36,8 @@ async fn authorize(
             // The bearer authenticated: no cookie was involved, no CSRF check.
             Ok(session) => return Ok(session),
             // No live session behind the bearer: the cookies may still authenticate.
-            Err((401, _)) if !cookies.is_empty() => {}
-            Err((status, reason)) => return Err(refuse(status, &reason)),
+            Err(AdminRefusal::Unauthenticated(_)) if !cookies.is_empty() => {}
+            Err(refusal) => return Err(refusal.into()),
         }
     }
     let session = admit(
@@ -57,8 +48,7 @@ async fn authorize(
             bearer: None,
         },
     )
-    .await
-    .map_err(|(status, reason)| refuse(status, &reason))?;
+    .await?;
     let unsafe_method = !matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS");
     if unsafe_method {
         let presented = req
@@ -71,7 +61,7 @@ async fn authorize(
             .signer
             .verify_csrf(&session.session_id, presented)
         {
-            return Err(refuse(403, "csrf_token_missing_or_wrong"));
+            return Err(ApiError::Csrf);
         }
     }
     Ok(session)
@@ -82,7 +72,7 @@ async fn admit(
     req: &HttpRequest,
     state: &AppState,
     credentials: Credentials<'_>,
-) -> Result<Arc<ResolvedSession>, (u16, String)> {
+) -> Result<Arc<ResolvedSession>, AdminRefusal> {
     state
         .authorizer
         .authorize_admin(
@@ -97,28 +87,27 @@ async fn admit(
 }
 
 /// `GET /admin/api/csrf`: the CSRF token for this session.
-pub async fn csrf(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    match authorize(&req, &state).await {
-        Ok(session) => HttpResponse::Ok()
-            .json(json!({"token": state.authorizer.signer.csrf_token(&session.session_id)})),
-        Err(r) => r,
-    }
+pub async fn csrf(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let session = authorize(&req, &state).await?;
+    let token = state.authorizer.signer.csrf_token(&session.session_id);
+    Ok(HttpResponse::Ok().json(json!({"token": token})))
 }
 
 /// `GET /admin/api/bundle`: the live bundle's version, load time, files and last error.
-pub async fn bundle(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state).await {
-        return r;
-    }
-    HttpResponse::Ok().json(state.reloader.status())
+pub async fn bundle(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&req, &state).await?;
+    Ok(HttpResponse::Ok().json(state.reloader.status()))
 }
 
 /// `POST /admin/api/reload`: reload the bundle now; answers with the outcome.
-pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let session = match authorize(&req, &state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn reload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let session = authorize(&req, &state).await?;
     tracing::info!(admin = %session.email, "reload requested through the admin API");
     let outcome = state.reloader.reload("admin-api").await;
     let status = state.reloader.status();
@@ -152,7 +141,7 @@ pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     {
         tracing::warn!(error = %e, "admin action not recorded in admin_actions");
     }
-    match outcome {
+    Ok(match outcome {
         crate::reload::ReloadOutcome::Refused { error } => HttpResponse::UnprocessableEntity()
             .json(json!({"result": "refused", "error": error, "version": status.version})),
         crate::reload::ReloadOutcome::Activated { version } => {
@@ -161,5 +150,5 @@ pub async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
         crate::reload::ReloadOutcome::Unchanged { version } => {
             HttpResponse::Ok().json(json!({"result": "unchanged", "version": version}))
         }
-    }
+    })
 }

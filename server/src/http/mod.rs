@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod admin_api;
 pub mod auth;
+pub mod error;
 pub mod proxy;
 pub mod verify;
 
