@@ -17,6 +17,7 @@ mod hostile;
 #[path = "../../../tests/common/postgres.rs"]
 mod postgres;
 mod proxy;
+mod proxy_cases;
 mod reload;
 mod sessions;
 mod tasks;

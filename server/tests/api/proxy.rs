@@ -63,7 +63,7 @@ async fn next_chunk(payload: &mut web::Payload) -> Option<web::Bytes> {
 /// `/app/download/<n>` (n bytes with a length), `/app/chunked/<n>` (n MiB, chunked),
 /// `/app/stalled` (one chunk, then nothing), `/app/first-chunk` (answers after the first
 /// body chunk), `/app/status/<code>`.
-async fn start_echo() -> u16 {
+pub(crate) async fn start_echo() -> u16 {
     async fn echo(req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
         let path = req.path().to_string();
         if let Some(n) = path.strip_prefix("/app/download/") {
@@ -180,7 +180,7 @@ async fn raw(proxy: &str, head: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     split_answer(&answer)
 }
 
-fn split_answer(answer: &[u8]) -> (u16, String, Vec<u8>) {
+pub(crate) fn split_answer(answer: &[u8]) -> (u16, String, Vec<u8>) {
     let end = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -206,7 +206,7 @@ async fn read_head(conn: &mut TcpStream, within: Duration) -> (u16, String, Vec<
     split_answer(&answer)
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().skip(1).find_map(|l| {
         let (n, v) = l.split_once(':')?;
         n.eq_ignore_ascii_case(name).then(|| v.trim())
