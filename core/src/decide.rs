@@ -1,4 +1,4 @@
-//! The decision (DESIGN §5, §6): one request, one verdict, for every transport.
+//! The decision (docs/architecture.md, docs/policies.md): one request, one verdict, for every transport.
 //!
 //! Deciding takes two steps because finding out who is asking is I/O (a session store, a
 //! device registry) that the core does not do, and that some requests must not cause:
@@ -83,7 +83,7 @@ pub enum UnauthenticatedMode {
     Redirect,
 }
 
-/// The names of the identity headers in allow answers (DESIGN §3 `headers:`).
+/// The names of the identity headers in allow answers (README.md `headers:`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeaderNames {
@@ -463,7 +463,7 @@ pub fn decide(
     v
 }
 
-/// The identity headers of an allow answer (DESIGN §5): `User` is the email, as
+/// The identity headers of an allow answer (docs/architecture.md): `User` is the email, as
 /// oauth2-proxy's default; `Tenant` is the route's tenant, else the user's tenants.
 fn identity_headers(
     names: &HeaderNames,

@@ -1,6 +1,6 @@
 //! Configuration: one YAML file, overlaid by `GATEHOUSE_*` environment variables, with
 //! `file:/path` secrets. Unknown keys and bad values are refused with the key's dotted
-//! name, so an operator knows exactly what to fix (DESIGN §3).
+//! name, so an operator knows exactly what to fix (README.md).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -189,7 +189,7 @@ impl Default for AuditConfig {
     }
 }
 
-/// The whole configuration (DESIGN §3).
+/// The whole configuration (README.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {

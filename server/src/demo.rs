@@ -1,4 +1,4 @@
-//! `gatehouse demo`: the zero-setup local stack of DESIGN §2, in one process on loopback —
+//! `gatehouse demo`: the zero-setup local stack (README.md), in one process on loopback —
 //! embedded SQLite, the development IdP with sample users, two sample upstream apps, and
 //! Gatehouse with its built-in proxy in front of them. NOT FOR PRODUCTION.
 //!

@@ -1,4 +1,4 @@
-//! Prometheus metrics with the names fixed by DESIGN §10, so dashboards can rely on them.
+//! Prometheus metrics with the names fixed by docs/audit.md, so dashboards can rely on them.
 //!
 //! Metrics live in one process-wide registry. Counters and histograms are atomic; labelled
 //! children are looked up per call (a read lock and a hash), which is cheap next to a policy

@@ -1,4 +1,4 @@
-//! Hot reload (DESIGN §8): validate a new bundle off the hot path, then swap it in whole.
+//! Hot reload (docs/policies.md): validate a new bundle off the hot path, then swap it in whole.
 //!
 //! Every trigger (the file watcher, `SIGHUP`, `POST /admin/api/reload`) calls
 //! [`PolicyReloader::reload`]. Reloads are serialized, so an older build can never replace

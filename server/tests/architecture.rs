@@ -1,4 +1,4 @@
-//! The workspace's architecture rules (issue 10 item 2, DESIGN §1 and §13), read from the
+//! The workspace's architecture rules (issue 10 item 2, docs/architecture.md), read from the
 //! source rather than from a build:
 //!
 //! - within every crate of the workspace, the top-level modules import each other without a
@@ -519,7 +519,7 @@ fn no_module_cycles_in_any_crate() {
     }
     assert!(
         report.is_empty(),
-        "top-level modules import each other in a cycle (DESIGN §13):\n{report}"
+        "top-level modules import each other in a cycle (docs/architecture.md):\n{report}"
     );
 }
 
@@ -549,7 +549,7 @@ fn core_depends_on_no_io_or_transport_crate() {
         .collect();
     assert!(
         named.is_empty(),
-        "gatehouse-core depends on {named:?} (DESIGN §1: no I/O or transport crate in core)"
+        "gatehouse-core depends on {named:?} (docs/architecture.md: no I/O or transport crate in core)"
     );
 }
 
@@ -601,7 +601,7 @@ fn policy_lives_in_the_core_and_names_no_store_or_http() {
         let broken = forbidden_edges(&member_edges(member), "policy", &["store", "http"]);
         assert!(
             broken.is_empty(),
-            "policy must not name store or http (DESIGN §13):\n{}",
+            "policy must not name store or http (docs/architecture.md):\n{}",
             broken.join("\n")
         );
     }
@@ -612,7 +612,7 @@ fn server_store_names_no_audit_oidc_or_http() {
     let broken = forbidden_edges(&member_edges("server"), "store", &["audit", "oidc", "http"]);
     assert!(
         broken.is_empty(),
-        "store must not name audit, oidc or http (DESIGN §13):\n{}",
+        "store must not name audit, oidc or http (docs/architecture.md):\n{}",
         broken.join("\n")
     );
 }

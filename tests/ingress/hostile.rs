@@ -1,5 +1,5 @@
 //! Hostile clients through the shipped ingress configurations, run as shipped (issue 9,
-//! DESIGN §5.1): a table of requests carrying forwarding headers of both families,
+//! docs/security.md): a table of requests carrying forwarding headers of both families,
 //! `Forwarded`, certificate fingerprints, identity and policy headers in odd spellings, and
 //! absolute-form request lines with another `Host`, sent as raw bytes to a real NGINX and a
 //! real Caddy in front of the real Gatehouse and a recording echo app.
@@ -199,7 +199,7 @@ fn cases() -> Vec<Case> {
         c("x-forwarded-uri names a path bob may see", Bob, "/marketing/plans", LOCAL,
           &[("X-Forwarded-Uri", "/restaurant/menu"), ("X-Original-URI", "/restaurant/menu")],
           LOCAL, "/marketing/plans", Denied),
-        // Path spellings that servers behind the ingress read differently (DESIGN §7).
+        // Path spellings that servers behind the ingress read differently (docs/security.md).
         c("..; routes to marketing in NGINX, to restaurant in Tomcat", Bob,
           "/marketing/..;/restaurant/x", LOCAL, &[], LOCAL, "/marketing/..;/restaurant/x", Refused),
         c(".;x segment", Ann, "/restaurant/.;x/menu", LOCAL, &[], LOCAL, "/restaurant/.;x/menu", Refused),

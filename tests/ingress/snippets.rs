@@ -1,4 +1,4 @@
-//! The README's ingress snippets are as safe as the shipped files (DESIGN §5.1): each is a
+//! The README's ingress snippets are as safe as the shipped files (docs/security.md): each is a
 //! faithful excerpt of its `deploy/` file, passes `nginx -t` / `caddy validate`, and sets or
 //! clears every header Gatehouse or an app believes. The same checks run on the shipped files.
 
@@ -130,7 +130,7 @@ fn proxy_headers(block: &[Directive]) -> std::collections::BTreeMap<String, Stri
         .collect()
 }
 
-/// Every rule of DESIGN §5.1 an NGINX config must follow; the problems found.
+/// Every rule of docs/security.md an NGINX config must follow; the problems found.
 fn nginx_problems(text: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let tree = parse_nginx(&mut nginx_tokens(text).into_iter());
@@ -312,7 +312,7 @@ fn readme_nginx_snippet_is_a_safe_excerpt_that_passes_nginx_t() {
     nginx_t(&format!("events {{}}\nhttp {{\n{local}\n}}\n"));
 }
 
-/// What a Caddyfile must remove before `forward_auth` (DESIGN §5.1).
+/// What a Caddyfile must remove before `forward_auth` (docs/security.md).
 fn caddy_problems(text: &str) -> Vec<String> {
     let removals: Vec<String> = text
         .lines()

@@ -1,5 +1,5 @@
 //! CEL route rules: one boolean expression over `request`, `route`, `user`, `session`,
-//! `device` and `time` (DESIGN §6).
+//! `device` and `time` (docs/policies.md).
 
 use super::error::PolicyError;
 use super::input::InputDocument;

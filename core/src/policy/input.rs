@@ -1,4 +1,4 @@
-//! The input document policies see (DESIGN §6), built directly in each engine's value type.
+//! The input document policies see (docs/policies.md), built directly in each engine's value type.
 //!
 //! Converting a `serde_json::Value` costs microseconds per request, so the document is
 //! written once, generically over [`Doc`], and instantiated for regorus and for CEL. The
@@ -107,7 +107,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// What a policy may know about the signed-in user (`input.user`, DESIGN §6), borrowed from
+/// What a policy may know about the signed-in user (`input.user`, docs/policies.md), borrowed from
 /// wherever the service keeps it. The core defines the facts it reads; the store's rows are
 /// the service's business.
 #[derive(Debug, Clone, Copy)]

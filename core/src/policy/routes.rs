@@ -1,4 +1,4 @@
-//! `routes.yaml` and route matching (DESIGN §5, §6).
+//! `routes.yaml` and route matching (docs/architecture.md, docs/policies.md).
 //!
 //! Matching works as Kubernetes Ingress does: the host picks a tier of routes (exact host,
 //! else `{param}` host patterns, else host-less routes), then the longest whole-segment path

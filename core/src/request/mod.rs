@@ -1,5 +1,5 @@
 //! The request being decided: which request a transport's call describes (the trust rules
-//! of DESIGN §5.1, in one place), and its path and host in canonical form (§7).
+//! of docs/security.md, in one place), and its path and host in canonical form.
 
 pub mod headers;
 pub mod normalize;

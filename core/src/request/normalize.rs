@@ -1,4 +1,4 @@
-//! Path and host normalization (DESIGN §7).
+//! Path and host normalization (docs/security.md).
 //!
 //! Every spelling of a path must reach the route its canonical form reaches, or be refused.
 //! Upstream servers disagree on how they read a path (Tomcat drops `;params`, IIS folds case

@@ -1,4 +1,4 @@
-//! The original request behind a verify call (DESIGN §5.1): which request is decided.
+//! The original request behind a verify call (docs/security.md): which request is decided.
 //!
 //! An ingress describes the request it is asking about in headers. NGINX sends
 //! `X-Original-URL` (or `X-Original-URI`) and `X-Original-Method`; Traefik and Caddy send

@@ -1,4 +1,4 @@
-//! The audit trail (DESIGN §10): every decision becomes a record, off the hot path.
+//! The audit trail (docs/audit.md): every decision becomes a record, off the hot path.
 //!
 //! Verify hands a record to a bounded queue and moves on; one writer task batches records
 //! (`audit.batch_size` or every `audit.flush_interval`) into the database. When the database

@@ -1,4 +1,4 @@
-//! The `gatehouse` command line (DESIGN §2): the clap types, the dispatch to one module per
+//! The `gatehouse` command line (README.md): the clap types, the dispatch to one module per
 //! command and the helpers they share. Exit codes: 0 success, 1 failure (a failing policy
 //! check or test, an unreachable database), 2 bad usage, configuration or bundle.
 

@@ -1,4 +1,4 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics` (DESIGN §4).
+//! The admin listener: `/healthz`, `/readyz`, `/metrics` (README.md, docs/operations.md).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;

@@ -1,5 +1,5 @@
 //! `/auth/login`, `/auth/callback`, `/auth/logout`, `/auth/backchannel-logout` and their
-//! oauth2-proxy aliases (DESIGN §4): thin adapters over [`crate::oidc::AuthService`].
+//! oauth2-proxy aliases (README.md): thin adapters over [`crate::oidc::AuthService`].
 
 use std::net::IpAddr;
 

@@ -1,10 +1,10 @@
-//! The built-in reverse proxy (`proxy.listen`, DESIGN §4): for setups without an ingress
+//! The built-in reverse proxy (`proxy.listen`, README.md): for setups without an ingress
 //! (and `gatehouse demo`). Every request is decided exactly as `/auth/verify` decides, from
 //! the request itself — forwarding headers are never believed here — and an allowed request
 //! goes to its route's `upstream` with the identity headers; anything else gets the verify
 //! answer (a login redirect for browsers, 401, 403, 400, 500).
 //!
-//! DESIGN §7: the raw request target it decided on is forwarded (never a re-encoded decoded
+//! docs/security.md: the raw request target it decided on is forwarded (never a re-encoded decoded
 //! form); Gatehouse's cookies and any `Authorization` carrying a Gatehouse token are removed;
 //! every header the decision sets replaces the client's of that name, in any spelling, and
 //! every policy header the bundle declares (`headers:` in routes.yaml) is removed from every
@@ -166,7 +166,7 @@ pub async fn proxy(
     };
     // The raw request target goes on byte for byte as received and decided on (the
     // decision normalizes it and refuses every spelling an upstream could resolve
-    // differently, DESIGN §7), after the upstream's own base path if it has one. Never a
+    // differently, docs/security.md), after the upstream's own base path if it has one. Never a
     // re-encoded decoded form: `/app/./x` or `/app/x%20y?q=%3F` reach the app as sent.
     let url = format!("{}{target}", upstream.trim_end_matches('/'));
     let Ok(uri) = url.parse::<Uri>() else {

@@ -1,4 +1,4 @@
-//! `GET /auth/verify` (alias `/oauth2/auth`): the ingress asks, we answer (DESIGN §5).
+//! `GET /auth/verify` (alias `/oauth2/auth`): the ingress asks, we answer (docs/architecture.md).
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};

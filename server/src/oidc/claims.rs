@@ -56,7 +56,7 @@ pub enum ClaimsError {
     #[error("claim `{0}` has an unusable value")]
     Invalid(&'static str),
     /// Groups travel comma-joined in `X-Auth-Request-Groups`, so a name with a comma would
-    /// reach the app as two groups (DESIGN §5). The email is kept for the audit.
+    /// reach the app as two groups (docs/architecture.md). The email is kept for the audit.
     #[error(
         "the identity provider sent a group name containing a comma, which Gatehouse cannot pass on; ask an administrator to rename the group"
     )]
@@ -140,7 +140,7 @@ pub fn map_claims(
 }
 
 /// Why `name` cannot be a group name, if it cannot. Groups travel comma-joined in the
-/// groups header (DESIGN §5), so a comma would split one group into two. Used for the
+/// groups header (docs/architecture.md), so a comma would split one group into two. Used for the
 /// store's groups (`session create`); the IdP's groups are checked in [`map_claims`].
 pub fn group_name_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {

@@ -1,5 +1,5 @@
 //! OIDC relying party: login, callback, logout, back-channel logout, server-side refresh
-//! (DESIGN §4, §7).
+//! (README.md, docs/security.md).
 //!
 //! [`provider`] talks to the IdP, [`jwt`] verifies its tokens against its keys, [`claims`]
 //! maps what it says to a user, [`redirect`] decides where `rd=` may go, [`crypto`] keeps

@@ -1,4 +1,4 @@
-//! Where `rd=` may send the browser after login or logout (DESIGN §7).
+//! Where `rd=` may send the browser after login or logout (docs/security.md).
 //!
 //! Only to `public_url`'s host or a host of `allowed_redirect_domains` (exact, or
 //! dot-prefixed: `.example.com` is example.com and its subdomains, never

@@ -1,4 +1,4 @@
-//! Session tokens and their signed cookie form (DESIGN §7).
+//! Session tokens and their signed cookie form (docs/security.md).
 //!
 //! A token is 256 random bits. The store keeps only its SHA-256 hash, so a leaked database
 //! yields no usable cookie. The cookie value is `<token>.<hmac>` (both base64url): the HMAC
@@ -147,7 +147,7 @@ impl CookieSigner {
 
     /// Reads an `Authorization: Bearer` value: the signed cookie value, exactly as
     /// `session create` prints it. A raw token without its signature is refused like an
-    /// unsigned cookie (DESIGN §7), so no unsigned value ever reaches the store.
+    /// unsigned cookie (docs/security.md), so no unsigned value ever reaches the store.
     pub fn verify_bearer(&self, value: &str) -> Result<SessionToken, TokenError> {
         self.verify(value)
     }

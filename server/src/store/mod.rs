@@ -1,5 +1,5 @@
 //! The session and identity store: Postgres for production and several replicas, SQLite as
-//! the embedded default for one node (DESIGN §9).
+//! the embedded default for one node (docs/audit.md).
 //!
 //! Both backends share one schema shape (text ids, timestamp columns, JSON columns) and one
 //! set of SQL statements: `$N` placeholders work in both, and only the migrations differ.

@@ -120,7 +120,7 @@ async fn store_failure_fails_closed_with_500() {
     );
 }
 
-/// DESIGN §7: bearer values are signed like cookies; the raw token alone (which names a
+/// docs/security.md: bearer values are signed like cookies; the raw token alone (which names a
 /// live session in the store) is refused before any store lookup.
 #[tokio::test]
 async fn an_unsigned_bearer_token_is_refused_even_when_it_names_a_live_session() {
