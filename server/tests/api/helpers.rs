@@ -190,6 +190,31 @@ pub struct Person<'a> {
 }
 
 impl TestApp {
+    /// Signs in every user of a case file (tests/cases, hostile_requests.yaml), with the
+    /// device each names; returns their cookie values by name.
+    pub async fn sign_in_all(
+        &self,
+        users: &std::collections::BTreeMap<String, crate::cases::UserSpec>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut cookies = std::collections::BTreeMap::new();
+        for (name, spec) in users {
+            let groups: Vec<&str> = spec.groups.iter().map(String::as_str).collect();
+            let cookie = self
+                .login(&Person {
+                    email: &spec.email,
+                    groups: &groups,
+                    tenant: spec.tenant.as_deref(),
+                })
+                .await;
+            if let Some(device) = &spec.device {
+                self.attach_managed_device(&spec.email, device == "managed")
+                    .await;
+            }
+            cookies.insert(name.clone(), cookie);
+        }
+        cookies
+    }
+
     /// Creates a session as `session create` does; returns the cookie value.
     pub async fn login(&self, who: &Person<'_>) -> String {
         self.login_for(who, std::time::Duration::from_secs(3600))

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::cases::UserSpec;
 use crate::helpers::{AppOptions, Backend, Person, spawn_app, spawn_app_with};
 
 #[tokio::test]
@@ -148,16 +149,8 @@ async fn tampered_and_malformed_cookies_get_401() {
 
 #[derive(Debug, Deserialize)]
 struct HostileTable {
-    users: BTreeMap<String, HostileUser>,
+    users: BTreeMap<String, UserSpec>,
     cases: Vec<HostileCase>,
-}
-
-#[derive(Debug, Deserialize)]
-struct HostileUser {
-    email: String,
-    groups: Vec<String>,
-    #[serde(default)]
-    tenant: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,18 +175,7 @@ async fn hostile_request_table() {
         .expect("hostile_requests.yaml parses");
     assert!(table.cases.len() >= 30);
     let app = spawn_app(Backend::Sqlite).await;
-    let mut cookies = BTreeMap::new();
-    for (name, user) in &table.users {
-        let groups: Vec<&str> = user.groups.iter().map(String::as_str).collect();
-        let cookie = app
-            .login(&Person {
-                email: &user.email,
-                groups: &groups,
-                tenant: user.tenant.as_deref(),
-            })
-            .await;
-        cookies.insert(name.clone(), cookie);
-    }
+    let cookies = app.sign_in_all(&table.users).await;
     let mut failures = Vec::new();
     for case in &table.cases {
         let mut request = app.client.get(format!("{}/auth/verify", app.base));

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::cases::{Answer, Case, DecisionTarget, UserSpec, run_all};
-use crate::helpers::{AppOptions, BACKENDS, Person, TestApp, example_policies, spawn_app_with};
+use crate::helpers::{AppOptions, BACKENDS, TestApp, example_policies, spawn_app_with};
 use crate::proxy::{header, split_answer, start_echo};
 
 /// Copies the bundle in `from` (with its subdirectories) to `to`.
@@ -136,23 +136,7 @@ fn body_of(head: &str, rest: &[u8]) -> Vec<u8> {
 
 impl DecisionTarget for BuiltInProxy {
     async fn sign_in(&mut self, users: &BTreeMap<String, UserSpec>) {
-        for (name, spec) in users {
-            let groups: Vec<&str> = spec.groups.iter().map(String::as_str).collect();
-            let cookie = self
-                .app
-                .login(&Person {
-                    email: &spec.email,
-                    groups: &groups,
-                    tenant: spec.tenant.as_deref(),
-                })
-                .await;
-            if let Some(device) = &spec.device {
-                self.app
-                    .attach_managed_device(&spec.email, device == "managed")
-                    .await;
-            }
-            self.cookies.insert(name.clone(), cookie);
-        }
+        self.cookies.extend(self.app.sign_in_all(users).await);
     }
 
     async fn ask(&mut self, case: &Case) -> Answer {

@@ -13,23 +13,7 @@ struct HttpVerify {
 
 impl DecisionTarget for HttpVerify {
     async fn sign_in(&mut self, users: &BTreeMap<String, UserSpec>) {
-        for (name, spec) in users {
-            let groups: Vec<&str> = spec.groups.iter().map(String::as_str).collect();
-            let cookie = self
-                .app
-                .login(&Person {
-                    email: &spec.email,
-                    groups: &groups,
-                    tenant: spec.tenant.as_deref(),
-                })
-                .await;
-            if let Some(device) = &spec.device {
-                self.app
-                    .attach_managed_device(&spec.email, device == "managed")
-                    .await;
-            }
-            self.cookies.insert(name.clone(), cookie);
-        }
+        self.cookies.extend(self.app.sign_in_all(users).await);
     }
 
     async fn ask(&mut self, case: &Case) -> Answer {
