@@ -42,6 +42,19 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
     u.to_string()
 }
 
+/// The first audit row for `email`, once the writer has flushed it (within 5 s).
+async fn first_audit_row(stack: &Stack, email: &str) -> serde_json::Value {
+    let query = ["audit", "query", "--user", email, "--format", "json"];
+    for _ in 0..50 {
+        let audited = stack.gh.cli(&query);
+        if let Some(line) = audited.lines().next() {
+            return serde_json::from_str(line).unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no audit row for {email} within 5 s");
+}
+
 async fn logins(stack: &Stack, result: &str) -> f64 {
     metric(
         stack.gh.admin_port,
@@ -186,23 +199,7 @@ async fn a_wrong_nonce_or_unverified_email_is_refused() {
     assert_eq!(logins(&stack, "success").await, 0.0);
     // The failed login is audited under the address the IdP named (the cookbook's
     // "failed logins per user per hour" finds it).
-    let mut audited = String::new();
-    for _ in 0..50 {
-        audited = stack.gh.cli(&[
-            "audit",
-            "query",
-            "--user",
-            "mallory@example.com",
-            "--format",
-            "json",
-        ]);
-        if !audited.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let row: serde_json::Value =
-        serde_json::from_str(audited.lines().next().expect("an audit row")).unwrap();
+    let row = first_audit_row(&stack, "mallory@example.com").await;
     assert_eq!(row["kind"], "login");
     assert_eq!(row["decision"], "deny");
     assert!(
@@ -422,23 +419,7 @@ async fn a_group_name_with_a_comma_refuses_the_login() {
     assert!(!has_session_cookie(&browser, &stack));
     assert_eq!(logins(&stack, "claims_error").await, 1.0);
     assert_eq!(logins(&stack, "success").await, 0.0);
-    let mut audited = String::new();
-    for _ in 0..50 {
-        audited = stack.gh.cli(&[
-            "audit",
-            "query",
-            "--user",
-            "bob@example.com",
-            "--format",
-            "json",
-        ]);
-        if !audited.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let row: serde_json::Value =
-        serde_json::from_str(audited.lines().next().expect("an audit row")).unwrap();
+    let row = first_audit_row(&stack, "bob@example.com").await;
     assert_eq!(row["kind"], "login");
     assert_eq!(row["decision"], "deny");
     assert!(row["reason"].as_str().unwrap().contains("comma"), "{row}");
