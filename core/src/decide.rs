@@ -374,24 +374,30 @@ pub fn route_named<'b>(
 pub fn decide(
     bundle: &Bundle,
     settings: &Settings,
-    routed: &Routed<'_>,
+    routed: Routed<'_>,
     headers: &(impl Headers + ?Sized),
     caller: Caller<'_>,
     asking: Asking,
     now: DateTime<Utc>,
 ) -> Verdict {
-    let v = routed.verdict.clone();
-    let original = &routed.original;
-    let original_url = original.url(original.host.as_deref().filter(|_| routed.host.is_some()));
     let redirect = (asking.mode == UnauthenticatedMode::Redirect || routed.login_redirect())
         && asking.wants_html;
+    let Routed {
+        original,
+        host,
+        path,
+        matched,
+        verdict: v,
+    } = routed;
+    // Only an unauthenticated answer names the original URL (the login's `rd`).
+    let original_url = || original.url(original.host.as_deref().filter(|_| host.is_some()));
     let identity = match caller {
         Caller::Session(identity) => identity,
         Caller::Anonymous { reason } => {
-            return v.unauthenticated(&settings.login_url, &original_url, reason, redirect);
+            return v.unauthenticated(&settings.login_url, &original_url(), reason, redirect);
         }
     };
-    let Some(m) = &routed.matched else {
+    let Some(m) = &matched else {
         // `default: allow-authenticated`: any live session may pass.
         let mut v = v;
         v.outcome = Outcome::Allow;
@@ -405,8 +411,8 @@ pub fn decide(
     let request = RequestFacts {
         method: &original.method,
         scheme: &original.scheme,
-        host: routed.host.as_deref(),
-        path: &routed.path,
+        host: host.as_deref(),
+        path: &path,
         query,
         headers: &request_headers,
         source_ip: original.source_ip,
@@ -429,7 +435,7 @@ pub fn decide(
         if outcome.status == Some(401) {
             let mut v = v.unauthenticated(
                 &settings.login_url,
-                &original_url,
+                &original_url(),
                 "session_unknown",
                 redirect,
             );

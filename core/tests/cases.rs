@@ -94,7 +94,7 @@ impl Core {
                 decide::decide(
                     &self.bundle,
                     &self.settings,
-                    &routed,
+                    *routed,
                     &headers[..],
                     caller,
                     asking,

@@ -266,7 +266,7 @@ impl Authorizer {
                 let verdict = core::decide(
                     &bundle,
                     &self.settings,
-                    &routed,
+                    *routed,
                     &headers,
                     caller,
                     asking,
@@ -300,7 +300,7 @@ impl Authorizer {
         let verdict = core::decide(
             &bundle,
             &self.settings,
-            &routed,
+            *routed,
             &headers,
             Caller::Session(&identity),
             asking,
@@ -366,7 +366,7 @@ impl Authorizer {
         let v = core::decide(
             &bundle,
             &self.settings,
-            &routed,
+            *routed,
             &headers,
             caller,
             asking,
