@@ -432,7 +432,6 @@ pub fn localize(template: &str, replacements: &[(&str, String)]) -> String {
 /// NGINX running `deploy/nginx/nginx.conf` against `gatehouse` and the echo app.
 /// NGINX listens on `port`, chosen by the caller (the login redirect names it).
 pub fn start_nginx(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) -> Proc {
-    let nginx = require_binary("nginx", "nginx");
     let template = deploy_file("nginx/nginx.conf");
     let conf = localize(
         &template,
@@ -452,6 +451,12 @@ pub fn start_nginx(gatehouse_port: u16, app_port: u16, dir: &Path, port: u16) ->
             ("listen 80;", format!("listen 127.0.0.1:{port};")),
         ],
     );
+    start_nginx_conf(&conf, dir)
+}
+
+/// NGINX running the configuration `conf`, its files in `dir`.
+pub fn start_nginx_conf(conf: &str, dir: &Path) -> Proc {
+    let nginx = require_binary("nginx", "nginx");
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("write nginx.conf");
     let globals = format!(
