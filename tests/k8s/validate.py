@@ -19,10 +19,11 @@ Prints one line per document (`OK kind/name (schema)`) or per problem, and exits
 document is invalid, 3 if a Python module is missing.
 """
 import copy
-import json
 import os
 import re
 import sys
+
+import protos  # beside this file
 
 try:
     import jsonschema
@@ -85,76 +86,6 @@ def strict(schema):
     return schema
 
 
-def proto_messages(path):
-    """Message name (dotted, nested) -> {field name: type} from a .proto file."""
-    messages, stack = {}, []
-    with open(path) as f:
-        text = re.sub(r"//[^\n]*", "", f.read())
-    for token in re.finditer(
-        r"(message|enum|oneof)\s+(\w+)\s*\{|\}|(?:repeated\s+|optional\s+)?([\w.]+(?:<[^>]*>)?)\s+(\w+)\s*=\s*\d+[^;]*;",
-        text,
-    ):
-        if token.group(1):
-            kind, name = token.group(1), token.group(2)
-            if kind == "oneof":
-                stack.append(("oneof", stack[-1][1] if stack else name))
-            else:
-                parent = next((s[1] for s in reversed(stack) if s[0] == "message"), None)
-                full = f"{parent}.{name}" if parent else name
-                stack.append((kind, full))
-                if kind == "message":
-                    messages[full] = {}
-        elif token.group(0) == "}":
-            if stack:
-                stack.pop()
-        elif stack and stack[-1][0] in ("message", "oneof"):
-            owner = stack[-1][1]
-            messages.setdefault(owner, {})[token.group(4)] = token.group(3)
-    return messages
-
-
-def camel(name):
-    head, *rest = name.split("_")
-    return head + "".join(p.capitalize() for p in rest)
-
-
-def check_proto(value, message, messages, where, errors):
-    """Checks a YAML value against a proto message: field names in either spelling protobuf's
-    JSON mapping accepts (snake_case or lowerCamelCase), nested messages recursively."""
-    fields = messages.get(message)
-    if fields is None:
-        return
-    if not isinstance(value, dict):
-        errors.append(f"{where}: expected an object ({message})")
-        return
-    by_json = {}
-    for name, type_ in fields.items():
-        by_json[name] = type_
-        by_json[camel(name)] = type_
-    for key, item in value.items():
-        if key not in by_json:
-            errors.append(f"{where}.{key}: no such field in {message}")
-            continue
-        type_ = by_json[key]
-        nested = None
-        for candidate in (f"{message}.{type_}", f"{message.rsplit('.', 1)[0]}.{type_}", type_):
-            if candidate in messages:
-                nested = candidate
-                break
-        if nested:
-            items = item if isinstance(item, list) else [item]
-            for i, element in enumerate(items):
-                check_proto(element, nested, messages, f"{where}.{key}[{i}]", errors)
-        elif type_ in ("uint32", "int32", "uint64", "int64") and not isinstance(item, int):
-            errors.append(f"{where}.{key}: expected an integer")
-        elif type_ == "bool" and not isinstance(item, bool):
-            errors.append(f"{where}.{key}: expected true or false")
-        elif type_ == "string" and not isinstance(item, str):
-            errors.append(f"{where}.{key}: expected a string")
-        elif type_ == "google.protobuf.Duration" and not re.fullmatch(r"\d+(\.\d+)?s|\d+ms|\d+[smh]", str(item)):
-            errors.append(f"{where}.{key}: expected a duration such as 1s")
-
-
 def validate(doc, crds, messages):
     """Returns (schema description, [errors])."""
     api_version, kind = doc.get("apiVersion", ""), doc.get("kind", "")
@@ -181,7 +112,7 @@ def validate(doc, crds, messages):
             errors.append(f"Kubernetes {k8s} has no {api_version} {kind}")
     if kind == "ConfigMap" and doc.get("metadata", {}).get("name") == "istio":
         mesh = yaml.safe_load(doc.get("data", {}).get("mesh", "")) or {}
-        check_proto(mesh, "MeshConfig", messages, "data.mesh", errors)
+        messages.check(mesh, "istio.mesh.v1alpha1.MeshConfig", "data.mesh", errors)
         return f"Kubernetes {', '.join(KUBERNETES_VERSIONS)} + Istio MeshConfig", errors
     return f"Kubernetes {', '.join(KUBERNETES_VERSIONS)}", errors
 
@@ -192,9 +123,10 @@ def main():
         sys.exit(2)
     crd_dir, files = sys.argv[1], sys.argv[2:]
     crds = load_crds(crd_dir)
-    messages = proto_messages(os.path.join(crd_dir, "istio-mesh-config.proto"))
-    if "MeshConfig.ExtensionProvider.EnvoyExternalAuthorizationGrpcProvider" not in messages:
-        print("istio-mesh-config.proto: MeshConfig.ExtensionProvider not found")
+    messages = protos.Schema().read_file(os.path.join(crd_dir, "istio-mesh-config.proto"))
+    grpc_provider = "istio.mesh.v1alpha1.MeshConfig.ExtensionProvider.EnvoyExternalAuthorizationGrpcProvider"
+    if "fail_open" not in messages.messages.get(grpc_provider, {}):
+        print(f"istio-mesh-config.proto: {grpc_provider} not read")
         sys.exit(1)
     failed = False
     for name in files:
