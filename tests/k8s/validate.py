@@ -45,7 +45,8 @@ def load_crds(crd_dir):
         if not name.endswith(".yaml"):
             continue
         with open(os.path.join(crd_dir, name)) as f:
-            for doc in yaml.safe_load_all(f):
+            # libyaml's loader when PyYAML has it: the CRDs are megabytes of YAML.
+            for doc in yaml.load_all(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
                 if not doc or doc.get("kind") != "CustomResourceDefinition":
                     continue
                 spec = doc["spec"]
