@@ -1,4 +1,5 @@
-//! `gatehouse audit query`.
+//! `gatehouse audit query`: one page of `Store::search_audit`, newest first; the next
+//! page's `--cursor` goes to stderr (keyset pagination, docs/audit.md).
 
 use std::process::ExitCode;
 
@@ -13,6 +14,7 @@ pub(super) async fn audit(command: AuditCommand) -> ExitCode {
         since,
         until,
         limit,
+        cursor,
         format,
         config,
     } = command;
@@ -27,15 +29,17 @@ pub(super) async fn audit(command: AuditCommand) -> ExitCode {
         tenant,
         since,
         until,
+        cursor,
         limit,
     };
-    let rows = match store.query_audit(&filter).await {
-        Ok(rows) => rows,
+    let page = match store.search_audit(&filter).await {
+        Ok(page) => page,
         Err(e) => return fail(1, e),
     };
+    let rows = &page.items;
     match format {
         OutputFormat::Json => {
-            for row in &rows {
+            for row in rows {
                 println!("{}", serde_json::to_string(row).unwrap_or_default());
             }
         }
@@ -44,7 +48,7 @@ pub(super) async fn audit(command: AuditCommand) -> ExitCode {
                 "{:<27} {:<15} {:>3}  {:<16} {:<24} {:<6} {:<28} REASON",
                 "TIME", "DECISION", "ST", "ROUTE", "USER", "METHOD", "PATH"
             );
-            for r in &rows {
+            for r in rows {
                 println!(
                     "{:<27} {:<15} {:>3}  {:<16} {:<24} {:<6} {:<28} {}",
                     r.time,
@@ -59,6 +63,10 @@ pub(super) async fn audit(command: AuditCommand) -> ExitCode {
             }
             eprintln!("{} record(s)", rows.len());
         }
+    }
+    // On stderr, so `--format json` output stays one object per line.
+    if let Some(next) = page.next_cursor {
+        eprintln!("more: --cursor {next}");
     }
     ExitCode::SUCCESS
 }

@@ -127,8 +127,12 @@ pub enum AuditCommand {
         /// A duration back from now or an RFC 3339 time.
         #[arg(long, value_parser = parse_time)]
         until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Rows per page.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Continue after the previous page (the cursor it printed on stderr).
+        #[arg(long)]
+        cursor: Option<crate::store::AuditCursor>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
         format: OutputFormat,
         #[command(flatten)]

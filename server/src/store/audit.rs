@@ -42,21 +42,78 @@ impl AsAuditEvent for NewAuditEvent<'_> {
     }
 }
 
-/// Filters for [`super::Store::query_audit`]; `None` means "any".
+/// Filters of an audit search ([`super::Store::search_audit`]: `gatehouse audit query` and
+/// the admin API's `GET /admin/api/audit`); `None` means "any".
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// The user's email (compared lower-case).
     pub email: Option<String>,
     pub route: Option<String>,
     pub decision: Option<String>,
     pub tenant: Option<String>,
+    /// Rows at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Rows before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Where the previous page ended ([`AuditPage::next_cursor`]); `None` for the first page.
+    pub cursor: Option<AuditCursor>,
+    /// Rows per page, 1 to 100,000.
     pub limit: u32,
 }
 
-/// One audit row as `audit query` prints it.
+/// The position after the last row of a page: its `(time, id)`, the order every search
+/// returns (newest first). Pages continue with the rows strictly before it (keyset
+/// pagination, docs/audit.md), so a page costs the same however deep it is, and rows written
+/// meanwhile never shift a page. Written as `<microseconds since 1970>_<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub time: DateTime<Utc>,
+    pub id: i64,
+}
+
+/// A cursor that is not `<microseconds>_<id>` (a client's typo or a tampered value).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid audit cursor `{0}`: expected the next_cursor of a previous page")]
+pub struct InvalidCursor(String);
+
+impl std::fmt::Display for AuditCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.time.timestamp_micros(), self.id)
+    }
+}
+
+impl std::str::FromStr for AuditCursor {
+    type Err = InvalidCursor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidCursor(s.chars().take(64).collect());
+        let (micros, id) = s.split_once('_').ok_or_else(invalid)?;
+        let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        let id: i64 = id.parse().map_err(|_| invalid())?;
+        let time = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+        Ok(AuditCursor { time, id })
+    }
+}
+
+impl serde::Serialize for AuditCursor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One page of an audit search: `{"items": [...], "next_cursor": "…" | null}` in JSON
+/// (DESIGN of the admin API's audit search). `next_cursor` is `None` on the last page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditPage {
+    pub items: Vec<AuditRow>,
+    pub next_cursor: Option<AuditCursor>,
+}
+
+/// One audit row as `audit query` prints it and the admin API returns it.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct AuditRow {
+    /// The row's id (with `time`, its key; the admin playground replays a row by id).
+    pub id: i64,
     /// UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     pub time: String,
     pub request_id: String,
@@ -73,6 +130,12 @@ pub struct AuditRow {
     pub policy_version: Option<String>,
     pub latency_us: i64,
     pub client_ip: Option<String>,
+}
+
+/// A bind value of the search's dynamic SQL.
+enum Arg {
+    Text(String),
+    Int(i64),
 }
 
 impl Store {
@@ -126,7 +189,7 @@ impl Store {
                          ON CONFLICT DO NOTHING",
                     )
                     // Fixed-width UTC text, so the security team's `time > '…'` compares right.
-                    .bind(r.time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                    .bind(fixed_width(r.time))
                     .bind(r.request_id)
                     .bind(r.kind)
                     .bind(r.user_id)
@@ -152,59 +215,127 @@ impl Store {
         Ok(())
     }
 
-    /// Audit rows matching `filter`, newest first.
-    pub async fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
-        let postgres = matches!(self.backend, Backend::Postgres(_));
-        // Both backends return `time` as the same fixed-width UTC text.
-        let time = if postgres {
-            "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        } else {
-            "time"
-        };
-        let mut sql = format!(
-            "SELECT {time} AS time, request_id, kind, email, tenant, route, host, method, path, decision,
-                    status, reason, policy_version, latency_us, client_ip
-             FROM audit_events WHERE 1 = 1"
-        );
-        let mut text_args: Vec<String> = Vec::new();
-        let mut push = |sql: &mut String, column: &str, op: &str, value: String| {
-            text_args.push(value);
-            sql.push_str(&format!(" AND {column} {op} ${}", text_args.len()));
-        };
-        if let Some(v) = &filter.email {
-            push(&mut sql, "email", "=", v.trim().to_ascii_lowercase());
-        }
-        if let Some(v) = &filter.route {
-            push(&mut sql, "route", "=", v.clone());
-        }
-        if let Some(v) = &filter.decision {
-            push(&mut sql, "decision", "=", v.clone());
-        }
-        if let Some(v) = &filter.tenant {
-            push(&mut sql, "tenant", "=", v.clone());
-        }
-        // Postgres compares timestamptz (the bound text is cast, so the time index is used);
-        // SQLite compares the fixed-width text.
-        let cast = if postgres { "::timestamptz" } else { "" };
-        let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        for (bound, op) in [(filter.since, ">="), (filter.until, "<")] {
-            if let Some(t) = bound {
-                text_args.push(fmt(t));
-                sql.push_str(&format!(" AND time {op} ${}{cast}", text_args.len()));
-            }
-        }
-        sql.push_str(&format!(
-            " ORDER BY time DESC, id DESC LIMIT {}",
-            filter.limit.clamp(1, 100_000)
-        ));
-        let rows = on_pool!(self, pool => {
-            let mut q = sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql.clone()));
-            for a in &text_args {
-                q = q.bind(a);
+    /// One page of the audit rows matching `filter`, newest first (`time DESC, id DESC`),
+    /// continuing after `filter.cursor`. Every filter combination is served by an index
+    /// whose order is the page's order (docs/audit.md, "Searching"), so the first page of a
+    /// search matching millions of rows reads only that page.
+    pub async fn search_audit(&self, filter: &AuditFilter) -> Result<AuditPage, StoreError> {
+        let (sql, args, limit) = self.search_sql(filter);
+        let mut items = on_pool!(self, pool => {
+            let mut q = sqlx::query_as::<_, AuditRow>(sqlx::AssertSqlSafe(sql));
+            for a in &args {
+                q = match a {
+                    Arg::Text(v) => q.bind(v),
+                    Arg::Int(v) => q.bind(v),
+                };
             }
             q.fetch_all(pool).await
         })?;
-        Ok(rows)
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            match items.last() {
+                Some(last) => Some(AuditCursor {
+                    time: DateTime::parse_from_rfc3339(&last.time)
+                        .map_err(|e| {
+                            StoreError::Invalid(format!("audit row time `{}`: {e}", last.time))
+                        })?
+                        .with_timezone(&Utc),
+                    id: last.id,
+                }),
+                None => None,
+            }
+        } else {
+            None
+        };
+        Ok(AuditPage { items, next_cursor })
+    }
+
+    /// How Postgres runs [`Store::search_audit`] for `filter`: `EXPLAIN (ANALYZE, BUFFERS,
+    /// FORMAT JSON)`, for the audit benchmark and for an operator asking why a search is
+    /// slow. SQLite: `Invalid`.
+    pub async fn explain_audit_search(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<serde_json::Value, StoreError> {
+        let Backend::Postgres(pool) = &self.backend else {
+            return Err(StoreError::Invalid(
+                "explain_audit_search needs Postgres".into(),
+            ));
+        };
+        let (sql, args, _) = self.search_sql(filter);
+        let mut q = sqlx::query_scalar::<_, Json<serde_json::Value>>(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"
+        )));
+        for a in &args {
+            q = match a {
+                Arg::Text(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+            };
+        }
+        Ok(q.fetch_one(pool).await?.0)
+    }
+
+    /// The statement of [`Store::search_audit`], its binds, and the page size.
+    fn search_sql(&self, filter: &AuditFilter) -> (String, Vec<Arg>, usize) {
+        let postgres = matches!(self.backend, Backend::Postgres(_));
+        // Both backends return `time` as the same fixed-width UTC text. The output column
+        // is named `time` too, so every clause below names the table's column as
+        // `audit_events.time`: an `ORDER BY time` would sort by the text and use no index.
+        let time = if postgres {
+            "to_char(audit_events.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+        } else {
+            "audit_events.time"
+        };
+        let mut sql = format!(
+            "SELECT id, {time} AS time, request_id, kind, email, tenant, route, host, method, path,
+                    decision, status, reason, policy_version, latency_us, client_ip
+             FROM audit_events WHERE TRUE"
+        );
+        let mut args: Vec<Arg> = Vec::new();
+        let mut bind = |arg: Arg| {
+            args.push(arg);
+            args.len()
+        };
+        for (column, value) in [
+            (
+                "email",
+                filter
+                    .email
+                    .as_deref()
+                    .map(|v| v.trim().to_ascii_lowercase()),
+            ),
+            ("route", filter.route.clone()),
+            ("decision", filter.decision.clone()),
+            ("tenant", filter.tenant.clone()),
+        ] {
+            if let Some(v) = value {
+                let n = bind(Arg::Text(v));
+                sql.push_str(&format!(" AND {column} = ${n}"));
+            }
+        }
+        // Postgres compares timestamptz (the bound text is cast, so the indexes on time are
+        // used); SQLite compares the fixed-width text it stores.
+        let cast = if postgres { "::timestamptz" } else { "" };
+        for (bound, op) in [(filter.since, ">="), (filter.until, "<")] {
+            if let Some(t) = bound {
+                let n = bind(Arg::Text(fixed_width(t)));
+                sql.push_str(&format!(" AND audit_events.time {op} ${n}{cast}"));
+            }
+        }
+        if let Some(c) = filter.cursor {
+            let t = bind(Arg::Text(fixed_width(c.time)));
+            let id = bind(Arg::Int(c.id));
+            sql.push_str(&format!(
+                " AND (audit_events.time, audit_events.id) < (${t}{cast}, ${id})"
+            ));
+        }
+        let limit = filter.limit.clamp(1, 100_000) as usize;
+        // One row more than the page tells whether another page follows.
+        sql.push_str(&format!(
+            " ORDER BY audit_events.time DESC, audit_events.id DESC LIMIT {}",
+            limit + 1
+        ));
+        (sql, args, limit)
     }
 
     /// Creates audit partitions ahead and drops those older than `retention_days`
@@ -239,6 +370,11 @@ impl Store {
             .execute(pool).await.map(|_| ()))?;
         Ok(())
     }
+}
+
+/// The fixed-width UTC text both backends compare times as (`…T…:…:….ffffffZ`).
+fn fixed_width(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// One column of a batch, for Postgres `UNNEST`.

@@ -68,7 +68,9 @@ mod revocation;
 mod sessions;
 mod users;
 
-pub use audit::{AsAuditEvent, AuditFilter, AuditRow, NewAuditEvent};
+pub use audit::{
+    AsAuditEvent, AuditCursor, AuditFilter, AuditPage, AuditRow, InvalidCursor, NewAuditEvent,
+};
 pub use devices::DeviceListing;
 pub use login::LoginState;
 pub use records::{DeviceRecord, NewSession, SessionRecord, StoredSession, UserRecord};

@@ -9,6 +9,8 @@
 
 mod audit;
 mod audit_cookbook;
+#[path = "../../../tests/common/audit_scale.rs"]
+mod audit_scale;
 #[path = "../../../tests/cases/runner.rs"]
 mod cases;
 mod devices;
