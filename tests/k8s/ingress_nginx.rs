@@ -44,6 +44,10 @@ pub struct AuthIngress {
     pub response_headers: Vec<String>,
     /// The ConfigMap `auth-proxy-set-headers` names (its data).
     pub proxy_set_headers: BTreeMap<String, String>,
+    /// The controller ConfigMap's `http-snippet` and `server-snippet` that
+    /// `controller-configmap.example.yaml` recommends (empty: the controller's defaults).
+    pub http_snippet: String,
+    pub server_snippet: String,
 }
 
 fn yaml_docs(relative: &str) -> Vec<Value> {
@@ -100,6 +104,8 @@ impl AuthIngress {
             }
             None => BTreeMap::new(),
         };
+        let controller = yaml_docs("deploy/k8s/ingress-nginx/controller-configmap.example.yaml");
+        let snippet = |key: &str| controller[0]["data"][key].as_str().unwrap().to_string();
         let rule = &ingress["spec"]["rules"][0];
         let path = &rule["http"]["paths"][0];
         AuthIngress {
@@ -120,6 +126,8 @@ impl AuthIngress {
             signin: annotation("auth-signin").expect("auth-signin"),
             response_headers,
             proxy_set_headers,
+            http_snippet: snippet("http-snippet"),
+            server_snippet: snippet("server-snippet"),
         }
     }
 }
@@ -225,6 +233,9 @@ http {{
         default   $http_x_request_id;
         ""        $request_id;
     }}
+
+    # nginx.tmpl 513-516: the controller ConfigMap's http-snippet
+    {http_snippet}
 
     # The controller balances in Lua over the Service's endpoints; here, one address.
     upstream upstream_balancer {{
@@ -359,6 +370,9 @@ http {{
 
             proxy_redirect                          off;
         }}
+
+        # nginx.tmpl 658-661: the controller ConfigMap's server-snippet
+        {server_snippet}
     }}
 }}
 "#,
@@ -375,6 +389,8 @@ http {{
         signin_url = signin_url(&ing.signin),
         upstream = addresses.upstream,
         listen = addresses.listen,
+        http_snippet = ing.http_snippet,
+        server_snippet = ing.server_snippet,
     );
     let mut conf = conf;
     for (from, to) in &addresses.rewrites {
@@ -612,4 +628,92 @@ async fn without_the_header_configmap_forged_forwarding_headers_are_refused_not_
     );
     assert!(cluster.echo.take().is_empty(), "the app was not reached");
     nginx.assert_running();
+}
+
+/// Sends `request` (raw HTTP/1.1) to `port`; returns the status code.
+async fn raw_status(port: u16, request: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// ingress-nginx builds `X-Original-URL` from `$http_host` (the client's `Host` header),
+/// while NGINX serves an absolute-form request line (`GET http://a.example/x`) on the
+/// request line's host (`$host`). Left alone, a client chooses the host Gatehouse decides on:
+/// with host-specific routes, a member of tenant acme reaches restaurant.example.com's
+/// /marketing by naming acme.apps.example.com in `Host`. The controller snippets of
+/// `controller-configmap.example.yaml` refuse such requests.
+#[tokio::test]
+async fn absolute_form_request_lines_need_the_controller_snippets() {
+    let shipped = AuthIngress::shipped();
+    let mut defaults = shipped.clone();
+    defaults.http_snippet.clear();
+    defaults.server_snippet.clear();
+    let cluster = cluster().await;
+    let member = cluster.gh.cli(&[
+        "session",
+        "create",
+        "--email",
+        "tm@example.com",
+        "--groups",
+        "staff",
+        "--tenant",
+        "acme",
+    ]);
+    let ask = |line: &str, host: &str| {
+        format!(
+            "GET {line} HTTP/1.1\r\nHost: {host}\r\nCookie: _gatehouse={member}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    for (ing, snippets) in [(&defaults, false), (&shipped, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut nginx, base) = run_ingress_nginx(ing, &cluster, dir.path()).await;
+        let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+        // Honest requests, in any spelling of the served host, are decided as before.
+        assert_eq!(
+            raw_status(port, ask("/marketing", "restaurant.example.com")).await,
+            403
+        );
+        assert_eq!(
+            raw_status(port, ask("/marketing", "Restaurant.Example.com:80")).await,
+            403
+        );
+        assert_eq!(
+            raw_status(
+                port,
+                ask(
+                    "http://restaurant.example.com/marketing",
+                    "restaurant.example.com"
+                )
+            )
+            .await,
+            403
+        );
+        assert!(cluster.echo.take().is_empty());
+        let smuggled = raw_status(
+            port,
+            ask(
+                "http://restaurant.example.com/marketing",
+                "acme.apps.example.com",
+            ),
+        )
+        .await;
+        let seen = cluster.echo.take();
+        if snippets {
+            assert_eq!(smuggled, 400, "refused before any decision");
+            assert!(seen.is_empty());
+        } else {
+            // The weakness, as ingress-nginx ships: decided on acme.apps.example.com (a
+            // tenant route this user may use), served restaurant.example.com/marketing.
+            assert_eq!(smuggled, 200);
+            assert_eq!(seen[0]["path"], "/marketing");
+        }
+        nginx.assert_running();
+    }
 }
