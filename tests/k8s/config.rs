@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{PgDatabase, Proc, client, free_port, wait_http};
+use crate::harness::{PgDatabase, Proc, client, wait_http};
 use crate::manifests::{find, shipped_config};
 use crate::oidc_provider::OidcProvider;
 
@@ -39,6 +39,15 @@ fn project_configmap(dir: &Path, stamp: &str, data: &serde_json::Map<String, Val
 
 #[tokio::test]
 async fn the_shipped_config_and_policies_configmap_run_and_hot_reload() {
+    let starting = crate::STARTING.lock().await;
+    // Held until the provider has bound its own port.
+    let reserved: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = reserved
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
     let idp = OidcProvider::start(serde_json::json!({
         "clients": [{
             "client_id": "gatehouse",
@@ -70,7 +79,8 @@ async fn the_shipped_config_and_policies_configmap_run_and_hot_reload() {
     let data = policies_cm["data"].as_object().unwrap().clone();
     project_configmap(&policies, "..2026_12_01_00_00_00.1", &data);
 
-    let (port, admin, grpc) = (free_port(), free_port(), free_port());
+    let (port, admin, grpc) = (ports[0], ports[1], ports[2]);
+    drop(reserved);
     let config = shipped_config();
     let text = find("base", "ConfigMap", "gatehouse-config")["data"]["gatehouse.yaml"]
         .as_str()
@@ -126,6 +136,7 @@ async fn the_shipped_config_and_policies_configmap_run_and_hot_reload() {
     let mut gh = Proc::spawn("gatehouse", command, dir.path().join("gatehouse.log"));
     let admin_url = format!("http://127.0.0.1:{admin}");
     wait_http(&format!("{admin_url}/healthz"), &mut gh).await;
+    drop(starting);
     let c = client();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -416,7 +416,10 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
-    let port = free_port();
+    let _starting = crate::STARTING.lock().await;
+    // Held until the provider has bound its own port.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let idp = OidcProvider::start(serde_json::json!({
         "clients": [{
             "client_id": CLIENT_ID,
@@ -428,6 +431,7 @@ async fn cluster() -> Cluster {
                       "preferred_username": "alice", "groups": ["finance", "staff"]}
         }
     }));
+    drop(reserved);
     let gh = Gatehouse::start_with(GatehouseOptions {
         port: Some(port),
         public_url: format!("http://127.0.0.1:{port}"),
@@ -453,6 +457,7 @@ async fn run_ingress_nginx(
     cluster: &Cluster,
     dir: &std::path::Path,
 ) -> (crate::harness::Proc, String) {
+    let _starting = crate::STARTING.lock().await;
     let port = free_port();
     let gh = cluster.gh.port;
     let conf = render(

@@ -21,3 +21,7 @@ mod manifests;
 mod oidc_provider;
 #[path = "../common/postgres.rs"]
 mod postgres;
+
+/// Tests that pick ports and then start processes on them start one at a time: a process
+/// binding port 0 (the IdP) could otherwise be handed a port another test just picked.
+pub static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
