@@ -10,6 +10,7 @@
     reason = "a test or benchmark reports failure by panicking"
 )]
 
+mod cel_rules;
 mod config;
 mod envoy;
 #[path = "../ingress/harness.rs"]

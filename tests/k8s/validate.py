@@ -13,7 +13,7 @@ Each document is checked against:
 - Istio's mesh configuration (the `mesh` key of the `istio` ConfigMap): the fields of
   `MeshConfig.ExtensionProvider` in Istio's mesh/v1alpha1/config.proto (in CRD_DIR).
 
-CEL rules of CRDs (`x-kubernetes-validations`) are not evaluated.
+CEL rules of CRDs (`x-kubernetes-validations`) are evaluated by cel_rules.rs.
 
 Prints one line per document (`OK kind/name (schema)`) or per problem, and exits 1 if any
 document is invalid, 3 if a Python module is missing.
