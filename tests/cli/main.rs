@@ -90,7 +90,7 @@ fn policy_test_runs_the_bundle_tests() {
     assert!(out.status.success(), "{}", text(&out.stdout));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("PASS data.routes.restaurant_test.test_kitchen_allowed"),
+        stdout.contains("data.routes.restaurant_test.test_kitchen_allowed: PASS ("),
         "{stdout}"
     );
     assert!(stdout.contains("PASS: 12/12"), "{stdout}");
@@ -110,8 +110,98 @@ fn policy_test_runs_the_bundle_tests() {
     let out = gatehouse(&["policy", "test", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("FAIL data.a_test.test_bad"), "{stdout}");
+    assert!(stdout.contains("data.a_test.test_bad: FAIL ("), "{stdout}");
     assert!(stdout.contains("PASS: 1/2"), "{stdout}");
+}
+
+/// `opa test`'s semantics and report on one bundle: data files, parameterized tests,
+/// same-named tests, tests outside `*_test.rego`, `todo_test_`, builtin errors, conflicts.
+#[test]
+fn policy_test_reports_like_opa_test() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "routes.yaml", "routes: []\n");
+    write(
+        dir.path(),
+        "a.rego",
+        "package a\nimport rego.v1\nallow if input.user.groups[_] in data.teams.allowed\nv := 1 if input.c\nv := 2 if input.c\ntest_in_policy_file if true\n",
+    );
+    write(dir.path(), "teams/data.yaml", "allowed: [cooks]\n");
+    write(
+        dir.path(),
+        "a_test.rego",
+        "package a_test\n\
+         import rego.v1\n\
+         cases := [{\"note\": \"cook\", \"groups\": [\"cooks\"], \"allow\": true}, {\"note\": \"waiter\", \"groups\": [\"waiters\"], \"allow\": true}]\n\
+         test_groups[tc.note] if {\n\
+         \tsome tc in cases\n\
+         \tdata.a.allow == tc.allow with input as {\"user\": {\"groups\": tc.groups}}\n\
+         }\n\
+         test_same if true\n\
+         test_same if false\n\
+         todo_test_later if false\n\
+         test_builtin_error_is_undefined if not to_number(\"abc\")\n\
+         test_conflict if data.a.v with input as {\"c\": true}\n",
+    );
+    let out = gatehouse(&["policy", "test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let test_file = format!("{}/a_test.rego", dir.path().display());
+    for expected in [
+        format!("{test_file}:4:\ndata.a_test.test_groups: FAIL ("),
+        "  waiter: FAIL\n".to_string(),
+        "data.a_test.test_same#01: FAIL (".to_string(),
+        "data.a_test.todo_test_later: SKIPPED\n".to_string(),
+        "data.a_test.test_conflict: ERROR (".to_string(),
+        "-".repeat(80),
+        "PASS: 4/8\nFAIL: 2/8\nSKIPPED: 1/8\nERROR: 1/8\n".to_string(),
+    ] {
+        assert!(
+            stdout.contains(&expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    // Passing tests and cases are listed only with --verbose.
+    assert!(!stdout.contains("cook: PASS"), "{stdout}");
+    let verbose = text(&gatehouse(&["policy", "test", dir.path().to_str().unwrap(), "-v"]).stdout);
+    assert!(verbose.contains("  cook: PASS\n"), "{verbose}");
+    assert!(
+        verbose.contains("data.a.test_in_policy_file: PASS ("),
+        "{verbose}"
+    );
+
+    let out = gatehouse(&[
+        "policy",
+        "test",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |name: &str| {
+        report
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+    };
+    let groups = by_name("test_groups");
+    assert_eq!(groups["package"], "data.a_test");
+    assert_eq!(groups["fail"], true);
+    assert_eq!(groups["location"]["file"], test_file);
+    assert_eq!(groups["location"]["row"], 4);
+    assert_eq!(groups["sub_results"]["waiter"]["fail"], true);
+    assert!(
+        groups["sub_results"]["cook"].get("fail").is_none(),
+        "{groups}"
+    );
+    assert!(groups["duration"].as_u64().is_some());
+    assert_eq!(by_name("todo_test_later")["skip"], true);
+    assert!(by_name("test_conflict")["error"]["message"].is_string());
+    assert!(by_name("test_same").get("fail").is_none());
+    assert_eq!(by_name("test_same#01")["fail"], true);
 }
 
 #[test]
@@ -350,7 +440,7 @@ fn every_example_in_the_policy_guide_runs() {
     let tests = gatehouse(&["policy", "test", bundle]);
     assert!(tests.status.success(), "{}", text(&tests.stdout));
     assert!(
-        text(&tests.stdout).contains("PASS: 3/3"),
+        text(&tests.stdout).contains("PASS: 6/6"),
         "{}",
         text(&tests.stdout)
     );

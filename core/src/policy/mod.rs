@@ -4,6 +4,7 @@
 //! swaps it atomically and requests in flight finish on the bundle they started with.
 
 pub mod cel;
+pub mod data;
 pub mod error;
 pub mod input;
 pub mod rego;
@@ -67,7 +68,7 @@ pub struct BundleFiles {
 }
 
 impl BundleFiles {
-    /// Reads `routes.yaml` and every `.rego` below `dir`. Hidden entries (names starting
+    /// Reads `routes.yaml`, every `.rego` and every data file below `dir`. Hidden entries (names starting
     /// with `.`) are skipped: Kubernetes ConfigMap volumes keep their real files in
     /// `..data/`, reached through the top-level symlinks.
     pub fn read(dir: &Path) -> Result<BundleFiles, PolicyError> {
@@ -113,7 +114,10 @@ impl BundleFiles {
                 };
                 if meta.is_dir() {
                     stack.push((full, rel_name));
-                } else if name.ends_with(".rego") || (rel.is_empty() && name == ROUTES_FILE) {
+                } else if name.ends_with(".rego")
+                    || data::is_data_file(&name)
+                    || (rel.is_empty() && name == ROUTES_FILE)
+                {
                     let text = std::fs::read_to_string(&full).map_err(|e| {
                         PolicyError::at(
                             &full.display().to_string(),
@@ -151,6 +155,14 @@ impl BundleFiles {
             hasher.update(text.as_bytes());
         }
         hex::encode(&hasher.finalize()[..8])
+    }
+
+    /// The bundle's `data` document, merged from its data files.
+    pub fn data(&self) -> Result<regorus::Value, PolicyError> {
+        data::load(self.files.iter().filter_map(|(rel, text)| {
+            let name = rel.rsplit('/').next().unwrap_or(rel);
+            data::is_data_file(name).then(|| (rel.as_str(), self.display(rel), text.as_str()))
+        }))
     }
 
     /// Policy modules and test modules, with display paths.
@@ -235,8 +247,10 @@ impl Bundle {
             }
         }
         let (policies, tests) = files.rego_sources();
-        let rego = RegoPolicies::compile(&policies, &required)?;
-        let results = testing::run_tests(&policies, &tests)?;
+        let data = files.data()?;
+        let rego = RegoPolicies::compile(&policies, &data, &required)?;
+        let all: Vec<RegoSource> = policies.iter().chain(&tests).cloned().collect();
+        let results = testing::run_tests(&all, &data)?;
         if let Some(failure) = testing::first_failure(&results) {
             return Err(failure);
         }
@@ -662,6 +676,123 @@ mod tests {
             err.starts_with("bundle/app_test.rego:2:1:") && err.contains("failed"),
             "{err}"
         );
+    }
+
+    fn evaluate_app(bundle: &Bundle, groups: &[&str]) -> Result<PolicyOutcome, PolicyError> {
+        let who = identity(groups, &[], None);
+        let path = normalize_path("/app", false).unwrap();
+        let m = bundle.routes.matches(None, &path).unwrap();
+        let request = RequestFacts {
+            method: "GET",
+            scheme: "https",
+            host: None,
+            path: &path,
+            query: None,
+            headers: &[],
+            source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            transport: "http",
+        };
+        let facts = RouteFacts {
+            name: "app",
+            tenant: None,
+            params: &[],
+        };
+        bundle.evaluate(m.route, &request, &facts, &who, Utc::now())
+    }
+
+    #[test]
+    fn data_files_reach_routes_and_tests_at_their_directory_path() {
+        let policy = "package routes.app\nimport rego.v1\ndefault allow := false\nallow if some g in input.user.groups; g in data.teams.allowed\nheaders := {\"X-Team\": data.teams.label} if allow\n";
+        let policy = policy.replace(
+            "allow if some g in input.user.groups; g in data.teams.allowed",
+            "allow if {\n\tsome g in input.user.groups\n\tg in data.teams.allowed\n}",
+        );
+        let bundle = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            ("app.rego", &policy),
+            (
+                "app_test.rego",
+                "package routes.app_test\nimport rego.v1\ntest_cooks if data.routes.app.allow with input as {\"user\": {\"groups\": [\"cooks\"]}}\n",
+            ),
+            ("teams/data.yaml", "allowed: [cooks]\nlabel: kitchen\n"),
+        ]))
+        .unwrap();
+        assert!(bundle.files.contains(&"teams/data.yaml".to_string()));
+        let out = evaluate_app(&bundle, &["cooks"]).unwrap();
+        assert!(out.allow);
+        assert_eq!(
+            out.headers,
+            vec![("X-Team".to_string(), "kitchen".to_string())]
+        );
+        assert!(!evaluate_app(&bundle, &["waiters"]).unwrap().allow);
+        // Reading data keeps a route on the bytecode VM.
+        assert_eq!(
+            bundle
+                .rego
+                .as_ref()
+                .unwrap()
+                .interpreter_reason("routes.app"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_data_file_that_does_not_parse_refuses_the_bundle_with_its_position() {
+        let err = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            ("app.rego", "package routes.app\ndefault allow := false\n"),
+            ("teams/data.json", "{\"a\": 1,,}"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("bundle/teams/data.json:1:"), "{err}");
+        let err = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            ("app.rego", "package routes.app\ndefault allow := false\n"),
+            ("routes/app/data.json", "{\"allow\": true}"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("conflict"), "{err}");
+    }
+
+    #[test]
+    fn constructs_the_bytecode_compiler_lacks_run_on_the_interpreter() {
+        // Constant-key partial objects and `with` inside a route policy are valid OPA Rego.
+        let bundle = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            (
+                "app.rego",
+                "package routes.app\nimport rego.v1\ndefault allow := false\nallow if is_cook with input.user.groups as [\"cooks\"]\nis_cook if \"cooks\" in input.user.groups\nheaders[\"X-Team\"] := \"a\" if allow\n",
+            ),
+        ]))
+        .unwrap();
+        let out = evaluate_app(&bundle, &[]).unwrap();
+        assert!(out.allow);
+        assert_eq!(out.headers, vec![("X-Team".to_string(), "a".to_string())]);
+        let why = bundle
+            .rego
+            .as_ref()
+            .unwrap()
+            .interpreter_reason("routes.app");
+        assert!(
+            why.is_some_and(|w| w.contains("bytecode compiler")),
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_function_is_still_refused_at_load() {
+        let err = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            (
+                "app.rego",
+                "package routes.app\ndefault allow := false\nallow if input.user.x; no_such.fn(1)\n",
+            ),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no_such.fn"), "{err}");
     }
 
     #[test]

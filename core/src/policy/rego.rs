@@ -78,6 +78,8 @@ enum Entry {
 /// the RVM cannot evaluate faithfully (see the module comment).
 pub struct RegoPolicies {
     programs: Vec<Arc<Program>>,
+    /// The bundle's data files (docs/policies.md), given to every VM once when it is made.
+    data: Value,
     /// Per chunk that needs one: its prepared interpreter, cloned once per thread.
     engines: Vec<Arc<regorus::Engine>>,
     /// Rego package (without `data.`) → how to evaluate it.
@@ -116,9 +118,17 @@ fn wrapper_module(index: usize, package: &str) -> String {
 /// Parses every module into a fresh engine; returns the engine and package → files.
 pub fn load_engine(
     sources: &[RegoSource],
+    data: &Value,
 ) -> Result<(regorus::Engine, BTreeMap<String, Vec<String>>), PolicyError> {
     let mut engine = regorus::Engine::new();
     engine.set_rego_v0(false);
+    // OPA's default (and the RVM's): a builtin that fails, such as `to_number("abc")`, is
+    // undefined rather than an error, so `not to_number(x)` means what policy authors
+    // read in OPA's documentation. regorus's interpreter defaults to strict.
+    engine.set_strict_builtin_errors(false);
+    engine
+        .add_data(data.clone())
+        .map_err(|e| PolicyError::at("<data>", 1, 1, format!("cannot load data: {e:#}")))?;
     let mut packages: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for source in sources {
         let package = engine
@@ -205,10 +215,11 @@ impl RegoPolicies {
     /// only the files those packages need.
     pub fn compile(
         sources: &[RegoSource],
+        data: &Value,
         required: &BTreeMap<String, (String, usize, usize)>,
     ) -> Result<Option<RegoPolicies>, PolicyError> {
         // Parse everything once: every file must compile, used by a route or not.
-        let (engine, packages) = load_engine(sources)?;
+        let (engine, packages) = load_engine(sources, data)?;
         if required.is_empty() {
             return Ok(None);
         }
@@ -255,7 +266,7 @@ impl RegoPolicies {
                 .filter(|s| needed.contains(&s.path))
                 .cloned()
                 .collect();
-            let (mut engine, _) = load_engine(&chunk_sources)?;
+            let (mut engine, _) = load_engine(&chunk_sources, data)?;
             let mut names = Vec::with_capacity(chunk.len());
             for (offset, package) in chunk.iter().enumerate() {
                 let index = chunk_index * ENTRIES_PER_PROGRAM + offset;
@@ -268,69 +279,126 @@ impl RegoPolicies {
             let compiled = engine
                 .compile_with_entrypoint(&names[0].as_str().into())
                 .map_err(|e| PolicyError::from_rego(chunk[0], &format!("{e:#}")))?;
-            let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let program = Compiler::compile_from_policy(&compiled, &name_refs).map_err(|e| {
+            let first_file = packages
+                .get(chunk[0].as_str())
+                .and_then(|f| f.first().cloned())
+                .unwrap_or_default();
+            let refused = |e: &dyn std::fmt::Display, which: &str| {
                 PolicyError::at(
-                    &packages
-                        .get(chunk[0].as_str())
-                        .and_then(|f| f.first().cloned())
-                        .unwrap_or_default(),
+                    &first_file,
                     1,
                     1,
-                    format!(
-                        "cannot compile packages {} to bytecode: {e:#}",
-                        roots.join(", ")
-                    ),
+                    format!("cannot compile {which} to bytecode: {e:#}"),
                 )
-            })?;
-            let mut chunk_engine: Option<usize> = None;
-            for (package, name) in chunk.iter().zip(&names) {
-                let index = program
-                    .entry_points
-                    .get_index_of(name.as_str())
-                    .ok_or_else(|| {
-                        PolicyError::at(
-                            "<gatehouse>",
-                            1,
-                            1,
-                            format!("entry point {name} missing after compile"),
-                        )
-                    })?;
-                let entry = match conflict_risk(&program, program.entry_points[index]) {
-                    None => Entry::Vm {
-                        program: programs.len(),
-                        index,
-                    },
-                    Some(why) => {
-                        let engine = *chunk_engine.get_or_insert_with(|| {
-                            let mut engine = engine.clone();
-                            engine.set_execution_timer_config(
-                                regorus::utils::limits::ExecutionTimerConfig {
-                                    limit: INTERPRETER_TIME_LIMIT,
-                                    check_interval: std::num::NonZeroU32::MIN.saturating_add(63),
-                                },
-                            );
-                            engines.push(Arc::new(engine));
-                            engines.len() - 1
-                        });
-                        tracing::debug!(
-                            package = %package,
-                            reason = %why,
-                            "Rego route evaluated by the interpreter so that conflicts are errors"
-                        );
-                        Entry::Interpreter {
-                            engine,
-                            rule: name.clone(),
-                            why,
+            };
+            // The RVM compiler lacks some of what the interpreter runs (`with`, partial
+            // objects with constant keys, …): a route using them runs on the interpreter.
+            // An unknown function is still refused here, whichever engine would run it.
+            let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut groups: Vec<(Compiled, Vec<usize>)> = Vec::new();
+            match Compiler::compile_from_policy(&compiled, &name_refs) {
+                Ok(program) => groups.push((Ok(program), (0..names.len()).collect())),
+                Err(e) if !rvm_limitation(&e.to_string()) => {
+                    return Err(refused(&e, &format!("packages {}", roots.join(", "))));
+                }
+                Err(_) => {
+                    for (offset, name) in names.iter().enumerate() {
+                        match Compiler::compile_from_policy(&compiled, &[name.as_str()]) {
+                            Ok(program) => groups.push((Ok(program), vec![offset])),
+                            Err(e) if rvm_limitation(&e.to_string()) => {
+                                let first = e.to_string();
+                                let first = first.lines().next().unwrap_or("").to_string();
+                                groups.push((Err(first), vec![offset]));
+                            }
+                            Err(e) => {
+                                return Err(refused(&e, &format!("package {}", chunk[offset])));
+                            }
                         }
                     }
-                };
-                entries.insert((*package).clone(), entry);
+                }
             }
-            programs.push(program);
+            let mut chunk_engine: Option<usize> = None;
+            let mut interpreter = |engines: &mut Vec<Arc<regorus::Engine>>| {
+                *chunk_engine.get_or_insert_with(|| {
+                    let mut engine = engine.clone();
+                    engine.set_execution_timer_config(
+                        regorus::utils::limits::ExecutionTimerConfig {
+                            limit: INTERPRETER_TIME_LIMIT,
+                            check_interval: std::num::NonZeroU32::MIN.saturating_add(63),
+                        },
+                    );
+                    engines.push(Arc::new(engine));
+                    engines.len() - 1
+                })
+            };
+            for (program, offsets) in groups {
+                let program = match program {
+                    Ok(program) => program,
+                    Err(why) => {
+                        for offset in offsets {
+                            let engine = interpreter(&mut engines);
+                            entries.insert(
+                                chunk[offset].clone(),
+                                Entry::Interpreter {
+                                    engine,
+                                    rule: names[offset].clone(),
+                                    why: format!(
+                                        "the bytecode compiler does not support it: {why}"
+                                    ),
+                                },
+                            );
+                        }
+                        continue;
+                    }
+                };
+                // A data file at the path of a rule is a conflict OPA refuses; the VM checks it.
+                vm_for(&program, data).map_err(|e| {
+                    PolicyError::at(
+                        "<data>",
+                        1,
+                        1,
+                        format!("the bundle's data conflicts with its rules: {e}"),
+                    )
+                })?;
+                for offset in offsets {
+                    let (package, name) = (chunk[offset], &names[offset]);
+                    let index = program
+                        .entry_points
+                        .get_index_of(name.as_str())
+                        .ok_or_else(|| {
+                            PolicyError::at(
+                                "<gatehouse>",
+                                1,
+                                1,
+                                format!("entry point {name} missing after compile"),
+                            )
+                        })?;
+                    let entry = match conflict_risk(&program, program.entry_points[index]) {
+                        None => Entry::Vm {
+                            program: programs.len(),
+                            index,
+                        },
+                        Some(why) => {
+                            tracing::debug!(
+                                package = %package,
+                                reason = %why,
+                                "Rego route evaluated by the interpreter so that conflicts are errors"
+                            );
+                            Entry::Interpreter {
+                                engine: interpreter(&mut engines),
+                                rule: name.clone(),
+                                why,
+                            }
+                        }
+                    };
+                    entries.insert(package.clone(), entry);
+                }
+                programs.push(program);
+            }
         }
         Ok(Some(RegoPolicies {
             programs,
+            data: data.clone(),
             engines,
             entries,
         }))
@@ -361,7 +429,7 @@ impl RegoPolicies {
                     .programs
                     .get(*program)
                     .ok_or("program index out of range")?;
-                with_vm(program, |vm| {
+                with_vm(program, &self.data, |vm| {
                     vm.set_max_instructions(MAX_INSTRUCTIONS);
                     vm.set_input(input);
                     let result = vm
@@ -386,6 +454,18 @@ impl RegoPolicies {
             }
         }
     }
+}
+
+/// A bytecode program, or why the RVM compiler could not make one.
+type Compiled = Result<Arc<Program>, String>;
+
+/// Whether an RVM compile error is one of the compiler's limitations (the interpreter runs
+/// the same code) rather than a mistake in the policy, such as an unknown function.
+fn rvm_limitation(message: &str) -> bool {
+    !(message.contains("Unknown function")
+        || message.contains("Unknown builtin function")
+        || message.contains("Not a builtin function")
+        || message.contains("Undefined variable"))
 }
 
 /// Why the RVM's answer for the entry point at `entry_pc` could hide a conflict, or `None`
@@ -527,6 +607,15 @@ fn iterates_to_a_varying_value(program: &Program, code: &[Instruction], result: 
 /// a reload) are in use at once.
 const VMS_PER_THREAD: usize = 8;
 
+/// A VM for `program` holding the bundle's `data`; `set_data` refuses data at the path of
+/// a rule, as OPA does.
+fn vm_for(program: &Arc<Program>, data: &Value) -> Result<RegoVM, String> {
+    let mut vm = RegoVM::new();
+    vm.load_program(program.clone());
+    vm.set_data(data.clone()).map_err(|e| format!("{e:#}"))?;
+    Ok(vm)
+}
+
 thread_local! {
     static VMS: std::cell::RefCell<Vec<RegoVM>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -536,12 +625,15 @@ thread_local! {
 /// every execution, so reusing it cannot carry one request's results into another; it
 /// saves building a VM (registers, pools, caches) per request. The VM holds its `Arc` of
 /// the program, so a pointer match can never be a different, later program.
-fn with_vm<T>(program: &Arc<Program>, f: impl FnOnce(&mut RegoVM) -> T) -> T {
+fn with_vm<T>(
+    program: &Arc<Program>,
+    data: &Value,
+    f: impl FnOnce(&mut RegoVM) -> Result<T, String>,
+) -> Result<T, String> {
     VMS.with(|cell| {
         let Ok(mut vms) = cell.try_borrow_mut() else {
             // Re-entered (never expected): use a fresh VM rather than share one.
-            let mut vm = RegoVM::new();
-            vm.load_program(program.clone());
+            let mut vm = vm_for(program, data)?;
             return f(&mut vm);
         };
         let position = vms
@@ -553,9 +645,7 @@ fn with_vm<T>(program: &Arc<Program>, f: impl FnOnce(&mut RegoVM) -> T) -> T {
                 if vms.len() >= VMS_PER_THREAD {
                     vms.remove(0);
                 }
-                let mut vm = RegoVM::new();
-                vm.load_program(program.clone());
-                vms.push(vm);
+                vms.push(vm_for(program, data)?);
                 vms.len() - 1
             }
         };
@@ -606,7 +696,9 @@ mod tests {
         }];
         let required =
             BTreeMap::from([("routes.a".to_string(), ("routes.yaml".to_string(), 1, 1))]);
-        let policies = RegoPolicies::compile(&sources, &required).unwrap().unwrap();
+        let policies = RegoPolicies::compile(&sources, &Value::new_object(), &required)
+            .unwrap()
+            .unwrap();
         for n in 0..50 {
             let groups = if n % 2 == 0 { vec!["x"] } else { vec!["y"] };
             let input =
@@ -632,7 +724,9 @@ mod tests {
         }];
         let required =
             BTreeMap::from([("routes.c".to_string(), ("routes.yaml".to_string(), 1, 1))]);
-        RegoPolicies::compile(&sources, &required).unwrap().unwrap()
+        RegoPolicies::compile(&sources, &Value::new_object(), &required)
+            .unwrap()
+            .unwrap()
     }
 
     fn eval(policies: &RegoPolicies, input: serde_json::Value) -> Result<Value, String> {
@@ -897,12 +991,14 @@ mod tests {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
         let files = super::super::BundleFiles::read(&dir).unwrap();
         let (sources, _) = files.rego_sources();
-        let (_, packages) = load_engine(&sources).unwrap();
+        let (_, packages) = load_engine(&sources, &Value::new_object()).unwrap();
         let required: BTreeMap<String, (String, usize, usize)> = packages
             .keys()
             .map(|p| (p.clone(), ("routes.yaml".to_string(), 1, 1)))
             .collect();
-        let policies = RegoPolicies::compile(&sources, &required).unwrap().unwrap();
+        let policies = RegoPolicies::compile(&sources, &Value::new_object(), &required)
+            .unwrap()
+            .unwrap();
         for package in required.keys() {
             assert_eq!(policies.interpreter_reason(package), None, "{package}");
         }
@@ -968,7 +1064,9 @@ mod tests {
             });
             required.insert(format!("routes.app{i}"), ("routes.yaml".to_string(), 1, 1));
         }
-        let policies = RegoPolicies::compile(&sources, &required).unwrap().unwrap();
+        let policies = RegoPolicies::compile(&sources, &Value::new_object(), &required)
+            .unwrap()
+            .unwrap();
         let input = regorus::Value::from(serde_json::json!({"user": {"groups": ["team299"]}}));
         let decision = policies.evaluate("routes.app299", input.clone()).unwrap();
         assert_eq!(decision["allow"], regorus::Value::Bool(true));

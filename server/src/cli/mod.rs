@@ -141,6 +141,14 @@ pub enum AuditCommand {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TestFormat {
+    /// `opa test`'s human-readable report.
+    Pretty,
+    /// `opa test --format json`: an array of results.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Table,
     /// One JSON object per line.
@@ -199,13 +207,16 @@ pub enum SessionCommand {
 pub enum PolicyCommand {
     /// Parse and compile a bundle; prints `file:line:col: message` on error.
     Check { dir: PathBuf },
-    /// Run every `test_*` rule in `*_test.rego` files, like `opa test`.
+    /// Run every `test_*` rule of the bundle with its data files, like `opa test`.
     Test {
         dir: PathBuf,
-        /// Also list passing tests with their durations, and show every test's source
-        /// (with its `with input as` documents).
+        /// Also list passing tests and cases with their durations, and show every test's
+        /// source (with its `with input as` documents).
         #[arg(long, short)]
         verbose: bool,
+        /// `pretty` (opa test's report) or `json` (opa test --format json).
+        #[arg(long, value_enum, default_value_t = TestFormat::Pretty)]
+        format: TestFormat,
     },
     /// Print the decision for one input document (JSON file, `-` for stdin).
     Eval {

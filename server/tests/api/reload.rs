@@ -133,6 +133,77 @@ async fn broken_policy_keeps_the_last_good_bundle_serving() {
     assert!(readyz(&app).await["bundle"]["last_error"].is_null());
 }
 
+/// A marketing policy that reads who may enter from a data file beside it.
+const MARKETING_FROM_DATA: &str = "package routes.marketing\n\nimport rego.v1\n\ndefault allow := false\n\nallow if {\n\tsome g in input.user.groups\n\tg in data.marketing.allowed_groups\n}\n\nreason := \"not_in_marketing\" if not allow\n";
+
+#[tokio::test]
+async fn data_files_are_loaded_watched_and_a_broken_one_keeps_the_last_good_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_bundle_copy(dir.path()).await;
+    let ann = app
+        .login(&Person {
+            email: "ann@example.com",
+            groups: &["kitchen"],
+            tenant: None,
+        })
+        .await;
+    // The policy and its data arrive together: the data lets the kitchen in.
+    let data_dir = dir.path().join("marketing");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::write(
+        data_dir.join("data.json"),
+        r#"{"allowed_groups": ["marketing", "kitchen"]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("marketing.rego"), MARKETING_FROM_DATA).unwrap();
+    wait_for_status(&app, &ann, MARKETING, 200, Duration::from_secs(3)).await;
+    // Editing only the data file goes live.
+    std::fs::write(
+        data_dir.join("data.json"),
+        r#"{"allowed_groups": ["marketing"]}"#,
+    )
+    .unwrap();
+    wait_for_status(&app, &ann, MARKETING, 403, Duration::from_secs(2)).await;
+    let version = readyz(&app).await["bundle"]["version"].clone();
+    // A data file that does not parse is refused with its position; the bundle keeps serving.
+    std::fs::write(
+        data_dir.join("data.json"),
+        "{\n  \"allowed_groups\": [\"kitchen\",\n}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let ready = loop {
+        let ready = readyz(&app).await;
+        if !ready["bundle"]["last_error"].is_null() {
+            break ready;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "data file error never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready["bundle"]["version"], version);
+    let error = ready["bundle"]["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "{}/marketing/data.json:3:1:",
+            dir.path().display()
+        )),
+        "{error}"
+    );
+    assert_eq!(status_of(&app, &ann, MARKETING).await, 403);
+    // A YAML data file works the same way.
+    std::fs::remove_file(data_dir.join("data.json")).unwrap();
+    std::fs::write(
+        data_dir.join("data.yaml"),
+        "allowed_groups: [marketing, kitchen]\n",
+    )
+    .unwrap();
+    wait_for_status(&app, &ann, MARKETING, 200, Duration::from_secs(2)).await;
+    assert!(readyz(&app).await["bundle"]["last_error"].is_null());
+}
+
 #[tokio::test]
 async fn deleting_and_restoring_the_directory_is_survived() {
     let root = tempfile::tempdir().unwrap();
