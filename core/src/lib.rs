@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod decide;
+pub mod dry_run;
 pub mod policy;
 pub mod request;
 pub mod yaml;

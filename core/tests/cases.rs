@@ -17,27 +17,18 @@ use std::path::Path;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use chrono::{Duration, Utc};
-use gatehouse_core::decide::{
-    self, Asking, Caller, HeaderNames, Identity, Settings, Step, Transport, UnauthenticatedMode,
-};
-use gatehouse_core::policy::input::{DeviceFacts, SessionFacts, UserFacts};
-use gatehouse_core::policy::{Bundle, IdentityInput};
-use gatehouse_core::request::trust::VerifyCall;
+use chrono::Utc;
+use gatehouse_core::decide::{HeaderNames, Settings};
+use gatehouse_core::dry_run::DryRun;
+use gatehouse_core::policy::Bundle;
 use runner::{Answer, Case, DecisionTarget, UserSpec};
 
-/// A signed-in user as the service would have resolved it.
-struct User {
-    email: String,
-    groups_joined: String,
-    tenants_joined: String,
-    input: IdentityInput,
-}
-
+/// The core decides each case as a `policy eval` input: the case's URL and its user's
+/// `user` and `device`, through `route` and `decide` (gatehouse_core::dry_run).
 struct Core {
     bundle: Bundle,
     settings: Settings,
-    users: BTreeMap<String, User>,
+    users: BTreeMap<String, UserSpec>,
 }
 
 impl Core {
@@ -48,7 +39,7 @@ impl Core {
             // As the API tests configure the service.
             settings: Settings::new(
                 HeaderNames::default(),
-                vec!["127.0.0.1/32".parse().unwrap()],
+                Vec::new(),
                 "https://auth.example.com",
             ),
             users: BTreeMap::new(),
@@ -56,52 +47,16 @@ impl Core {
     }
 
     fn answer(&self, case: &Case) -> Answer {
-        let headers = [
-            ("x-original-url", case.url.as_str()),
-            ("x-original-method", "GET"),
-        ];
-        let call = VerifyCall {
-            method: "GET",
-            target: "/auth/verify",
-            peer: "127.0.0.1".parse().unwrap(),
-            scheme: "http",
-            forwarded: true,
+        let spec = case.user.as_ref().map(|name| &self.users[name]);
+        let described = DryRun {
+            url: case.url.clone(),
+            user: spec.map(|s| s.user.clone()),
+            device: spec.and_then(|s| s.device.clone()),
+            ..DryRun::default()
         };
-        let verdict = match decide::route(&self.bundle, &self.settings, call, &headers[..]) {
-            Step::Done(v) => v,
-            Step::NeedsCaller(routed) => {
-                let identity = case.user.as_ref().map(|name| {
-                    let u = &self.users[name];
-                    Identity {
-                        email: &u.email,
-                        username: None,
-                        groups_joined: &u.groups_joined,
-                        tenants_joined: &u.tenants_joined,
-                        input: &u.input,
-                    }
-                });
-                let caller = match &identity {
-                    Some(identity) => Caller::Session(identity),
-                    None => Caller::Anonymous {
-                        reason: "session_unknown",
-                    },
-                };
-                let asking = Asking {
-                    mode: UnauthenticatedMode::Status,
-                    wants_html: false,
-                    transport: Transport::Http,
-                };
-                decide::decide(
-                    &self.bundle,
-                    &self.settings,
-                    *routed,
-                    &headers[..],
-                    caller,
-                    asking,
-                    Utc::now(),
-                )
-            }
-        };
+        let verdict = described
+            .decide(&self.bundle, &self.settings, Utc::now())
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         Answer {
             status: verdict.status,
             headers: verdict.headers,
@@ -111,55 +66,11 @@ impl Core {
 
 impl DecisionTarget for Core {
     fn sign_in(&mut self, users: &BTreeMap<String, UserSpec>) -> impl Future<Output = ()> {
-        let now = Utc::now();
-        for (name, spec) in users {
-            let tenants: Vec<(String, String)> = spec
-                .tenant
+        self.users.extend(
+            users
                 .iter()
-                .map(|t| (t.clone(), "member".to_string()))
-                .collect();
-            let claims = serde_json::json!({});
-            let user = UserFacts {
-                id: name,
-                subject: None,
-                email: &spec.email,
-                name: None,
-                username: None,
-                groups: &spec.groups,
-                roles: &[],
-                tenants: &tenants,
-                claims: &claims,
-            };
-            let amr = vec!["test".to_string()];
-            let session = SessionFacts {
-                id: name,
-                created_at: now,
-                expires_at: now + Duration::hours(1),
-                auth_time: now,
-                amr: &amr,
-            };
-            let posture = serde_json::json!({});
-            let device = spec.device.as_deref().map(|kind| DeviceFacts {
-                id: "device-1",
-                registered: true,
-                managed: kind == "managed",
-                trust: "high",
-                posture: &posture,
-                cert_fingerprint: None,
-            });
-            let input = IdentityInput::build(&user, &session, device.as_ref());
-            let groups_joined = spec.groups.join(",");
-            let tenants_joined = spec.tenant.clone().unwrap_or_default();
-            self.users.insert(
-                name.clone(),
-                User {
-                    email: spec.email.clone(),
-                    groups_joined,
-                    tenants_joined,
-                    input,
-                },
-            );
-        }
+                .map(|(name, spec)| (name.clone(), spec.clone())),
+        );
         ready(())
     }
 

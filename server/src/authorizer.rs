@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use gatehouse_core::decide::{self as core, Asking, Caller, Identity, Settings, Step, Transport};
 pub use gatehouse_core::decide::{DEFAULT_ROUTE, Outcome, UnauthenticatedMode, fold_header_name};
+use gatehouse_core::dry_run::{DryRun, DryRunAnswer, DryRunError};
 
 use tracing::Instrument;
 
@@ -36,6 +37,16 @@ const MAX_COOKIES_TRIED: usize = 4;
 
 /// The route whose policy guards Gatehouse's own admin UI and API.
 pub const ADMIN_ROUTE: &str = "gatehouse-admin";
+
+/// What the core's decision needs from the configuration: header names, trusted proxies and
+/// the login URL (`policy eval --config` reads it too).
+pub fn decision_settings(config: &Config) -> Settings {
+    Settings::new(
+        config.headers.clone(),
+        config.trusted_proxies.clone(),
+        config.public_url.as_str(),
+    )
+}
 
 /// The answer to one verify call: the core's verdict and what the audit adds to it.
 #[derive(Debug, Clone)]
@@ -170,12 +181,18 @@ impl Authorizer {
             devices,
             audit,
             signer: CookieSigner::new(config.cookie.secret.expose().as_bytes()),
-            settings: Settings::new(
-                config.headers.clone(),
-                config.trusted_proxies.clone(),
-                config.public_url.as_str(),
-            ),
+            settings: decision_settings(config),
         }
+    }
+
+    /// Decides a described request (the admin playground) against the live bundle exactly as
+    /// verify would, without a session lookup, a count or an audit record: it is no request.
+    pub fn dry_run(
+        &self,
+        described: &DryRun,
+        now: DateTime<Utc>,
+    ) -> Result<DryRunAnswer, DryRunError> {
+        described.answer(&self.bundle.load_full(), &self.settings, now)
     }
 
     /// Decides one request, counts it, logs it under its request id and queues its audit

@@ -6,7 +6,7 @@
 //! the same files.
 //!
 //! This file is compiled into each of those test crates (`#[path]`), so it uses only std,
-//! serde and serde-saphyr.
+//! serde, serde-saphyr and gatehouse-core (which both crates depend on).
 
 #![allow(dead_code)] // each test crate uses its own part of the API
 
@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
+use gatehouse_core::dry_run::{DescribedDevice, DescribedUser};
 use serde::Deserialize;
 
 /// One scenario file: the users it signs in and the requests it asks about.
@@ -23,17 +24,15 @@ pub struct Scenario {
     pub cases: Vec<Case>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A signed-in user of a scenario: the `user` and `device` of an admin playground request
+/// (`gatehouse_core::dry_run`), which the pure core decides directly and the service's
+/// layers sign in through the store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserSpec {
-    pub email: String,
+    pub user: DescribedUser,
     #[serde(default)]
-    pub groups: Vec<String>,
-    /// A tenant the user is a `member` of.
-    #[serde(default)]
-    pub tenant: Option<String>,
-    /// `managed` or `unmanaged`: a registered high-trust device on the user's session.
-    #[serde(default)]
-    pub device: Option<String>,
+    pub device: Option<DescribedDevice>,
 }
 
 /// One request as NGINX describes it: `X-Original-URL` (method GET) from a trusted peer.

@@ -205,46 +205,123 @@ fn policy_test_reports_like_opa_test() {
 }
 
 #[test]
-fn policy_eval_prints_the_decision() {
+fn policy_eval_decides_a_described_request_as_verify_would() {
     let dir = tempfile::tempdir().unwrap();
+    let eval = |name: &str, description: &str| {
+        let input = write(dir.path(), name, description);
+        gatehouse(&[
+            "policy",
+            "eval",
+            example_policies().to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
+    };
+    let out = eval(
+        "admin.json",
+        r#"{"url": "https://acme.apps.example.com/dashboard",
+            "user": {"email": "ann@example.com", "tenants": {"acme": "admin"}}}"#,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["route"], "tenant-apps", "{decision}");
+    assert_eq!(decision["outcome"], "allow");
+    assert_eq!(decision["status"], 200);
+    assert_eq!(decision["path"], "/dashboard");
+    assert_eq!(decision["headers"]["X-Tenant-Id"], "acme");
+    assert_eq!(decision["headers"]["X-Tenant-Role"], "admin");
+    assert_eq!(
+        decision["headers"]["X-Auth-Request-User"],
+        "ann@example.com"
+    );
+
+    // The CEL route with an unmanaged device: denied with the rule's reason.
+    let out = eval(
+        "cel.json",
+        r#"{"url": "https://apps.example.com/reports", "user": {"email": "fin@example.com",
+            "groups": ["finance"]}, "device": {"managed": false}}"#,
+    );
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["outcome"], "deny", "{decision}");
+    assert_eq!(decision["status"], 403);
+    assert_eq!(decision["reason"], "cel_rule_false");
+
+    // Anonymous: the login redirect names the default public URL; normalization applies.
+    let out = eval(
+        "anonymous.json",
+        r#"{"url": "https://apps.example.com/x/../restaurant/orders"}"#,
+    );
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["outcome"], "unauthenticated", "{decision}");
+    assert_eq!(decision["route"], "restaurant");
+    assert_eq!(decision["path"], "/restaurant/orders");
+    assert_eq!(decision["status"], 401);
+    let redirect = decision["headers"]["X-Auth-Request-Redirect"]
+        .as_str()
+        .unwrap();
+    assert!(
+        redirect.starts_with("http://127.0.0.1:4180/auth/login?rd="),
+        "{redirect}"
+    );
+
+    // A refused spelling is decided (400), as verify answers it.
+    let out = eval(
+        "refused.json",
+        r#"{"url": "https://apps.example.com/healthz/..;/restaurant"}"#,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(decision["outcome"], "bad_request", "{decision}");
+
+    // A description that cannot be decided, or a misspelt field, is bad usage.
+    let out = eval(
+        "typo.json",
+        r#"{"url": "https://apps.example.com/", "user": {"email": "a@b", "group": ["x"]}}"#,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown field `group`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = eval(
+        "time.json",
+        r#"{"url": "https://apps.example.com/", "time": "10 o'clock"}"#,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not an RFC 3339 timestamp"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn policy_eval_uses_the_configuration_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &example_policies(),
+        "headers:\n  email: X-Email\n",
+    );
     let input = write(
         dir.path(),
-        "input.json",
-        r#"{"request": {"path": "/acme"}, "route": {"name": "tenant-apps", "tenant": "acme"},
-            "user": {"email": "ann@example.com", "groups": [], "tenants": {"acme": "admin"}}}"#,
+        "request.json",
+        r#"{"url": "https://apps.example.com/restaurant", "user": {"email": "bob@example.com", "groups": ["staff"]}}"#,
     );
     let out = gatehouse(&[
         "policy",
         "eval",
         example_policies().to_str().unwrap(),
-        "--route",
-        "tenant-apps",
         "--input",
         input.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(decision["allow"], true);
-    assert_eq!(decision["headers"]["X-Tenant-Id"], "acme");
-    assert_eq!(decision["headers"]["X-Tenant-Role"], "admin");
-
-    let cel_input = write(
-        dir.path(),
-        "cel.json",
-        r#"{"user": {"groups": ["finance"]}, "device": {"managed": false}}"#,
-    );
-    let out = gatehouse(&[
-        "policy",
-        "eval",
-        example_policies().to_str().unwrap(),
-        "--route",
-        "reports",
-        "--input",
-        cel_input.to_str().unwrap(),
-    ]);
-    let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(decision["allow"], false);
-    assert_eq!(decision["status"], 403);
+    assert_eq!(decision["outcome"], "allow", "{decision}");
+    assert_eq!(decision["headers"]["X-Email"], "bob@example.com");
 }
 
 fn config_file(dir: &Path, policies: &Path, extra: &str) -> PathBuf {
@@ -430,8 +507,12 @@ fn every_example_in_the_policy_guide_runs() {
             .strip_prefix("<!-- eval: ")
             .and_then(|r| r.strip_suffix(" -->"))
         {
-            let (route, expect) = spec.split_once(' ').expect("eval: <route> <allow|deny>");
-            evals.push((route.to_string(), expect == "allow", block_after(&lines, i)));
+            let (route, outcome) = spec.split_once(' ').expect("eval: <route> <outcome>");
+            evals.push((
+                route.to_string(),
+                outcome.to_string(),
+                block_after(&lines, i),
+            ));
         }
     }
     let bundle = dir.path().to_str().unwrap();
@@ -445,22 +526,15 @@ fn every_example_in_the_policy_guide_runs() {
         text(&tests.stdout)
     );
     assert!(evals.len() >= 5);
-    for (n, (route, allow, input)) in evals.iter().enumerate() {
+    for (n, (route, outcome, input)) in evals.iter().enumerate() {
         let file = write(dir.path(), &format!("input-{n}.json"), input);
-        let out = gatehouse(&[
-            "policy",
-            "eval",
-            bundle,
-            "--route",
-            route,
-            "--input",
-            file.to_str().unwrap(),
-        ]);
+        let out = gatehouse(&["policy", "eval", bundle, "--input", file.to_str().unwrap()]);
         assert!(out.status.success(), "{route}: {}", text(&out.stderr));
         let decision: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(
-            decision["allow"], *allow,
-            "{route} with {input}: {decision}"
+            (decision["route"].as_str(), decision["outcome"].as_str()),
+            (Some(route.as_str()), Some(outcome.as_str())),
+            "{input}: {decision}"
         );
     }
 }

@@ -348,38 +348,6 @@ impl Bundle {
         )
     }
 
-    /// Evaluates the route named `route_name` against a complete input document given as
-    /// JSON (`policy eval`, the admin UI's policy tester).
-    pub fn evaluate_document(
-        &self,
-        route_name: &str,
-        document: &serde_json::Value,
-    ) -> Result<PolicyOutcome, PolicyError> {
-        let route = self.routes.get(route_name).ok_or_else(|| {
-            PolicyError::eval(route_name, "no route with this name in the bundle")
-        })?;
-        let part = |name: &str| {
-            document
-                .get(name)
-                .cloned()
-                .unwrap_or(serde_json::Value::Null)
-        };
-        self.evaluate_with(
-            route,
-            || input::from_json(document),
-            |_| InputDocument {
-                request: input::from_json(&part("request")),
-                route: input::from_json(&part("route")),
-                identity: IdentityDocs {
-                    user: input::from_json(&part("user")),
-                    session: input::from_json(&part("session")),
-                    device: input::from_json(&part("device")),
-                },
-                time: input::from_json(&part("time")),
-            },
-        )
-    }
-
     /// Runs the route's engine; the closures build the input only for the engine in use.
     fn evaluate_with(
         &self,

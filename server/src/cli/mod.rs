@@ -218,13 +218,19 @@ pub enum PolicyCommand {
         #[arg(long, value_enum, default_value_t = TestFormat::Pretty)]
         format: TestFormat,
     },
-    /// Print the decision for one input document (JSON file, `-` for stdin).
+    /// Decide one described request as `/auth/verify` would and print the verdict as JSON.
+    /// The description (a JSON file, `-` for stdin) is the admin playground's:
+    /// `{"url", "method", "headers", "user": {"email", "groups", "tenants", …},
+    /// "device": {"managed", "trust", …}, "time"}`; only `url` is required.
     Eval {
         dir: PathBuf,
-        #[arg(long)]
-        route: String,
+        /// The described request.
         #[arg(long)]
         input: PathBuf,
+        /// Decide with this configuration's header names, trusted proxies and public URL
+        /// (default: the built-in header names and http://127.0.0.1:4180).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 

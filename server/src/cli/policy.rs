@@ -3,10 +3,19 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use chrono::Utc;
+use gatehouse_core::decide::{HeaderNames, Settings};
+use gatehouse_core::dry_run::DryRun;
+
 use super::{PolicyCommand, TestFormat, fail};
+use crate::authorizer::decision_settings;
 use crate::policy::rego::RegoSource;
 use crate::policy::testing::{self, TestOutcome};
 use crate::policy::{Bundle, BundleFiles};
+
+/// The login URL's base when no configuration is given: the example configuration's
+/// `public_url` (gatehouse.example.yaml).
+const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:4180";
 
 pub(super) fn policy(command: PolicyCommand) -> ExitCode {
     match command {
@@ -30,47 +39,49 @@ pub(super) fn policy(command: PolicyCommand) -> ExitCode {
             verbose,
             format,
         } => policy_test(&dir, verbose, format),
-        PolicyCommand::Eval { dir, route, input } => {
-            let bundle = match Bundle::load(&dir) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("{}", e.report());
-                    return ExitCode::from(1);
-                }
-            };
-            let text = if input.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(&input)
-            };
-            let document: serde_json::Value = match text
-                .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-            {
-                Ok(d) => d,
-                Err(e) => return fail(2, format!("{}: {e}", input.display())),
-            };
-            match bundle.evaluate_document(&route, &document) {
-                Ok(outcome) => {
-                    let headers: serde_json::Map<String, serde_json::Value> = outcome
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone().into()))
-                        .collect();
-                    let out = serde_json::json!({
-                        "route": route,
-                        "allow": outcome.allow,
-                        "reason": outcome.reason,
-                        "headers": headers,
-                        "status": outcome.status.unwrap_or(if outcome.allow { 200 } else { 403 }),
-                        "bundle_version": bundle.version,
-                    });
-                    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(1, e),
-            }
+        PolicyCommand::Eval { dir, input, config } => policy_eval(&dir, &input, config.as_deref()),
+    }
+}
+
+/// `policy eval`: the described request through the core's `route` and `decide`
+/// (gatehouse_core::dry_run), the same code the admin playground calls.
+fn policy_eval(dir: &Path, input: &Path, config: Option<&Path>) -> ExitCode {
+    let settings = match config {
+        Some(path) => match super::load_config(path) {
+            Ok(config) => decision_settings(&config),
+            Err(code) => return code,
+        },
+        None => Settings::new(HeaderNames::default(), Vec::new(), DEFAULT_PUBLIC_URL),
+    };
+    let bundle = match Bundle::load(dir) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{}", e.report());
+            return ExitCode::from(1);
         }
+    };
+    let text = if input.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(input)
+    };
+    let described: DryRun = match text {
+        Ok(t) => match serde_json::from_str(&t) {
+            Ok(d) => d,
+            Err(e) => return fail(2, format!("{}: {e}", input.display())),
+        },
+        Err(e) => return fail(2, format!("{}: {e}", input.display())),
+    };
+    let answer = match described.answer(&bundle, &settings, Utc::now()) {
+        Ok(a) => a,
+        Err(e) => return fail(2, format!("{}: {e}", input.display())),
+    };
+    match serde_json::to_string_pretty(&answer) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
     }
 }
 

@@ -198,17 +198,25 @@ impl TestApp {
     ) -> std::collections::BTreeMap<String, String> {
         let mut cookies = std::collections::BTreeMap::new();
         for (name, spec) in users {
-            let groups: Vec<&str> = spec.groups.iter().map(String::as_str).collect();
+            let user = &spec.user;
+            let groups: Vec<&str> = user.groups.iter().map(String::as_str).collect();
+            // `session create` grants one tenant, as a member.
+            let mut tenants = user.tenants.iter();
+            let tenant = tenants.next().map(|(t, role)| {
+                assert_eq!(role, "member", "{name}: the store's sessions grant members");
+                t.as_str()
+            });
+            assert!(tenants.next().is_none(), "{name}: one tenant at most");
             let cookie = self
                 .login(&Person {
-                    email: &spec.email,
+                    email: &user.email,
                     groups: &groups,
-                    tenant: spec.tenant.as_deref(),
+                    tenant,
                 })
                 .await;
             if let Some(device) = &spec.device {
-                self.attach_managed_device(&spec.email, device == "managed")
-                    .await;
+                let trust = device.trust.as_deref().unwrap_or("low");
+                self.attach_device(&user.email, device.managed, trust).await;
             }
             cookies.insert(name.clone(), cookie);
         }
@@ -240,12 +248,12 @@ impl TestApp {
             .cookie_value
     }
 
-    /// Gives the user's sessions a managed device with `trust`, via SQL (the device API
-    /// belongs to the login flow).
-    pub async fn attach_managed_device(&self, email: &str, managed: bool) {
+    /// Gives the user's sessions a registered device, `managed` or not, with `trust`, via
+    /// SQL (the device API belongs to the login flow).
+    pub async fn attach_device(&self, email: &str, managed: bool, trust: &str) {
         let id = uuid::Uuid::new_v4().to_string();
         let now = chrono::Utc::now();
-        let insert = "INSERT INTO devices (id, registered, managed, trust, posture, created_at) VALUES ($1, $2, $3, 'high', '{}', $4)";
+        let insert = "INSERT INTO devices (id, registered, managed, trust, posture, created_at) VALUES ($1, $2, $3, $4, '{}', $5)";
         let link = "UPDATE sessions SET device_id = $1 WHERE user_id IN (SELECT id FROM users WHERE email = $2)";
         if self.db.url.starts_with("postgres") {
             let mut c = sqlx::PgConnection::connect(&self.db.url).await.unwrap();
@@ -253,6 +261,7 @@ impl TestApp {
                 .bind(&id)
                 .bind(true)
                 .bind(managed)
+                .bind(trust)
                 .bind(now)
                 .execute(&mut c)
                 .await
@@ -269,6 +278,7 @@ impl TestApp {
                 .bind(&id)
                 .bind(true)
                 .bind(managed)
+                .bind(trust)
                 .bind(now)
                 .execute(&mut c)
                 .await
