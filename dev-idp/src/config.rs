@@ -22,12 +22,56 @@ pub enum DevIdpConfigError {
         col: usize,
         message: String,
     },
+    /// A value of the wrong type or shape, as serde reports it.
     #[error("{}: key `{key}`: {message}", path.display())]
     Key {
         path: PathBuf,
         key: String,
         message: String,
     },
+    /// A well-formed value that is not allowed.
+    #[error("{}: key `{key}`: {source}", path.display())]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        source: InvalidValue,
+    },
+}
+
+/// Why a value of the file is refused (the key is named beside it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    #[error("at least one client is needed")]
+    NoClients,
+    #[error("at least one is needed")]
+    NoRedirectUris,
+    #[error("must be non-empty and unique")]
+    EmptyOrRepeated,
+    #[error("must be unique")]
+    Repeated,
+    #[error("must not be empty")]
+    Empty,
+    #[error("`{0}` is not an email address")]
+    NotEmail(String),
+    #[error("`{url}` is not a URL: {source}")]
+    NotUrl {
+        url: String,
+        source: url::ParseError,
+    },
+    /// A redirect URI, which a relative reference cannot be.
+    #[error("`{url}` is not an absolute URL: {source}")]
+    NotAbsoluteUrl {
+        url: String,
+        source: url::ParseError,
+    },
+    #[error("`{0}` must be an http(s) URL with a host")]
+    IssuerNotHttp(String),
+    #[error("`{0}` must not have a path, query or fragment (the dev IdP serves at the root)")]
+    IssuerNotRoot(String),
+    #[error("`{0}` must be an http(s) URL")]
+    NotHttp(String),
+    #[error("`{0}` must not have a fragment")]
+    Fragment(String),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,32 +166,33 @@ impl DevIdpConfig {
         })?;
         config
             .validate()
-            .map_err(|(key, message)| DevIdpConfigError::Key {
+            .map_err(|(key, source)| DevIdpConfigError::Invalid {
                 path: origin.to_path_buf(),
                 key,
-                message,
+                source,
             })?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// The first refused value and its key.
+    fn validate(&self) -> Result<(), (String, InvalidValue)> {
         if let Some(issuer) = &self.issuer {
             validate_issuer(issuer).map_err(|m| ("issuer".to_string(), m))?;
         }
         if self.clients.is_empty() {
-            return Err(("clients".into(), "at least one client is needed".into()));
+            return Err(("clients".into(), InvalidValue::NoClients));
         }
         let mut ids = HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let key = |field: &str| format!("clients[{i}].{field}");
             if c.client_id.is_empty() || !ids.insert(c.client_id.as_str()) {
-                return Err((key("client_id"), "must be non-empty and unique".into()));
+                return Err((key("client_id"), InvalidValue::EmptyOrRepeated));
             }
             if c.client_secret.is_empty() {
-                return Err((key("client_secret"), "must not be empty".into()));
+                return Err((key("client_secret"), InvalidValue::Empty));
             }
             if c.redirect_uris.is_empty() {
-                return Err((key("redirect_uris"), "at least one is needed".into()));
+                return Err((key("redirect_uris"), InvalidValue::NoRedirectUris));
             }
             for (j, uri) in c.redirect_uris.iter().enumerate() {
                 validate_uri(uri).map_err(|m| (key(&format!("redirect_uris[{j}]")), m))?;
@@ -165,19 +210,16 @@ impl DevIdpConfig {
         for (i, u) in self.users.iter().enumerate() {
             let key = |field: &str| format!("users[{i}].{field}");
             if u.username.is_empty() || !names.insert(u.username.as_str()) {
-                return Err((key("username"), "must be non-empty and unique".into()));
+                return Err((key("username"), InvalidValue::EmptyOrRepeated));
             }
             if !subjects.insert(u.subject()) {
-                return Err((key("sub"), "must be unique".into()));
+                return Err((key("sub"), InvalidValue::Repeated));
             }
             if u.password.is_empty() {
-                return Err((key("password"), "must not be empty".into()));
+                return Err((key("password"), InvalidValue::Empty));
             }
             if !u.email.contains('@') {
-                return Err((
-                    key("email"),
-                    format!("`{}` is not an email address", u.email),
-                ));
+                return Err((key("email"), InvalidValue::NotEmail(u.email.clone())));
             }
         }
         Ok(())
@@ -194,26 +236,30 @@ impl DevIdpConfig {
 
 /// The issuer is compared byte for byte by relying parties, and the dev IdP serves its
 /// endpoints at the root, so it must be a bare `http(s)://host:port`.
-pub fn validate_issuer(issuer: &str) -> Result<(), String> {
-    let url = Url::parse(issuer).map_err(|e| format!("`{issuer}` is not a URL: {e}"))?;
+pub fn validate_issuer(issuer: &str) -> Result<(), InvalidValue> {
+    let url = Url::parse(issuer).map_err(|source| InvalidValue::NotUrl {
+        url: issuer.to_string(),
+        source,
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(format!("`{issuer}` must be an http(s) URL with a host"));
+        return Err(InvalidValue::IssuerNotHttp(issuer.to_string()));
     }
     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "`{issuer}` must not have a path, query or fragment (the dev IdP serves at the root)"
-        ));
+        return Err(InvalidValue::IssuerNotRoot(issuer.to_string()));
     }
     Ok(())
 }
 
-fn validate_uri(uri: &str) -> Result<(), String> {
-    let url = Url::parse(uri).map_err(|e| format!("`{uri}` is not an absolute URL: {e}"))?;
+fn validate_uri(uri: &str) -> Result<(), InvalidValue> {
+    let url = Url::parse(uri).map_err(|source| InvalidValue::NotAbsoluteUrl {
+        url: uri.to_string(),
+        source,
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("`{uri}` must be an http(s) URL"));
+        return Err(InvalidValue::NotHttp(uri.to_string()));
     }
     if url.fragment().is_some() {
-        return Err(format!("`{uri}` must not have a fragment"));
+        return Err(InvalidValue::Fragment(uri.to_string()));
     }
     Ok(())
 }
@@ -298,6 +344,9 @@ users:
     fn an_issuer_with_only_a_trailing_slash_is_accepted() {
         assert!(validate_issuer("http://127.0.0.1:5556").is_ok());
         assert!(validate_issuer("http://127.0.0.1:5556/").is_ok());
-        assert!(validate_issuer("http://127.0.0.1:5556/?x=1").is_err());
+        assert!(matches!(
+            validate_issuer("http://127.0.0.1:5556/?x=1"),
+            Err(InvalidValue::IssuerNotRoot(_))
+        ));
     }
 }

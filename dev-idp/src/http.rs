@@ -28,6 +28,32 @@ pub const LOGIN_COOKIE: &str = "gatehouse_dev_idp_login";
 const LOGIN_FORM_TTL: Duration = Duration::from_secs(600);
 const BACKCHANNEL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Why a request is refused before anything is sent back to a client: shown on an error
+/// page (or as `invalid_request`), never redirected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("parameter `{0}` is repeated")]
+    RepeatedParameter(String),
+    #[error("client_id is missing")]
+    MissingClientId,
+    #[error("unknown client_id `{0}`")]
+    UnknownClient(String),
+    #[error("redirect_uri is missing")]
+    MissingRedirectUri,
+    #[error("redirect_uri `{redirect_uri}` is not registered for client `{client_id}`")]
+    UnregisteredRedirectUri {
+        redirect_uri: String,
+        client_id: String,
+    },
+}
+
+/// Why the provider could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[source] openidconnect::reqwest::Error),
+}
+
 /// The provider's state, shared by all workers.
 pub struct Idp {
     pub issuer: String,
@@ -46,12 +72,12 @@ impl Idp {
         config_path: PathBuf,
         config: DevIdpConfig,
         key: SigningKey,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let http = openidconnect::reqwest::Client::builder()
             .redirect(openidconnect::reqwest::redirect::Policy::none())
             .timeout(BACKCHANNEL_TIMEOUT)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(SetupError::HttpClient)?;
         Ok(Idp {
             secure_cookies: issuer.starts_with("https:"),
             issuer,
@@ -128,11 +154,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Form or query parameters. A repeated parameter is an error (RFC 6749 §3.1).
-fn parse_params(bytes: &[u8]) -> Result<HashMap<String, String>, String> {
+fn parse_params(bytes: &[u8]) -> Result<HashMap<String, String>, RequestError> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(bytes) {
         if out.insert(k.to_string(), v.into_owned()).is_some() {
-            return Err(format!("parameter `{k}` is repeated"));
+            return Err(RequestError::RepeatedParameter(k.into_owned()));
         }
     }
     Ok(out)
@@ -209,16 +235,17 @@ fn registered_client<'c>(
     config: &'c DevIdpConfig,
     client_id: Option<&str>,
     redirect_uri: Option<&str>,
-) -> Result<&'c ClientConfig, String> {
-    let client_id = client_id.ok_or("client_id is missing")?;
+) -> Result<&'c ClientConfig, RequestError> {
+    let client_id = client_id.ok_or(RequestError::MissingClientId)?;
     let client = config
         .client(client_id)
-        .ok_or_else(|| format!("unknown client_id `{client_id}`"))?;
-    let redirect_uri = redirect_uri.ok_or("redirect_uri is missing")?;
+        .ok_or_else(|| RequestError::UnknownClient(client_id.to_string()))?;
+    let redirect_uri = redirect_uri.ok_or(RequestError::MissingRedirectUri)?;
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
-        return Err(format!(
-            "redirect_uri `{redirect_uri}` is not registered for client `{client_id}`"
-        ));
+        return Err(RequestError::UnregisteredRedirectUri {
+            redirect_uri: redirect_uri.to_string(),
+            client_id: client_id.to_string(),
+        });
     }
     Ok(client)
 }
@@ -255,13 +282,13 @@ fn check_request(params: &HashMap<String, String>) -> Result<(), (&'static str, 
 async fn authorize(req: HttpRequest, idp: web::Data<Idp>) -> HttpResponse {
     let params = match parse_params(req.query_string().as_bytes()) {
         Ok(p) => p,
-        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let get = |k: &str| params.get(k).map(String::as_str);
     let config = idp.config();
     let client = match registered_client(&config, get("client_id"), get("redirect_uri")) {
         Ok(c) => c,
-        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return html::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let redirect_uri = get("redirect_uri").unwrap_or_default();
     // From here on, errors go back to the client at its registered redirect URI.
@@ -385,7 +412,7 @@ async fn login(req: HttpRequest, body: web::Bytes, idp: web::Data<Idp>) -> HttpR
         Some(&request.client_id),
         Some(&request.redirect_uri),
     ) {
-        return html::error_page(StatusCode::BAD_REQUEST, &e);
+        return html::error_page(StatusCode::BAD_REQUEST, &e.to_string());
     }
     let username = params.get("username").map(String::as_str).unwrap_or("");
     let password = params.get("password").map(String::as_str).unwrap_or("");
@@ -494,7 +521,7 @@ fn authenticate_client<'c>(
 async fn token(req: HttpRequest, body: web::Bytes, idp: web::Data<Idp>) -> HttpResponse {
     let params = match parse_params(&body) {
         Ok(p) => p,
-        Err(e) => return token_error(StatusCode::BAD_REQUEST, "invalid_request", &e),
+        Err(e) => return token_error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string()),
     };
     let config = idp.config();
     let client = match authenticate_client(&req, &params, &config) {
@@ -679,14 +706,14 @@ async fn userinfo(req: HttpRequest, idp: web::Data<Idp>) -> HttpResponse {
 async fn end_session_get(req: HttpRequest, idp: web::Data<Idp>) -> HttpResponse {
     match parse_params(req.query_string().as_bytes()) {
         Ok(params) => end_session(&req, &idp, &params).await,
-        Err(e) => html::error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => html::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
 async fn end_session_post(req: HttpRequest, body: web::Bytes, idp: web::Data<Idp>) -> HttpResponse {
     match parse_params(&body) {
         Ok(params) => end_session(&req, &idp, &params).await,
-        Err(e) => html::error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => html::error_page(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 

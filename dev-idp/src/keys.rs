@@ -13,6 +13,23 @@ use sha2::{Digest, Sha256};
 
 pub const ALG: CoreJwsSigningAlgorithm = CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256;
 
+/// Why a key could not be made or could not sign.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot generate an RSA key: {0}")]
+    Generate(#[source] rsa::Error),
+    #[error("cannot encode the RSA key: {0}")]
+    Encode(#[source] rsa::pkcs1::Error),
+    /// openidconnect reports a PEM it cannot read as text only.
+    #[error("cannot load the RSA key: {0}")]
+    Load(String),
+    #[error("cannot sign a {typ} token: {source}")]
+    Sign {
+        typ: String,
+        source: openidconnect::SigningError,
+    },
+}
+
 pub struct SigningKey {
     pub key: CoreRsaPrivateSigningKey,
     pub kid: String,
@@ -20,18 +37,19 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    pub fn generate() -> Result<Self, String> {
+    pub fn generate() -> Result<Self, KeyError> {
         let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
-            .map_err(|e| format!("cannot generate an RSA key: {e}"))?;
+            .map_err(KeyError::Generate)?;
         // openidconnect reads only PKCS#1 PEM ("BEGIN RSA PRIVATE KEY"), not PKCS#8.
         let pem = private
             .to_pkcs1_pem(LineEnding::LF)
-            .map_err(|e| format!("cannot encode the RSA key: {e}"))?;
-        let unnamed = CoreRsaPrivateSigningKey::from_pem(&pem, None)?;
+            .map_err(KeyError::Encode)?;
+        let unnamed = CoreRsaPrivateSigningKey::from_pem(&pem, None).map_err(KeyError::Load)?;
         // The kid is a thumbprint-like hash of the public key: stable for one key.
         let modulus = serde_json::to_vec(&unnamed.as_verification_key()).unwrap_or_default();
         let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(&modulus)[..12]);
-        let key = CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.clone())))?;
+        let key = CoreRsaPrivateSigningKey::from_pem(&pem, Some(JsonWebKeyId::new(kid.clone())))
+            .map_err(KeyError::Load)?;
         let public = key.as_verification_key();
         Ok(SigningKey { key, kid, public })
     }
@@ -42,7 +60,7 @@ impl SigningKey {
 
     /// A compact JWS (RS256) of `claims` with the given `typ` header, for tokens that
     /// openidconnect has no type for (the back-channel logout token).
-    pub fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> Result<String, String> {
+    pub fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> Result<String, KeyError> {
         let header = serde_json::json!({"alg": "RS256", "typ": typ, "kid": self.kid});
         let signing_input = format!(
             "{}.{}",
@@ -52,7 +70,10 @@ impl SigningKey {
         let signature = self
             .key
             .sign(&ALG, signing_input.as_bytes())
-            .map_err(|e| e.to_string())?;
+            .map_err(|source| KeyError::Sign {
+                typ: typ.to_string(),
+                source,
+            })?;
         Ok(format!(
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature)

@@ -27,7 +27,35 @@ use std::process::ExitCode;
 
 use actix_web::{App, HttpServer, web};
 
-use config::DevIdpConfig;
+use config::{DevIdpConfig, DevIdpConfigError};
+
+/// Why the dev IdP could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] DevIdpConfigError),
+    #[error("cannot read the listening address: {0}")]
+    Address(#[source] std::io::Error),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error(transparent)]
+    Setup(#[from] http::SetupError),
+    #[error("cannot serve on {addr}: {source}")]
+    Serve {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl ServeError {
+    /// 2 for a bad file (as for Gatehouse's own configuration), 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServeError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
 
 /// The arguments of `gatehouse dev-idp`.
 #[derive(Debug, Clone, clap::Args)]
@@ -63,7 +91,7 @@ pub async fn run(args: DevIdpArgs) -> ExitCode {
     };
     let (server, _issuer, banner) = match serve(listener, args.config.clone()) {
         Ok(s) => s,
-        Err((code, message)) => return fail(code, message),
+        Err(e) => return fail(e.exit_code(), e),
     };
     // Printed once the socket is bound: tests and scripts read the issuer from it.
     let mut stdout = std::io::stdout();
@@ -76,13 +104,13 @@ pub async fn run(args: DevIdpArgs) -> ExitCode {
 }
 
 /// Starts the dev IdP on `listener` with the YAML at `config_path`: the server (to await),
-/// its issuer and the banner to print. Errors carry the exit code (2: a bad file).
+/// its issuer and the banner to print.
 pub fn serve(
     listener: std::net::TcpListener,
     config_path: PathBuf,
-) -> Result<(actix_web::dev::Server, String, String), (u8, String)> {
-    let config = DevIdpConfig::load(&config_path).map_err(|e| (2, e.to_string()))?;
-    let addr = listener.local_addr().map_err(|e| (1, e.to_string()))?;
+) -> Result<(actix_web::dev::Server, String, String), ServeError> {
+    let config = DevIdpConfig::load(&config_path)?;
+    let addr = listener.local_addr().map_err(ServeError::Address)?;
     let issuer = config
         .issuer
         .clone()
@@ -94,15 +122,13 @@ pub fn serve(
     {
         tracing::warn!(%issuer, listen = %addr, "dev-idp: the issuer's port is not the listening port");
     }
-    let key = keys::SigningKey::generate().map_err(|e| (1, e.to_string()))?;
+    let key = keys::SigningKey::generate()?;
     let banner = banner(&issuer, &addr, &config);
-    let idp = http::Idp::new(issuer.clone(), config_path, config, key)
-        .map(web::Data::new)
-        .map_err(|e| (1, e.to_string()))?;
+    let idp = http::Idp::new(issuer.clone(), config_path, config, key).map(web::Data::new)?;
     let server = HttpServer::new(move || App::new().app_data(idp.clone()).configure(http::routes))
         .workers(2)
         .listen(listener)
-        .map_err(|e| (1, format!("cannot serve on {addr}: {e}")))?
+        .map_err(|source| ServeError::Serve { addr, source })?
         .run();
     Ok((server, issuer, banner))
 }

@@ -20,7 +20,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 
 use super::config::UserConfig;
-use super::keys::{ALG, SigningKey};
+use super::keys::{ALG, KeyError, SigningKey};
 
 pub const ID_TOKEN_TTL: Duration = Duration::from_secs(300);
 pub const LOGOUT_TOKEN_TTL: Duration = Duration::from_secs(120);
@@ -69,12 +69,21 @@ pub type DevIdToken = IdToken<
     CoreJwsSigningAlgorithm,
 >;
 
-fn url_error(e: impl std::fmt::Display) -> String {
-    format!("bad endpoint URL: {e}")
+/// Why a document or token could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("bad endpoint URL: {0}")]
+    Url(#[from] url::ParseError),
+    #[error("the ID token lifetime is out of range: {0}")]
+    Lifetime(#[from] chrono::OutOfRangeError),
+    #[error("cannot sign the ID token: {0}")]
+    SignIdToken(#[source] openidconnect::JsonWebTokenError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 /// The discovery document for `issuer` (endpoints at its root).
-pub fn metadata(issuer: &str) -> Result<Metadata, String> {
+pub fn metadata(issuer: &str) -> Result<Metadata, TokenError> {
     let base = issuer.trim_end_matches('/');
     let at = |path: &str| format!("{base}{path}");
     let extra = ExtraMetadata {
@@ -84,16 +93,16 @@ pub fn metadata(issuer: &str) -> Result<Metadata, String> {
         backchannel_logout_session_supported: true,
     };
     let metadata = Metadata::new(
-        IssuerUrl::new(issuer.to_string()).map_err(url_error)?,
-        AuthUrl::new(at("/authorize")).map_err(url_error)?,
-        JsonWebKeySetUrl::new(at("/jwks")).map_err(url_error)?,
+        IssuerUrl::new(issuer.to_string())?,
+        AuthUrl::new(at("/authorize"))?,
+        JsonWebKeySetUrl::new(at("/jwks"))?,
         vec![ResponseTypes::new(vec![CoreResponseType::Code])],
         vec![CoreSubjectIdentifierType::Public],
         vec![ALG],
         extra,
     )
-    .set_token_endpoint(Some(TokenUrl::new(at("/token")).map_err(url_error)?))
-    .set_userinfo_endpoint(Some(UserInfoUrl::new(at("/userinfo")).map_err(url_error)?))
+    .set_token_endpoint(Some(TokenUrl::new(at("/token"))?))
+    .set_userinfo_endpoint(Some(UserInfoUrl::new(at("/userinfo"))?))
     .set_scopes_supported(Some(
         SCOPES.iter().map(|s| Scope::new(s.to_string())).collect(),
     ))
@@ -176,11 +185,11 @@ pub fn id_token(
     key: &SigningKey,
     user: &UserConfig,
     request: &IdTokenRequest<'_>,
-) -> Result<String, String> {
+) -> Result<String, TokenError> {
     let now = Utc::now();
-    let expires = now + chrono::Duration::from_std(ID_TOKEN_TTL).map_err(|e| e.to_string())?;
+    let expires = now + chrono::Duration::from_std(ID_TOKEN_TTL)?;
     let claims = IdTokenClaims::new(
-        IssuerUrl::new(request.issuer.to_string()).map_err(url_error)?,
+        IssuerUrl::new(request.issuer.to_string())?,
         vec![Audience::new(request.client_id.to_string())],
         expires,
         now,
@@ -195,7 +204,7 @@ pub fn id_token(
     let access_token = AccessToken::new(request.access_token.to_string());
     let code = request.code.map(|c| AuthorizationCode::new(c.to_string()));
     let token = DevIdToken::new(claims, &key.key, ALG, Some(&access_token), code.as_ref())
-        .map_err(|e| format!("cannot sign the ID token: {e}"))?;
+        .map_err(TokenError::SignIdToken)?;
     Ok(token.to_string())
 }
 
@@ -217,7 +226,7 @@ pub fn logout_token(
     client_id: &str,
     sid: &str,
     sub: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, TokenError> {
     let now = Utc::now().timestamp();
     let mut claims = serde_json::json!({
         "iss": issuer,
@@ -231,7 +240,7 @@ pub fn logout_token(
     if let (Some(sub), Some(map)) = (sub, claims.as_object_mut()) {
         map.insert("sub".into(), sub.into());
     }
-    key.sign_jwt("logout+jwt", &claims)
+    Ok(key.sign_jwt("logout+jwt", &claims)?)
 }
 
 #[cfg(test)]

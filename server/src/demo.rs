@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use rand::RngCore;
 
-use crate::app::Application;
-use crate::config::Config;
+use crate::app::{Application, StartError};
+use crate::config::{Config, ConfigError};
 
 /// The example bundle (`policies/`), embedded so the demo runs from the binary alone.
 const BUNDLE: &[(&str, &str)] = &[
@@ -79,16 +79,48 @@ struct Ports {
     marketing: u16,
 }
 
+/// Why the demo could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot listen on 127.0.0.1:{port}: {source} (try --ephemeral-ports)")]
+    Listen { port: u16, source: std::io::Error },
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(#[source] std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    DevIdp(#[from] gatehouse_dev_idp::ServeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("sample app {app}: cannot read its listener's address: {source}")]
+    SampleAppAddress {
+        app: &'static str,
+        source: std::io::Error,
+    },
+    #[error("sample app {app} on {addr}: {source}")]
+    SampleApp {
+        app: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("gatehouse stopped: {0}")]
+    Stopped(#[source] std::io::Error),
+}
+
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(code)
 }
 
 /// Binds a loopback listener: the fixed port, or a free one.
-fn listen(port: u16, ephemeral: bool) -> Result<TcpListener, String> {
+fn listen(port: u16, ephemeral: bool) -> Result<TcpListener, DemoError> {
     let port = if ephemeral { 0 } else { port };
-    TcpListener::bind(("127.0.0.1", port))
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (try --ephemeral-ports)"))
+    TcpListener::bind(("127.0.0.1", port)).map_err(|source| DemoError::Listen { port, source })
 }
 
 fn port_of(l: &TcpListener) -> u16 {
@@ -102,18 +134,21 @@ pub async fn run(args: DemoArgs) -> ExitCode {
     }
 }
 
-async fn run_inner(args: DemoArgs) -> Result<(), String> {
+async fn run_inner(args: DemoArgs) -> Result<(), DemoError> {
     let temp;
     let dir = match &args.dir {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            std::fs::create_dir_all(d).map_err(|source| DemoError::Write {
+                path: d.clone(),
+                source,
+            })?;
             d.clone()
         }
         None => {
             temp = tempfile::Builder::new()
                 .prefix("gatehouse-demo-")
                 .tempdir()
-                .map_err(|e| e.to_string())?;
+                .map_err(DemoError::TempDir)?;
             temp.path().to_path_buf()
         }
     };
@@ -140,34 +175,35 @@ async fn run_inner(args: DemoArgs) -> Result<(), String> {
     write_bundle(&dir.join("policies"), &ports)?;
     let idp_config = dir.join("dev-idp.yaml");
     write(&idp_config, &idp_yaml(&ports))?;
-    let (idp, issuer, _) =
-        gatehouse_dev_idp::serve(idp_listener, idp_config).map_err(|(_, message)| message)?;
+    let (idp, issuer, _) = gatehouse_dev_idp::serve(idp_listener, idp_config)?;
     let restaurant = sample_app("Restaurant", restaurant_listener)?;
     let marketing = sample_app("Marketing", marketing_listener)?;
 
     let config_path = dir.join("gatehouse.yaml");
     write(&config_path, &gatehouse_yaml(&ports, &issuer))?;
-    let config = Config::load(&config_path).map_err(|e| e.to_string())?;
-    let app = Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let config = Config::load(&config_path)?;
+    let app = Application::build(config).await?;
 
     let mut out = std::io::stdout();
     let _ = out.write_all(banner(&ports, &dir).as_bytes());
     let _ = out.flush();
     let (gatehouse, _, _, _) = tokio::join!(app.run_until_stopped(), idp, restaurant, marketing);
-    gatehouse.map_err(|e| e.to_string())
+    gatehouse.map_err(DemoError::Stopped)
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+fn write(path: &Path, text: &str) -> Result<(), DemoError> {
+    let failed = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DemoError::Write { path, source }
+    };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(failed(parent))?;
     }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(path, text).map_err(failed(path))
 }
 
 /// The example bundle with the sample apps' ports as upstreams.
-fn write_bundle(dir: &Path, ports: &Ports) -> Result<(), String> {
+fn write_bundle(dir: &Path, ports: &Ports) -> Result<(), DemoError> {
     for (name, text) in BUNDLE {
         let text = text
             .replace(
@@ -252,7 +288,10 @@ fn banner(ports: &Ports, dir: &Path) -> String {
 }
 
 /// A sample upstream: a page showing who Gatehouse says the user is and what arrived.
-fn sample_app(name: &'static str, listener: TcpListener) -> Result<actix_web::dev::Server, String> {
+fn sample_app(
+    name: &'static str,
+    listener: TcpListener,
+) -> Result<actix_web::dev::Server, DemoError> {
     async fn page(req: HttpRequest, name: web::Data<&'static str>) -> HttpResponse {
         let header = |h: &str| {
             req.headers()
@@ -285,7 +324,9 @@ fn sample_app(name: &'static str, listener: TcpListener) -> Result<actix_web::de
             .body(body)
     }
     let data = web::Data::new(name);
-    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|source| DemoError::SampleAppAddress { app: name, source })?;
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
@@ -293,6 +334,10 @@ fn sample_app(name: &'static str, listener: TcpListener) -> Result<actix_web::de
     })
     .workers(1)
     .listen(listener)
-    .map_err(|e| format!("sample app on {addr}: {e}"))?
+    .map_err(|source| DemoError::SampleApp {
+        app: name,
+        addr,
+        source,
+    })?
     .run())
 }

@@ -126,7 +126,7 @@ fn oidc_provider(config: &Config) -> Result<Option<Arc<OidcProvider>>, StartErro
     };
     let provider = OidcProvider::new(oidc, &config.public_url).map_err(|e| ConfigError::Key {
         key: "oidc".into(),
-        message: e,
+        message: e.to_string(),
     })?;
     Ok(Some(Arc::new(provider)))
 }

@@ -38,7 +38,7 @@ const CLOCK_SKEW_SECS: i64 = 120;
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// Why a token was not accepted. The text says what failed, for the log and the audit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum JwtError {
     /// No key of the set matches the token: the IdP may have rotated its keys, so the
     /// caller may read them again and try once more.
@@ -47,6 +47,22 @@ pub enum JwtError {
     /// Anything else: a malformed token, a bad signature, a claim that does not hold.
     #[error("{0}")]
     Invalid(String),
+    /// A part of the token is not base64url-encoded JSON.
+    #[error(transparent)]
+    Malformed(#[from] MalformedJwt),
+}
+
+/// Why a part of a compact JWT (its header or claims) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MalformedJwt {
+    #[error("not a JWT")]
+    NotAJwt,
+    #[error("not base64url")]
+    NotBase64(#[source] base64::DecodeError),
+    #[error("not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("claims are not a JSON object")]
+    ClaimsNotAnObject,
 }
 
 fn invalid(message: &str) -> JwtError {
@@ -124,7 +140,7 @@ impl KeySet {
             ) => return Err(JwtError::UnknownKey(error_chain(&e))),
             Err(e) => return Err(JwtError::Invalid(error_chain(&e))),
         }
-        jwt_claims(&token.to_string()).map_err(JwtError::Invalid)
+        Ok(jwt_claims(&token.to_string())?)
     }
 
     /// Verifies a JWS signature: by the key its `kid` names (any key when it names none).
@@ -181,7 +197,7 @@ impl<'a> SignedJwt<'a> {
         else {
             return Err(invalid("not a signed JWT"));
         };
-        let header: Value = decode_json(header_b64).map_err(JwtError::Invalid)?;
+        let header: Value = decode_json(header_b64)?;
         let alg: CoreJwsSigningAlgorithm =
             serde_json::from_value(header["alg"].clone()).map_err(|_| invalid("unknown alg"))?;
         if !ALLOWED_ALGS.contains(&alg) {
@@ -201,7 +217,7 @@ impl<'a> SignedJwt<'a> {
 
     /// The payload as JSON. Trust it only after [`KeySet::verify_signature`].
     pub fn claims(&self) -> Result<Value, JwtError> {
-        decode_json(self.payload).map_err(JwtError::Invalid)
+        Ok(decode_json(self.payload)?)
     }
 }
 
@@ -294,19 +310,19 @@ fn check_logout_claims(
     Ok(LogoutRequest { subject, sid })
 }
 
-fn decode_json(part: &str) -> Result<Value, String> {
+fn decode_json(part: &str) -> Result<Value, MalformedJwt> {
     let bytes = B64
         .decode(part.trim_end_matches('='))
-        .map_err(|_| "not base64url".to_string())?;
-    serde_json::from_slice(&bytes).map_err(|_| "not JSON".to_string())
+        .map_err(MalformedJwt::NotBase64)?;
+    serde_json::from_slice(&bytes).map_err(MalformedJwt::NotJson)
 }
 
 /// The claims of a JWT whose signature was already verified.
-fn jwt_claims(jwt: &str) -> Result<Map<String, Value>, String> {
-    let payload = jwt.split('.').nth(1).ok_or("not a JWT")?;
+fn jwt_claims(jwt: &str) -> Result<Map<String, Value>, MalformedJwt> {
+    let payload = jwt.split('.').nth(1).ok_or(MalformedJwt::NotAJwt)?;
     match decode_json(payload)? {
         Value::Object(m) => Ok(m),
-        _ => Err("claims are not a JSON object".into()),
+        _ => Err(MalformedJwt::ClaimsNotAnObject),
     }
 }
 
@@ -389,11 +405,20 @@ mod tests {
             ("XY99", "unknown alg"),
         ] {
             let token = format!("{}.{payload}.c2ln", part(json!({"alg": alg})));
-            assert_eq!(SignedJwt::parse(&token).unwrap_err(), invalid(why), "{alg}");
+            assert_eq!(
+                SignedJwt::parse(&token).unwrap_err().to_string(),
+                why,
+                "{alg}"
+            );
         }
         assert_eq!(
-            SignedJwt::parse("a.b").unwrap_err(),
-            invalid("not a signed JWT")
+            SignedJwt::parse("a.b").unwrap_err().to_string(),
+            "not a signed JWT"
         );
+        let not_json = format!("{}.{payload}.c2ln", B64.encode("{alg"));
+        assert!(matches!(
+            SignedJwt::parse(&not_json),
+            Err(JwtError::Malformed(MalformedJwt::NotJson(_)))
+        ));
     }
 }

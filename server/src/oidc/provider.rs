@@ -99,6 +99,19 @@ pub enum OidcError {
     LogoutToken(String),
 }
 
+/// Why the relying party could not be built from its configuration (a bad `oidc` key:
+/// exit 2 at start).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("the callback URL `{url}` is invalid: {source}")]
+    CallbackUrl {
+        url: String,
+        source: url::ParseError,
+    },
+    #[error("cannot build the HTTP client for the identity provider: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
 /// What a fresh authorization request needs remembered until the callback.
 pub struct AuthorizationRequest {
     pub url: url::Url,
@@ -175,20 +188,21 @@ pub struct OidcProvider {
 impl OidcProvider {
     /// Callbacks are `<public_url>/auth/callback` (or `/oauth2/callback`), registered at
     /// the IdP.
-    pub fn new(config: &OidcConfig, public_url: &url::Url) -> Result<OidcProvider, String> {
+    pub fn new(config: &OidcConfig, public_url: &url::Url) -> Result<OidcProvider, SetupError> {
         let base = public_url.as_str().trim_end_matches('/');
-        let redirect_url = RedirectUrl::new(format!("{base}{}", CallbackPath::Auth.path()))
-            .map_err(|e| e.to_string())?;
-        let oauth2_redirect_url =
-            RedirectUrl::new(format!("{base}{}", CallbackPath::OAuth2.path()))
-                .map_err(|e| e.to_string())?;
+        let callback = |path: CallbackPath| {
+            let url = format!("{base}{}", path.path());
+            RedirectUrl::new(url.clone()).map_err(|source| SetupError::CallbackUrl { url, source })
+        };
+        let redirect_url = callback(CallbackPath::Auth)?;
+        let oauth2_redirect_url = callback(CallbackPath::OAuth2)?;
         let http = reqwest::Client::builder()
             // An IdP answer is never followed elsewhere (SSRF guard).
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(SetupError::HttpClient)?;
         Ok(OidcProvider {
             config: config.clone(),
             redirect_url,

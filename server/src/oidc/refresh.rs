@@ -110,10 +110,10 @@ impl Refresher {
         }
     }
 
-    async fn refresh_one(&self, c: &RefreshCandidate) -> Result<Outcome, String> {
+    async fn refresh_one(&self, c: &RefreshCandidate) -> Result<Outcome, RefreshFailure> {
         let now = Utc::now();
         let Some(subject) = &c.subject else {
-            return Err("the session's user has no IdP subject".into());
+            return Err(RefreshFailure::NoSubject);
         };
         let refresh_token = match self.cipher.decrypt(&c.id, &c.refresh_token_enc) {
             Ok(t) => t,
@@ -129,10 +129,7 @@ impl Refresher {
             Ok(refreshed) => {
                 if let Some(new_token) = &refreshed.refresh_token {
                     let sealed = self.cipher.encrypt(&c.id, new_token);
-                    self.store
-                        .set_refresh_token(&c.id, &sealed)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.store.set_refresh_token(&c.id, &sealed).await?;
                 }
                 let Some(identity) = &refreshed.identity else {
                     // Neither an ID token nor userinfo: the claims cannot be re-read, so the
@@ -147,17 +144,12 @@ impl Refresher {
                         self.revoke(c, &format!("user_conflict: {why}")).await?;
                         return Ok(Outcome::Revoked);
                     }
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
                 self.store
                     .set_session_claims(&c.id, &identity.claims, now)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let hashes = self
-                    .store
-                    .announce_user_changed(&c.user_id)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
+                let hashes = self.store.announce_user_changed(&c.user_id).await?;
                 self.sessions.evict_hashes(&hashes).await;
                 Ok(Outcome::Refreshed)
             }
@@ -175,17 +167,16 @@ impl Refresher {
                     self.revoke(c, &format!("claims_stale: {why}")).await?;
                     return Ok(Outcome::Revoked);
                 }
-                Err(why)
+                Err(RefreshFailure::Idp(RefreshError::Unavailable(why)))
             }
         }
     }
 
-    async fn revoke(&self, c: &RefreshCandidate, reason: &str) -> Result<(), String> {
+    async fn revoke(&self, c: &RefreshCandidate, reason: &str) -> Result<(), RefreshFailure> {
         let hash = self
             .store
             .revoke_session_by_id(&c.id, "idp_refresh_rejected", Utc::now())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if let Some(hash) = hash {
             self.sessions.evict_hashes(&[hash]).await;
         }
@@ -206,4 +197,17 @@ impl Refresher {
 enum Outcome {
     Refreshed,
     Revoked,
+}
+
+/// Why one session was neither refreshed nor ended in this pass: it is tried again at the
+/// next interval.
+#[derive(Debug, thiserror::Error)]
+enum RefreshFailure {
+    #[error("the session's user has no IdP subject")]
+    NoSubject,
+    /// The IdP was briefly unreachable; claims may stay stale a little longer.
+    #[error(transparent)]
+    Idp(RefreshError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
