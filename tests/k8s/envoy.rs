@@ -77,16 +77,7 @@ fn envoy_asks_gatehouse_over_grpc_and_fails_closed() {
     let config: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(envoy_path()).unwrap()).unwrap();
     let k8s = crate::manifests::shipped_config();
-    let port = |listen: &Value| -> u64 {
-        listen
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let port = crate::manifests::port_of;
     let hcm = &config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
     assert_eq!(hcm["use_remote_address"], true);
     let names: Vec<&str> = hcm["http_filters"]

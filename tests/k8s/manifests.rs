@@ -336,7 +336,8 @@ pub fn shipped_config() -> Value {
     serde_saphyr::from_str(cm["data"]["gatehouse.yaml"].as_str().unwrap()).unwrap()
 }
 
-fn port_of(listen: &Value) -> u64 {
+/// The port of a `listen` address of the config (`0.0.0.0:4180` → 4180).
+pub fn port_of(listen: &Value) -> u64 {
     listen
         .as_str()
         .unwrap()
