@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod headers;
 pub mod http;
+pub mod impact;
 pub mod metrics;
 pub mod oidc;
 /// Policy bundles: compiled and evaluated by the pure core.

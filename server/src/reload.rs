@@ -56,12 +56,23 @@ pub struct PolicyReloader {
     live: Arc<ArcSwap<Bundle>>,
     store: Store,
     status: Mutex<ReloadStatus>,
+    /// The live bundle's files: the admin UI shows their source, and its tests' results.
+    sources: Mutex<Arc<BundleFiles>>,
+    /// The bundle the last activation replaced: the admin UI previews what that
+    /// activation changed (docs/admin.md).
+    previous: Mutex<Option<Arc<Bundle>>>,
     /// Serializes reloads (held across the build, so it is an async mutex).
     running: tokio::sync::Mutex<()>,
 }
 
 impl PolicyReloader {
-    pub fn new(dir: PathBuf, live: Arc<ArcSwap<Bundle>>, store: Store) -> PolicyReloader {
+    /// `files` are the live bundle's files, as it was built from them.
+    pub fn new(
+        dir: PathBuf,
+        live: Arc<ArcSwap<Bundle>>,
+        files: BundleFiles,
+        store: Store,
+    ) -> PolicyReloader {
         let status = {
             let b = live.load();
             ReloadStatus {
@@ -78,6 +89,8 @@ impl PolicyReloader {
             live,
             store,
             status: Mutex::new(status),
+            sources: Mutex::new(Arc::new(files)),
+            previous: Mutex::new(None),
             running: tokio::sync::Mutex::new(()),
         }
     }
@@ -94,6 +107,22 @@ impl PolicyReloader {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
+    /// The live bundle's files.
+    pub fn sources(&self) -> Arc<BundleFiles> {
+        self.sources
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The bundle the last activation replaced, if any.
+    pub fn previous(&self) -> Option<Arc<Bundle>> {
+        self.previous
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
     fn update_status(&self, f: impl FnOnce(&mut ReloadStatus)) {
         let mut guard = self.status.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard);
@@ -105,13 +134,15 @@ impl PolicyReloader {
         let dir = self.dir.clone();
         let current = self.live.load().version.clone();
         let live_version = current.clone();
-        let built = tokio::task::spawn_blocking(move || -> Result<Option<Bundle>, PolicyError> {
-            let files = BundleFiles::read(&dir)?;
-            if files.version() == live_version {
-                return Ok(None);
-            }
-            Bundle::build(&files).map(Some)
-        })
+        let built = tokio::task::spawn_blocking(
+            move || -> Result<Option<(Bundle, BundleFiles)>, PolicyError> {
+                let files = BundleFiles::read(&dir)?;
+                if files.version() == live_version {
+                    return Ok(None);
+                }
+                Bundle::build(&files).map(|b| Some((b, files)))
+            },
+        )
         .await
         .unwrap_or_else(|e| {
             Err(PolicyError::at(
@@ -131,7 +162,7 @@ impl PolicyReloader {
                 });
                 ReloadOutcome::Unchanged { version: current }
             }
-            Ok(Some(bundle)) => {
+            Ok(Some((bundle, files))) => {
                 let version = bundle.version.clone();
                 if let Err(e) = self
                     .store
@@ -149,7 +180,9 @@ impl PolicyReloader {
                     s.last_error_at = None;
                     s.reloads += 1;
                 });
-                self.live.store(Arc::new(bundle));
+                let replaced = self.live.swap(Arc::new(bundle));
+                *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(files);
+                *self.previous.lock().unwrap_or_else(|e| e.into_inner()) = Some(replaced);
                 crate::metrics::set_bundle_version(&version);
                 tracing::info!(%version, trigger, "policy bundle activated");
                 ReloadOutcome::Activated { version }

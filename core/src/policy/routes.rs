@@ -117,6 +117,18 @@ fn parse_segments(text: &str, separator: char, what: &str) -> Result<Vec<Segment
     Ok(out)
 }
 
+/// Segments joined back into their pattern text (`{name}` for parameters).
+fn join_segments(segments: &[Segment], separator: &str) -> String {
+    segments
+        .iter()
+        .map(|s| match s {
+            Segment::Literal(l) => l.clone(),
+            Segment::Param(p) => format!("{{{p}}}"),
+        })
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
 /// A compiled route.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -135,6 +147,20 @@ pub struct Route {
 }
 
 impl Route {
+    /// The host pattern as written (normalized), e.g. `{tenant}.apps.example.com`; `None`
+    /// for a host-less route. For display (the admin UI's routes page).
+    pub fn host_pattern(&self) -> Option<String> {
+        self.host.as_deref().map(|s| join_segments(s, "."))
+    }
+
+    /// The path prefix as written (normalized), e.g. `/restaurant`; `None` for a route
+    /// matched by name only.
+    pub fn path_prefix(&self) -> Option<String> {
+        self.path
+            .as_deref()
+            .map(|s| format!("/{}", join_segments(s, "/")))
+    }
+
     fn literal_count(segments: &[Segment]) -> usize {
         segments
             .iter()
@@ -534,6 +560,28 @@ routes:
         let t = table();
         let p = normalize_path(path, false).unwrap();
         t.matches(host, &p).map(|m| m.route.name.clone())
+    }
+
+    #[test]
+    fn routes_show_their_host_and_path_as_written() {
+        let t = table();
+        let shown = |name: &str| {
+            let r = t.get(name).unwrap();
+            (r.host_pattern(), r.path_prefix())
+        };
+        assert_eq!(
+            shown("tenant-apps"),
+            (Some("{tenant}.apps.example.com".into()), Some("/".into()))
+        );
+        assert_eq!(
+            shown("tenant-path"),
+            (
+                Some("tenants.example.com".into()),
+                Some("/t/{tenant}/app".into())
+            )
+        );
+        assert_eq!(shown("reports"), (None, Some("/reports".into())));
+        assert_eq!(shown("gatehouse-admin"), (None, None));
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl Listeners {
         let admin = HttpServer::new(move || {
             App::new()
                 .app_data(admin_state.clone())
+                .wrap(admin_headers())
                 .configure(admin_routes)
         })
         .workers(1)
@@ -122,6 +123,19 @@ impl Listeners {
             proxy,
         })
     }
+}
+
+/// Headers on every admin answer: the UI's Content-Security-Policy (docs/security.md), no
+/// MIME sniffing, no framing, no referrer leaving the console.
+fn admin_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            http::admin_ui::CONTENT_SECURITY_POLICY,
+        ))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
 }
 
 /// `HttpServer::listen` failing on a bound socket (it reads the socket's options).
@@ -165,11 +179,39 @@ fn public_routes(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(auth::home));
 }
 
+/// The admin listener: health, metrics, the admin API and UI (docs/admin.md).
 fn admin_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(http::admin::healthz))
+    use http::admin_api as api;
+    // Bodies the API cannot read answer in its JSON error shape, not actix's text.
+    let json = web::JsonConfig::default()
+        .limit(256 * 1024)
+        .error_handler(|e, _| http::error::ApiError::BadRequest(e.to_string()).into());
+    cfg.app_data(json)
+        .route("/healthz", web::get().to(http::admin::healthz))
         .route("/readyz", web::get().to(http::admin::readyz))
         .route("/metrics", web::get().to(http::admin::metrics))
-        .route("/admin/api/csrf", web::get().to(http::admin_api::csrf))
-        .route("/admin/api/bundle", web::get().to(http::admin_api::bundle))
-        .route("/admin/api/reload", web::post().to(http::admin_api::reload));
+        .route("/admin/api/csrf", web::get().to(api::csrf))
+        .route("/admin/api/bundle", web::get().to(api::bundle))
+        .route("/admin/api/reload", web::post().to(api::reload))
+        .route("/admin/api/actions", web::get().to(api::actions))
+        .route("/admin/api/routes", web::get().to(api::routes::routes))
+        .route("/admin/api/stats", web::get().to(api::stats::stats))
+        .route("/admin/api/sessions", web::get().to(api::sessions::list))
+        .route(
+            "/admin/api/sessions/revoke",
+            web::post().to(api::sessions::revoke_user),
+        )
+        .route(
+            "/admin/api/sessions/{id}",
+            web::delete().to(api::sessions::revoke_one),
+        )
+        .route("/admin/api/devices", web::get().to(api::devices::list))
+        .route(
+            "/admin/api/devices/{id}",
+            web::patch().to(api::devices::update),
+        )
+        // Unknown API paths answer in the API's shape, after the same authorization.
+        .route("/admin/api/{rest:.*}", web::route().to(api::not_found))
+        .route("/admin", web::get().to(http::admin_ui::asset))
+        .route("/admin/{file:.*}", web::get().to(http::admin_ui::asset));
 }

@@ -16,7 +16,7 @@ use crate::config::{Config, ConfigError};
 use crate::oidc::AuthService;
 use crate::oidc::provider::OidcProvider;
 use crate::oidc::refresh::Refresher;
-use crate::policy::Bundle;
+use crate::policy::{Bundle, BundleFiles};
 use crate::reload::{PolicyReloader, watch};
 use crate::session::device::DeviceResolver;
 use crate::session::resolver::{SessionResolver, SessionTimeouts};
@@ -30,7 +30,8 @@ pub(super) async fn build(
 ) -> Result<(web::Data<AppState>, Background), StartError> {
     let store = Store::connect(config.database_url.expose()).await?;
     store.migrate().await?;
-    let bundle = Arc::new(ArcSwap::from_pointee(load_bundle(&store, config).await?));
+    let (bundle, files) = load_bundle(&store, config).await?;
+    let bundle = Arc::new(ArcSwap::from_pointee(bundle));
     let sessions = SessionResolver::new(
         store.clone(),
         SessionTimeouts {
@@ -42,6 +43,7 @@ pub(super) async fn build(
     let reloader = Arc::new(PolicyReloader::new(
         config.policies_dir.clone(),
         bundle.clone(),
+        files,
         store.clone(),
     ));
     let watcher = watch(&config.policies_dir, reloader.clone())?;
@@ -104,9 +106,10 @@ pub(super) async fn build(
     Ok((state, background))
 }
 
-/// Loads, tests and records the policy bundle (refused: exit 2).
-async fn load_bundle(store: &Store, config: &Config) -> Result<Bundle, StartError> {
-    let bundle = Bundle::load(&config.policies_dir)?;
+/// Loads, tests and records the policy bundle (refused: exit 2); returns it with its files.
+async fn load_bundle(store: &Store, config: &Config) -> Result<(Bundle, BundleFiles), StartError> {
+    let files = BundleFiles::read(&config.policies_dir)?;
+    let bundle = Bundle::build(&files)?;
     tracing::info!(version = %bundle.version, routes = bundle.routes.routes().len(), "policy bundle loaded");
     crate::metrics::set_bundle_version(&bundle.version);
     crate::metrics::METRICS
@@ -116,7 +119,7 @@ async fn load_bundle(store: &Store, config: &Config) -> Result<Bundle, StartErro
     store
         .record_policy_version(&bundle.version, &bundle.files, bundle.loaded_at)
         .await?;
-    Ok(bundle)
+    Ok((bundle, files))
 }
 
 /// The OIDC relying party, when `oidc` is configured (a bad one: exit 2).

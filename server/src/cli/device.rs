@@ -79,7 +79,12 @@ async fn device_set(
         Ok(x) => x,
         Err(code) => return code,
     };
-    match store.update_device(id, managed, trust).await {
+    let change = crate::store::DeviceChange {
+        managed,
+        trust: trust.map(str::to_string),
+        posture: None,
+    };
+    match store.update_device(id, &change).await {
         Ok(true) => {
             let record = crate::audit::AuditRecord::event(
                 "admin",

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// A change made with a cookie session without the session's `X-CSRF-Token`.
     #[error("missing or wrong CSRF token")]
     Csrf,
+    /// What the call names does not exist (a session, a device).
+    #[error("not found: {0}")]
+    NotFound(&'static str),
     /// The store or the policy failed; the code names which, the cause is logged.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -36,6 +39,7 @@ impl ApiError {
             ApiError::Unauthenticated(code) => code,
             ApiError::Forbidden(reason) => reason,
             ApiError::Csrf => "csrf_token_missing_or_wrong",
+            ApiError::NotFound(code) => code,
             ApiError::Internal(code) => code,
         }
     }
@@ -47,6 +51,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::Csrf => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

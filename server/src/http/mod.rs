@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod admin_api;
+pub mod admin_ui;
 pub mod auth;
 pub mod error;
 pub mod proxy;

@@ -377,6 +377,29 @@ fn fixed_width(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// One row of `admin_actions`, newest first in [`Store::recent_admin_actions`].
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct AdminActionRow {
+    pub time: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Json<serde_json::Value>,
+}
+
+impl Store {
+    /// The latest administrators' changes, newest first.
+    pub async fn recent_admin_actions(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<AdminActionRow>, StoreError> {
+        let sql = "SELECT time, actor, action, target, detail FROM admin_actions
+                   ORDER BY id DESC LIMIT $1";
+        let rows = on_pool!(self, pool => sqlx::query_as(sql).bind(limit).fetch_all(pool).await)?;
+        Ok(rows)
+    }
+}
+
 /// One column of a batch, for Postgres `UNNEST`.
 fn col<'r, T>(rows: &[NewAuditEvent<'r>], f: fn(NewAuditEvent<'r>) -> T) -> Vec<T> {
     rows.iter().copied().map(f).collect()

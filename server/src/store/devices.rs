@@ -3,6 +3,7 @@
 //! trust level. Same SQL on both backends (see the parent module).
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 
 use super::revocation::{Revoked, SessionColumn};
 use super::{Backend, DeviceRecord, Store, StoreError};
@@ -66,24 +67,30 @@ impl Store {
         Ok(row)
     }
 
-    /// Sets a device's `managed` flag and/or trust level (admin); false if no such device.
+    /// Sets a device's `managed` flag, trust level and/or posture document (admin); false if
+    /// no such device. Its live sessions are announced as changed, so every replica drops
+    /// their cached input documents, which carry the device's facts.
     pub async fn update_device(
         &self,
         device_id: &str,
-        managed: Option<bool>,
-        trust: Option<&str>,
+        change: &DeviceChange,
     ) -> Result<bool, StoreError> {
-        if let Some(t) = trust {
+        if let Some(t) = &change.trust {
             check_trust(t)?;
         }
+        if let Some(p) = &change.posture
+            && !p.is_object()
+        {
+            return Err(StoreError::Invalid("posture must be a JSON object".into()));
+        }
         let sql = "UPDATE devices SET managed = COALESCE($2, managed), trust = COALESCE($3, trust),
-                                      registered = TRUE
+                                      posture = COALESCE($4, posture), registered = TRUE
                    WHERE id = $1";
+        let posture = change.posture.as_ref().map(Json);
         let n = on_pool!(self, pool => sqlx::query(sql)
-            .bind(device_id).bind(managed).bind(trust)
+            .bind(device_id).bind(change.managed).bind(&change.trust).bind(posture)
             .execute(pool).await.map(|r| r.rows_affected()))?;
         if n > 0 {
-            // Sessions on this device carry its facts in their cached input documents.
             let hashes = self
                 .live_session_hashes_where(SessionColumn::Device, device_id)
                 .await?;
@@ -92,13 +99,20 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// The token hashes of a device's live sessions (to drop them from this replica's cache
+    /// after a change; other replicas hear the announcement).
+    pub async fn device_session_hashes(&self, device_id: &str) -> Result<Vec<String>, StoreError> {
+        self.live_session_hashes_where(SessionColumn::Device, device_id)
+            .await
+    }
+
     /// Devices, newest first, optionally of one user (by email).
     pub async fn list_devices(
         &self,
         email: Option<&str>,
     ) -> Result<Vec<DeviceListing>, StoreError> {
         let sql = "SELECT d.id, u.email, d.cert_fingerprint, d.cookie_hash IS NOT NULL AS browser,
-                          d.registered, d.managed, d.trust, d.created_at, d.last_seen_at
+                          d.registered, d.managed, d.trust, d.posture, d.created_at, d.last_seen_at
                    FROM devices d LEFT JOIN users u ON u.id = d.user_id
                    WHERE ($1 IS NULL OR u.email = $1)
                    ORDER BY d.created_at DESC";
@@ -119,6 +133,17 @@ fn check_trust(trust: &str) -> Result<(), StoreError> {
     }
 }
 
+/// What an administrator changes on a device; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceChange {
+    pub managed: Option<bool>,
+    /// `low`, `medium` or `high`.
+    pub trust: Option<String>,
+    /// A JSON object: `input.device.posture`.
+    pub posture: Option<serde_json::Value>,
+}
+
 /// One row of `device list`.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct DeviceListing {
@@ -129,6 +154,7 @@ pub struct DeviceListing {
     pub registered: bool,
     pub managed: bool,
     pub trust: String,
+    pub posture: Json<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: Option<DateTime<Utc>>,
 }

@@ -10,7 +10,7 @@
 //!
 //! One file per table or concern: [`sessions`], [`revocation`] (ending sessions, telling
 //! replicas), [`users`] (users, groups, tenants), [`devices`], [`login`] (pending logins),
-//! [`audit`], [`policy_versions`]; [`records`] holds the session rows the decision reads.
+//! [`audit`], [`stats`] (decision counts for the admin UI), [`policy_versions`]; [`records`] holds the session rows the decision reads.
 //! This file has the handle, the backends, migrations and errors.
 
 use std::str::FromStr;
@@ -66,17 +66,20 @@ mod policy_versions;
 mod records;
 mod revocation;
 mod sessions;
+mod stats;
 mod users;
 
 pub use audit::{
-    AsAuditEvent, AuditCursor, AuditFilter, AuditPage, AuditRow, InvalidCursor, NewAuditEvent,
+    AdminActionRow, AsAuditEvent, AuditCursor, AuditFilter, AuditPage, AuditRow, InvalidCursor,
+    NewAuditEvent,
 };
-pub use devices::DeviceListing;
+pub use devices::{DeviceChange, DeviceListing};
 pub use login::LoginState;
 pub use records::{DeviceRecord, NewSession, SessionRecord, StoredSession, UserRecord};
 pub use revocation::{EndedSession, REVOCATION_CHANNEL, REVOKE_ALL};
-pub use sessions::RefreshCandidate;
-pub use users::{GroupSource, IdpUser};
+pub use sessions::{RefreshCandidate, SessionListing};
+pub use stats::{DecisionStats, DenialCount, MinuteCount};
+pub use users::{GroupSource, IdpUser, StoredUser};
 
 impl Store {
     /// Connects to `url` (`postgres://…` or `sqlite:…`). SQLite files are created if missing.

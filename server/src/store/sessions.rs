@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
+use super::users::{GROUPS_SQL, ROLES_SQL, TENANTS_SQL};
 use super::{
     Backend, DeviceRecord, NewSession, SessionRecord, Store, StoreError, StoredSession, UserRecord,
 };
@@ -50,11 +51,7 @@ impl Store {
                                   auth_time, amr, revoked_at, idp_claims
                            FROM sessions WHERE token_hash = $1";
         let user_sql = "SELECT id, subject, email, name, username, claims FROM users WHERE id = $1";
-        let groups_sql =
-            "SELECT DISTINCT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
-        let roles_sql = "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role";
-        let tenants_sql =
-            "SELECT tenant_id, role FROM tenant_members WHERE user_id = $1 ORDER BY tenant_id";
+        let (groups_sql, roles_sql, tenants_sql) = (GROUPS_SQL, ROLES_SQL, TENANTS_SQL);
         let device_sql = "SELECT id, registered, managed, trust, posture, cert_fingerprint FROM devices WHERE id = $1";
         on_pool!(self, pool => {
             let session: Option<StoredSession> = sqlx::query_as(session_sql)
@@ -153,5 +150,43 @@ impl Store {
         on_pool!(self, pool => sqlx::query("UPDATE sessions SET refresh_token_enc = $2 WHERE id = $1")
             .bind(session_id).bind(refresh_token_enc).execute(pool).await.map(|_| ()))?;
         Ok(())
+    }
+}
+
+/// One live session as the admin UI lists it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct SessionListing {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub device_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Live sessions (not revoked, not expired), most recently seen first, optionally of one
+    /// user (by email). `last_seen_at` is written coalesced (docs/operations.md), so it may
+    /// trail the true last request by up to a minute.
+    pub async fn list_sessions(
+        &self,
+        email: Option<&str>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<SessionListing>, StoreError> {
+        let sql = "SELECT s.id, u.email, u.name, s.device_id, s.ip, s.user_agent,
+                          s.created_at, s.last_seen_at, s.expires_at
+                   FROM sessions s JOIN users u ON u.id = s.user_id
+                   WHERE s.revoked_at IS NULL AND s.expires_at > $1
+                     AND ($2 IS NULL OR u.email = $2)
+                   ORDER BY s.last_seen_at DESC, s.id
+                   LIMIT $3";
+        let email = email.map(|e| e.trim().to_ascii_lowercase());
+        let rows = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(now).bind(&email).bind(limit).fetch_all(pool).await)?;
+        Ok(rows)
     }
 }

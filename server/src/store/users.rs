@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::{Backend, Store, StoreError};
+use super::{Backend, DeviceRecord, Store, StoreError, UserRecord};
 
 /// Drops a user's groups of one source, before they are written anew.
 const DELETE_GROUPS: &str = "DELETE FROM user_groups WHERE user_id = $1 AND source = $2";
@@ -218,4 +218,58 @@ fn is_write_conflict(e: &sqlx::Error) -> bool {
     db.code()
         .and_then(|c| c.parse::<i32>().ok())
         .is_some_and(|c| c & 0xff == 5)
+}
+
+/// A user's groups (IdP and store, without repeats), roles and tenant memberships: what
+/// `input.user` carries besides the user row.
+pub(super) const GROUPS_SQL: &str =
+    "SELECT DISTINCT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
+pub(super) const ROLES_SQL: &str = "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role";
+pub(super) const TENANTS_SQL: &str =
+    "SELECT tenant_id, role FROM tenant_members WHERE user_id = $1 ORDER BY tenant_id";
+
+/// A user as they are now, with everything `input.user` needs: a replayed or re-decided
+/// audit record is judged with these (docs/admin.md).
+#[derive(Debug, Clone)]
+pub struct StoredUser {
+    pub user: UserRecord,
+    /// Union of IdP and store groups, sorted, without duplicates.
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+    /// (tenant id, role) pairs.
+    pub tenants: Vec<(String, String)>,
+}
+
+impl Store {
+    /// The user with `email` and their groups, roles and tenants, if they exist.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<StoredUser>, StoreError> {
+        let email = email.trim().to_ascii_lowercase();
+        let user_sql =
+            "SELECT id, subject, email, name, username, claims FROM users WHERE email = $1";
+        on_pool!(self, pool => {
+            let user: Option<UserRecord> = sqlx::query_as(user_sql)
+                .bind(&email).fetch_optional(pool).await?;
+            let Some(user) = user else { return Ok(None) };
+            let groups: Vec<(String,)> = sqlx::query_as(GROUPS_SQL)
+                .bind(&user.id).fetch_all(pool).await?;
+            let roles: Vec<(String,)> = sqlx::query_as(ROLES_SQL)
+                .bind(&user.id).fetch_all(pool).await?;
+            let tenants: Vec<(String, String)> = sqlx::query_as(TENANTS_SQL)
+                .bind(&user.id).fetch_all(pool).await?;
+            Ok(Some(StoredUser {
+                user,
+                groups: groups.into_iter().map(|g| g.0).collect(),
+                roles: roles.into_iter().map(|r| r.0).collect(),
+                tenants,
+            }))
+        })
+    }
+
+    /// A device by id (a replayed audit record's device, as it is now).
+    pub async fn device_by_id(&self, device_id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let sql = "SELECT id, registered, managed, trust, posture, cert_fingerprint FROM devices WHERE id = $1";
+        let device =
+            on_pool!(self, pool => sqlx::query_as(sql).bind(device_id).fetch_optional(pool).await)?;
+        Ok(device)
+    }
 }

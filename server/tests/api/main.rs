@@ -7,6 +7,7 @@
     reason = "a test or benchmark reports failure by panicking"
 )]
 
+mod admin;
 mod audit;
 mod audit_cookbook;
 #[path = "../../../tests/common/audit_scale.rs"]
