@@ -196,6 +196,7 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/actions", web::get().to(api::actions))
         .route("/admin/api/routes", web::get().to(api::routes::routes))
         .route("/admin/api/stats", web::get().to(api::stats::stats))
+        .route("/admin/api/audit", web::get().to(api::audit::search))
         .route("/admin/api/sessions", web::get().to(api::sessions::list))
         .route(
             "/admin/api/sessions/revoke",

@@ -21,6 +21,20 @@ use crate::store::{AsAuditEvent, NewAuditEvent};
 
 pub use writer::{AuditWriter, SupervisedWriter, WriterHandle};
 
+/// A bound of an audit search as people write it (`audit query --since`, the admin API's
+/// `since`/`until`): a duration meaning that long before `now` (`1h`, `7d`), or an RFC 3339
+/// time.
+pub fn parse_time_bound(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let ago = humantime::parse_duration(text).map_err(|e| {
+        format!("`{text}` is neither a duration (1h, 7d) nor an RFC 3339 time: {e}")
+    })?;
+    let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
+    Ok(now - ago)
+}
+
 /// How long a verify may wait for room in a full queue before the record is counted as
 /// dropped. A full queue means the writer is far behind; waiting longer would stall the
 /// ingress.

@@ -157,14 +157,7 @@ pub enum OutputFormat {
 
 /// `1h` means one hour ago; `2026-11-22T18:00:00Z` means that time.
 fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    let ago = humantime::parse_duration(text).map_err(|e| {
-        format!("`{text}` is neither a duration (1h, 7d) nor an RFC 3339 time: {e}")
-    })?;
-    let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
-    Ok(chrono::Utc::now() - ago)
+    crate::audit::parse_time_bound(text, chrono::Utc::now())
 }
 
 #[derive(Debug, Subcommand)]
