@@ -4,6 +4,8 @@
 import * as api from '../api.js';
 import {h, card, table, code, pill, source, definitions} from '../dom.js';
 
+const TEST_CLASS = {pass: 'pill-allow', skipped: 'pill-bad_request'};
+
 export default {
   title: 'Routes & policies',
   subtitle: 'The live bundle: which route answers which request, and the policy that decides it.',
@@ -12,6 +14,7 @@ export default {
     const selected = params.route || null;
     const rows = data.routes.map((r) => {
       const passed = r.tests.filter((t) => t.outcome === 'pass').length;
+      const run = r.tests.filter((t) => t.outcome !== 'skipped').length;
       return h('tr', {class: ['clickable', r.name === selected ? 'selected' : null], 'data-route': r.name,
         on: {click: () => { window.location.hash = `#/routes${api.query({route: r.name})}`; }}},
         h('td', {}, h('a', {href: `#/routes${api.query({route: r.name})}`}, r.name)),
@@ -19,8 +22,8 @@ export default {
         h('td', {class: 'mono'}, r.path ?? h('span', {class: 'muted'}, 'by name')),
         h('td', {}, h('span', {class: ['engine', `engine-${r.engine}`]}, r.engine)),
         h('td', {class: 'mono wrap'}, r.package ?? r.expression ?? '—'),
-        h('td', {}, r.tests.length
-          ? h('span', {class: passed === r.tests.length ? 'ok-text' : 'deny-text'}, `${passed}/${r.tests.length} pass`)
+        h('td', {}, run
+          ? h('span', {class: passed === run ? 'ok-text' : 'deny-text'}, `${passed}/${run} pass`)
           : h('span', {class: 'muted'}, r.engine === 'rego' ? 'no tests' : '—')));
     });
     const route = data.routes.find((r) => r.name === selected);
@@ -54,7 +57,7 @@ function detail(r) {
       ['Declared headers', r.headers?.length ? r.headers.join(', ') : 'any X- header'],
     ]),
     h('div', {}, h('h3', {}, 'Tests'), r.tests.length ? h('ul', {class: 'tests'}, r.tests.map((t) =>
-      h('li', {}, pill(t.outcome === 'pass' ? 'allow' : 'deny', 'small'), ' ', code(t.name),
+      h('li', {}, h('span', {class: ['pill', 'small', TEST_CLASS[t.outcome] || 'pill-deny']}, t.outcome), ' ', code(t.name),
         h('span', {class: 'muted'}, ` ${t.file}:${t.line}`), t.error ? h('pre', {class: 'mono error-text'}, t.error) : null)))
       : h('p', {class: 'muted'}, r.engine === 'rego' ? 'No tests refer to this package.' : 'Not a Rego route.'))),
   r.sources.map((f) => source(f.path, f.text)),

@@ -22,10 +22,14 @@ struct SourceFile {
 /// One test's result as the UI shows it.
 #[derive(Debug, Serialize)]
 struct TestView {
+    /// `data.<package>.<rule>`.
     name: String,
+    /// The test's package, without `data.`.
+    #[serde(skip)]
+    package: String,
     file: String,
     line: usize,
-    /// `pass`, `fail` or `error`.
+    /// `pass`, `fail`, `error` or `skipped` (`todo_test_`).
     outcome: &'static str,
     error: Option<String>,
     duration_us: u128,
@@ -62,7 +66,9 @@ pub async fn routes(
     let run_on = files.clone();
     let results = web::block(move || {
         let (policies, tests) = run_on.rego_sources();
-        testing::run_tests(&policies, &tests)
+        let data = run_on.data()?;
+        let all: Vec<_> = policies.into_iter().chain(tests).collect();
+        testing::run_tests(&all, &data)
     })
     .await
     .map_err(|_| ApiError::Internal("policy_error"))?
@@ -85,7 +91,17 @@ pub async fn routes(
             path: p.clone(),
             text: t.clone(),
         });
-    let passed = tests.iter().filter(|t| t.outcome == "pass").count();
+    let count = |outcomes: &[&str]| {
+        tests
+            .iter()
+            .filter(|t| outcomes.contains(&t.outcome))
+            .count()
+    };
+    let (passed, failed, skipped) = (
+        count(&["pass"]),
+        count(&["fail", "error"]),
+        count(&["skipped"]),
+    );
     Ok(HttpResponse::Ok().json(json!({
         "version": bundle.version,
         "default": match bundle.routes.default {
@@ -95,7 +111,7 @@ pub async fn routes(
         "case_insensitive_paths": bundle.routes.case_insensitive_paths,
         "routes": routes,
         "routes_yaml": routes_yaml,
-        "tests": {"passed": passed, "failed": tests.len() - passed, "results": tests},
+        "tests": {"passed": passed, "failed": failed, "skipped": skipped, "results": tests},
     })))
 }
 
@@ -113,6 +129,7 @@ fn route_view(route: &Route, files: &BundleFiles, tests: &[TestView]) -> RouteVi
                 .filter(|t| tests_package(t, files, package))
                 .map(|t| TestView {
                     name: t.name.clone(),
+                    package: t.package.clone(),
                     file: t.file.clone(),
                     line: t.line,
                     outcome: t.outcome,
@@ -164,12 +181,7 @@ fn declares(text: &str, package: &str) -> bool {
 /// Whether a test belongs to `package`'s policy: it is in `<package>_test` (the `opa test`
 /// convention), or its file refers to `data.<package>`.
 fn tests_package(test: &TestView, files: &BundleFiles, package: &str) -> bool {
-    if test
-        .name
-        .strip_prefix("data.")
-        .and_then(|n| n.rsplit_once('.'))
-        .is_some_and(|(pkg, _)| pkg == format!("{package}_test"))
-    {
+    if test.package == format!("{package}_test") {
         return true;
     }
     let reference = format!("data.{package}");
@@ -190,9 +202,15 @@ fn test_view(r: &TestResult, files: &BundleFiles) -> TestView {
         TestOutcome::Pass => ("pass", None),
         TestOutcome::Fail => ("fail", None),
         TestOutcome::Error(e) => ("error", Some(e.clone())),
+        TestOutcome::Skipped => ("skipped", None),
     };
     TestView {
-        name: r.name.clone(),
+        name: r.full_name(),
+        package: r
+            .package
+            .strip_prefix("data.")
+            .unwrap_or(&r.package)
+            .to_string(),
         file: bundle_path(&r.file, files),
         line: r.line,
         outcome,
@@ -234,8 +252,14 @@ mod tests {
     }
 
     fn test(name: &str, file: &str) -> TestView {
+        let package = name
+            .strip_prefix("data.")
+            .and_then(|n| n.rsplit_once('.'))
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
         TestView {
             name: name.into(),
+            package,
             file: file.into(),
             line: 1,
             outcome: "pass",
