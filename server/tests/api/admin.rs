@@ -499,7 +499,7 @@ async fn a_device_change_reaches_its_sessions_at_once() {
                 tenant: None,
             })
             .await;
-        app.attach_managed_device("fay@example.com", false).await;
+        app.attach_device("fay@example.com", false, "high").await;
         const REPORTS: &str = "http://apps.example.com/reports";
         assert_eq!(app.verify_as(REPORTS, &fay).await.status(), 403);
         let devices = admin.get("/admin/api/devices?email=fay@example.com").await;
