@@ -405,28 +405,41 @@ pub async fn load(url: &str, shape: Shape, streams: u32) -> Loaded {
         .await
         .expect("vacuum analyze");
     let analyze_seconds = started.elapsed().as_secs_f64();
-    let (total_bytes, index_bytes): (i64, i64) = sqlx::query_as(
-        "SELECT sum(pg_total_relation_size(c.oid))::bigint, sum(pg_indexes_size(c.oid))::bigint
-         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-         WHERE i.inhparent = 'audit_events'::regclass",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("sizes");
-    let middle = start + chrono::Duration::days(i64::from(shape.days)) / 2;
-    let (request_id,): (String,) = sqlx::query_as(
-        "SELECT request_id FROM audit_events WHERE time >= $1 AND kind = 'verify'
-         ORDER BY time LIMIT 1",
-    )
-    .bind(middle)
-    .fetch_one(&pool)
-    .await
-    .expect("a request id");
     pool.close().await;
     Loaded {
         rows,
         load_seconds,
         analyze_seconds,
+        ..describe(url).await
+    }
+}
+
+/// The trail already in the database at `url` (a kept benchmark database): its rows, sizes
+/// and a request id from the middle of it.
+pub async fn describe(url: &str) -> Loaded {
+    let mut conn = PgConnection::connect(url).await.expect("connect");
+    let (rows, total_bytes, index_bytes): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM audit_events),
+                sum(pg_total_relation_size(c.oid))::bigint, sum(pg_indexes_size(c.oid))::bigint
+         FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'audit_events'::regclass",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("sizes");
+    let (request_id,): (String,) = sqlx::query_as(
+        "SELECT request_id FROM audit_events
+         WHERE time >= (SELECT min(time) + (max(time) - min(time)) / 2 FROM audit_events)
+           AND kind = 'verify'
+         ORDER BY time LIMIT 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("a request id");
+    Loaded {
+        rows: rows as u64,
+        load_seconds: 0.0,
+        analyze_seconds: 0.0,
         total_bytes,
         index_bytes,
         request_id,

@@ -144,19 +144,31 @@ async fn login_state_purge(store: Store, mut ctx: TaskContext) -> Result<(), Tas
     }
 }
 
-/// Keeps daily audit partitions created ahead and drops expired ones, hourly.
+/// Keeps daily audit partitions created ahead, the daily rollups current, and drops expired
+/// partitions, hourly. The first run of each UTC day (and the first after a start) recounts
+/// yesterday and today in full, taking in rows a replayed spool wrote late
+/// (docs/audit.md, "Rollups").
 async fn partition_maintenance(
     store: Store,
     retention_days: u32,
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    let mut recounted_on: Option<chrono::NaiveDate> = None;
     loop {
         tokio::select! {
             _ = every_hour.tick() => {}
             _ = ctx.shutdown() => return Ok(()),
         }
-        match store.maintain_audit_partitions(retention_days).await {
+        let today = chrono::Utc::now().date_naive();
+        let recount = recounted_on != Some(today);
+        let result = store
+            .maintain_audit_partitions(retention_days, recount)
+            .await;
+        if recount && result.is_ok() {
+            recounted_on = Some(today);
+        }
+        match result {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 dropped = n,

@@ -338,20 +338,47 @@ impl Store {
         (sql, args, limit)
     }
 
-    /// Creates audit partitions ahead and drops those older than `retention_days`
-    /// (Postgres only; SQLite keeps one table). Returns the partitions dropped.
-    pub async fn maintain_audit_partitions(&self, retention_days: u32) -> Result<i32, StoreError> {
+    /// The partition job (Postgres only; SQLite keeps one table and no rollups): creates
+    /// audit partitions ahead, brings the daily rollups behind `audit_user_activity` and
+    /// `audit_policy_changes` up to five minutes ago, and drops partitions (and rollup days)
+    /// older than `retention_days`. With `recount`, yesterday and today are recounted in
+    /// full, which takes in rows that arrived late (a replayed spool); the job does that on
+    /// its first run of each UTC day (docs/audit.md, "Rollups"). Returns the partitions
+    /// dropped.
+    pub async fn maintain_audit_partitions(
+        &self,
+        retention_days: u32,
+        recount: bool,
+    ) -> Result<i32, StoreError> {
         let Backend::Postgres(pool) = &self.backend else {
             return Ok(0);
         };
         sqlx::query("SELECT gatehouse_audit_ensure_partitions(current_date - 1, 9)")
             .execute(pool)
             .await?;
+        // Without a recount, the first day recounted is tomorrow: none, only the rows since
+        // the last run are added.
+        let recount_from = if recount { -1 } else { 1 };
+        sqlx::query(
+            "SELECT gatehouse_audit_rollup((now() AT TIME ZONE 'UTC')::date + $1,
+                                           now() - interval '5 minutes')",
+        )
+        .bind(recount_from)
+        .execute(pool)
+        .await?;
         let keep = i32::try_from(retention_days).unwrap_or(i32::MAX);
         let (dropped,): (i32,) = sqlx::query_as("SELECT gatehouse_audit_drop_partitions($1)")
             .bind(keep)
             .fetch_one(pool)
             .await?;
+        for table in ["audit_daily_versions", "audit_daily_users"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE day < current_date - $1"
+            )))
+            .bind(keep)
+            .execute(pool)
+            .await?;
+        }
         Ok(dropped)
     }
 

@@ -296,7 +296,7 @@ async fn expired_audit_partitions_are_dropped_and_recent_ones_kept() {
     }
     let before = partitions(&mut conn).await;
     assert!(before.len() >= 11, "{before:?}");
-    let dropped = app.store.maintain_audit_partitions(90).await.unwrap();
+    let dropped = app.store.maintain_audit_partitions(90, true).await.unwrap();
     assert_eq!(dropped, 1);
     let after = partitions(&mut conn).await;
     let today = format!("audit_events_{}", chrono::Utc::now().format("%Y%m%d"));

@@ -9,6 +9,7 @@
 
 mod admin;
 mod audit;
+mod audit_at_scale;
 mod audit_cookbook;
 #[path = "../../../tests/common/audit_scale.rs"]
 mod audit_scale;
