@@ -3,7 +3,7 @@
 // live bundle, with the user as they are now.
 
 import * as api from '../api.js';
-import {h, card, table, code, pill, field, button, definitions, errorBox} from '../dom.js';
+import {h, card, table, code, pill, field, button, definitions, errorBox, when} from '../dom.js';
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 
@@ -93,16 +93,22 @@ function headerRows(headers) {
   return list.map(([k, v]) => h('tr', {}, h('td', {class: 'mono'}, k), h('td', {class: 'mono wrap'}, v)));
 }
 
-function verdict(d) {
+function verdict(result) {
+  const d = result.answer;
+  const was = result.replayed;
   return h('div', {class: 'stack verdict'},
     h('div', {class: 'verdict-head'}, pill(d.outcome, 'large'), h('span', {class: 'status'}, `HTTP ${d.status}`),
       d.reason ? h('span', {class: 'reason'}, 'reason ', code(d.reason)) : null),
     definitions([
-      ['Route', d.route ? h('a', {href: `#/routes${api.query({route: d.route})}`}, d.route) : '—'],
-      ['Decided', d.method || d.path ? code(`${d.method ?? ''} ${d.host ?? ''}${d.path ?? ''}`) : '—'],
-      ['Bundle', d.bundle_version ? code(d.bundle_version) : '—'],
-      d.replayed ? ['Replayed record', code(d.replayed.request_id ?? d.replayed.id ?? '')] : null,
-      d.replayed ? ['Audited then', h('span', {}, pill(d.replayed.decision, 'small'), ` HTTP ${d.replayed.status}`, d.replayed.reason ? ` · ${d.replayed.reason}` : '')] : null,
+      ['Route', h('a', {href: `#/routes${api.query({route: d.route})}`}, d.route)],
+      ['Decided', code(`${d.method} ${d.host ?? ''}${d.path}`)],
+      ['Tenant', d.tenant],
+      ['Bundle', code(d.bundle_version)],
+      was ? ['Replayed record', h('span', {}, code(String(was.id)), ' of ', when(was.time))] : null,
+      was ? ['Audited then', h('span', {}, pill(was.decision, 'small'), ` HTTP ${was.status}`, was.reason ? ` · ${was.reason}` : '')] : null,
+      was ? ['User now', result.described.user
+        ? `${result.described.user.email} · ${result.described.user.groups.join(', ') || 'no groups'}`
+        : 'nobody (no session, or the user no longer exists)'] : null,
     ].filter(Boolean)),
     h('h3', {}, 'Response headers'),
     table(['Header', 'Value'], headerRows(d.headers), {empty: 'No headers.'}));

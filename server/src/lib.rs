@@ -15,9 +15,9 @@ pub mod config;
 pub mod demo;
 pub mod headers;
 pub mod http;
-pub mod impact;
 pub mod metrics;
 pub mod oidc;
+pub mod replay;
 /// Policy bundles: compiled and evaluated by the pure core.
 pub use gatehouse_core::policy;
 pub mod reload;

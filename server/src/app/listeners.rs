@@ -186,7 +186,10 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
     let json = web::JsonConfig::default()
         .limit(256 * 1024)
         .error_handler(|e, _| http::error::ApiError::BadRequest(e.to_string()).into());
+    // An uploaded candidate bundle for the impact preview (`.tar.gz`) may be a few MiB.
+    let bytes = web::PayloadConfig::new(8 * 1024 * 1024);
     cfg.app_data(json)
+        .app_data(bytes)
         .route("/healthz", web::get().to(http::admin::healthz))
         .route("/readyz", web::get().to(http::admin::readyz))
         .route("/metrics", web::get().to(http::admin::metrics))
@@ -197,6 +200,8 @@ fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/api/routes", web::get().to(api::routes::routes))
         .route("/admin/api/stats", web::get().to(api::stats::stats))
         .route("/admin/api/audit", web::get().to(api::audit::search))
+        .route("/admin/api/decide", web::post().to(api::decide::decide))
+        .route("/admin/api/impact", web::post().to(api::impact::impact))
         .route("/admin/api/sessions", web::get().to(api::sessions::list))
         .route(
             "/admin/api/sessions/revoke",

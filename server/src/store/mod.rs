@@ -10,7 +10,7 @@
 //!
 //! One file per table or concern: [`sessions`], [`revocation`] (ending sessions, telling
 //! replicas), [`users`] (users, groups, tenants), [`devices`], [`login`] (pending logins),
-//! [`audit`], [`stats`] (decision counts for the admin UI), [`policy_versions`]; [`records`] holds the session rows the decision reads.
+//! [`audit`], [`stats`] (decision counts for the admin UI), [`replay`] (audited decisions to re-decide), [`policy_versions`]; [`records`] holds the session rows the decision reads.
 //! This file has the handle, the backends, migrations and errors.
 
 use std::str::FromStr;
@@ -64,6 +64,7 @@ mod devices;
 mod login;
 mod policy_versions;
 mod records;
+mod replay;
 mod revocation;
 mod sessions;
 mod stats;
@@ -76,6 +77,7 @@ pub use audit::{
 pub use devices::{DeviceChange, DeviceListing};
 pub use login::LoginState;
 pub use records::{DeviceRecord, NewSession, SessionRecord, StoredSession, UserRecord};
+pub use replay::AuditedDecision;
 pub use revocation::{EndedSession, REVOCATION_CHANNEL, REVOKE_ALL};
 pub use sessions::{RefreshCandidate, SessionListing};
 pub use stats::{DecisionStats, DenialCount, MinuteCount};

@@ -733,3 +733,229 @@ async fn audit_search_pages_filters_and_exports() {
         }
     }
 }
+
+async fn decide(admin: &AdminBrowser<'_>, body: Value) -> (u16, Value) {
+    let r = admin
+        .change(reqwest::Method::POST, "/admin/api/decide", Some(body))
+        .await;
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_playground_decides_as_verify_and_replays_audit_records() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let admin = AdminBrowser::sign_in(&app, "root@example.com").await;
+        let marketing = "https://apps.example.com/marketing/plan";
+        let (status, d) = decide(
+            &admin,
+            json!({"url": marketing, "user": {"email": "erin@example.com", "groups": ["marketing"]}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{backend:?}: {d}");
+        assert_eq!(d["answer"]["outcome"], "allow");
+        assert_eq!(d["answer"]["route"], "marketing");
+        assert_eq!(
+            d["answer"]["headers"]["X-Auth-Request-Email"],
+            "erin@example.com"
+        );
+        let (_, d) = decide(
+            &admin,
+            json!({"url": marketing, "user": {"email": "erin@example.com", "groups": ["staff"]}}),
+        )
+        .await;
+        assert_eq!(d["answer"]["outcome"], "deny");
+        assert_eq!(d["answer"]["status"], 403);
+        assert_eq!(d["answer"]["reason"], "not_in_marketing");
+        let (_, d) = decide(&admin, json!({"url": marketing})).await;
+        assert_eq!(d["answer"]["outcome"], "unauthenticated");
+        let (status, _) = decide(&admin, json!({"url": marketing, "owner": "x"})).await;
+        assert_eq!(status, 400);
+
+        // Replay: ann was refused marketing; in the group now, the live bundle lets her in.
+        let ann = Person {
+            email: "ann@example.com",
+            groups: &["staff"],
+            tenant: None,
+        };
+        let cookie = app.login(&ann).await;
+        assert_eq!(
+            app.verify_as("http://apps.example.com/marketing/plan", &cookie)
+                .await
+                .status(),
+            403
+        );
+        let rows = app.wait_for_audit_rows(1, Duration::from_secs(30)).await;
+        assert_eq!(
+            rows.len(),
+            1,
+            "{backend:?}: the playground's decisions are not audited"
+        );
+        let page = admin.get("/admin/api/audit?user=ann@example.com").await;
+        let id = page["items"][0]["id"].as_i64().unwrap();
+        app.login(&Person {
+            groups: &["staff", "marketing"],
+            ..ann
+        })
+        .await;
+        let (status, d) = decide(&admin, json!({"audit_id": id})).await;
+        assert_eq!(status, 200, "{backend:?}: {d}");
+        assert_eq!(d["replayed"]["decision"], "deny");
+        assert_eq!(d["answer"]["outcome"], "allow", "{backend:?}: {d}");
+        assert_eq!(
+            d["described"]["url"],
+            "https://apps.example.com/marketing/plan"
+        );
+        assert_eq!(
+            d["described"]["user"]["groups"],
+            json!(["marketing", "staff"])
+        );
+        let (status, _) = decide(&admin, json!({"audit_id": id + 1000})).await;
+        assert_eq!(status, 404);
+        // A decision, not a change: nothing in admin_actions.
+        assert!(admin_actions(&app).await.is_empty());
+    }
+}
+
+/// `POST /admin/api/impact{query}` with `body` (a `.tar.gz`, or nothing for the disk).
+async fn post_impact(admin: &AdminBrowser<'_>, query: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = admin
+        .app
+        .client
+        .post(format!("{}/admin/api/impact{query}", admin.app.admin))
+        .header("Cookie", &admin.cookie)
+        .header("X-CSRF-Token", &admin.csrf)
+        .header("Content-Type", "application/gzip")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+}
+
+/// A `.tar.gz` of `dir` made with the system's `tar`, as an operator would.
+fn tar_gz(dir: &std::path::Path) -> Vec<u8> {
+    let out = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg("-")
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .output()
+        .expect("tar (apt-get install -y tar)");
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[tokio::test]
+async fn the_impact_preview_lists_the_audited_decisions_a_bundle_would_change() {
+    let live = tempfile::tempdir().unwrap();
+    crate::reload::copy_dir(&crate::helpers::example_policies(), live.path());
+    let app = crate::helpers::spawn_app_with(crate::helpers::AppOptions::with_policies(
+        Backend::Sqlite,
+        live.path(),
+    ))
+    .await;
+    let admin = AdminBrowser::sign_in(&app, "root@example.com").await;
+    let ann = app
+        .login(&Person {
+            email: "ann@example.com",
+            groups: &["staff"],
+            tenant: None,
+        })
+        .await;
+    let bob = app
+        .login(&Person {
+            email: "bob@example.com",
+            groups: &["marketing"],
+            tenant: None,
+        })
+        .await;
+    for (cookie, url, want) in [
+        (&ann, "http://apps.example.com/marketing/a", 403),
+        (&ann, "http://apps.example.com/marketing/b", 403),
+        (&ann, "http://apps.example.com/restaurant/menu", 200),
+        (&bob, "http://apps.example.com/marketing/a", 200),
+    ] {
+        assert_eq!(app.verify_as(url, cookie).await.status(), want, "{url}");
+    }
+    app.wait_for_audit_rows(4, Duration::from_secs(30)).await;
+
+    // The files on disk are the live bundle: nothing changes.
+    let (status, r) = post_impact(&admin, "?since=1h", Vec::new()).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["evaluated"], 4, "{r}");
+    assert_eq!(r["changed"], 0);
+    assert_eq!(r["candidate_version"], r["baseline_version"]);
+
+    // A candidate letting staff into marketing changes ann's two denials, nothing else.
+    let candidate = tempfile::tempdir().unwrap();
+    crate::reload::copy_dir(live.path(), candidate.path());
+    std::fs::write(
+        candidate.path().join("marketing.rego"),
+        "package routes.marketing\n\nimport rego.v1\n\ndefault allow := false\n\nallow if \"marketing\" in input.user.groups\n\nallow if \"staff\" in input.user.groups\n",
+    )
+    .unwrap();
+    std::fs::remove_file(candidate.path().join("marketing_test.rego")).unwrap();
+    let (status, r) = post_impact(&admin, "?since=1h&limit=100", tar_gz(candidate.path())).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["changed"], 2, "{r}");
+    assert_eq!(r["truncated"], false);
+    assert_eq!(r["routes"].as_array().unwrap().len(), 1);
+    assert_eq!(r["routes"][0]["route"], "marketing");
+    for c in r["routes"][0]["changes"].as_array().unwrap() {
+        assert_eq!(c["email"], "ann@example.com");
+        assert_eq!(c["audited"]["outcome"], "deny");
+        assert_eq!(c["before"]["outcome"], "deny");
+        assert_eq!(c["after"]["outcome"], "allow");
+        assert_eq!(c["after"]["status"], 200);
+    }
+    let (_, r) = post_impact(&admin, "?since=1h&limit=1", tar_gz(candidate.path())).await;
+    assert_eq!(r["evaluated"], 1);
+    assert_eq!(r["truncated"], true);
+
+    // A candidate that does not build is refused with its position, like a reload.
+    let broken = tempfile::tempdir().unwrap();
+    crate::reload::copy_dir(live.path(), broken.path());
+    std::fs::write(
+        broken.path().join("marketing.rego"),
+        "package routes.marketing\nallow if {\n",
+    )
+    .unwrap();
+    let (status, r) = post_impact(&admin, "", tar_gz(broken.path())).await;
+    assert_eq!(status, 422, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("upload/marketing.rego:"),
+        "{r}"
+    );
+    let (status, r) = post_impact(&admin, "", b"not a tarball".to_vec()).await;
+    assert_eq!(status, 422, "{r}");
+    let (status, _) = post_impact(&admin, "?since=90d", Vec::new()).await;
+    assert_eq!(status, 400);
+
+    // Activated on disk, the last activation's impact is the same change.
+    let (status, _) = post_impact(&admin, "?against=previous", Vec::new()).await;
+    assert_eq!(status, 404, "no bundle was replaced yet");
+    std::fs::remove_file(live.path().join("marketing_test.rego")).unwrap();
+    std::fs::copy(
+        candidate.path().join("marketing.rego"),
+        live.path().join("marketing.rego"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    while admin.get("/admin/api/bundle").await["previous_version"].is_null() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the edit was not activated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, r) = post_impact(&admin, "?against=previous&since=1h", Vec::new()).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["changed"], 2, "{r}");
+    assert_ne!(r["candidate_version"], r["baseline_version"]);
+}

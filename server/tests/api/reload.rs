@@ -9,7 +9,7 @@ use crate::helpers::{AppOptions, Backend, Person, TestApp, example_policies, spa
 const KITCHEN_MAY_MARKET: &str = "package routes.marketing\n\nimport rego.v1\n\ndefault allow := false\n\nallow if \"marketing\" in input.user.groups\n\nallow if \"kitchen\" in input.user.groups\n\nreason := \"not_in_marketing\" if not allow\n";
 const BROKEN_MARKETING: &str = "package routes.marketing\n\nimport rego.v1\n\ndefault allow := false\n\nallow if {\n\t\"kitchen\" in\n}\n";
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

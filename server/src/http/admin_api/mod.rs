@@ -2,12 +2,14 @@
 //! the `gatehouse-admin` route's policy; changes made with a cookie also need
 //! `X-CSRF-Token`; every change is recorded in `admin_actions` and the audit trail.
 //!
-//! One module per page's concern: [`routes`], [`stats`], [`audit`], [`sessions`],
-//! [`devices`]; this
+//! One module per page's concern: [`routes`], [`stats`], [`decide`], [`impact`], [`audit`],
+//! [`sessions`], [`devices`]; this
 //! file has the authorization, the change record, and the bundle endpoints.
 
 pub mod audit;
+pub mod decide;
 pub mod devices;
+pub mod impact;
 pub mod routes;
 pub mod sessions;
 pub mod stats;
