@@ -299,7 +299,7 @@ pub async fn impact(
         .into_iter()
         .map(|(route, changes)| RouteChanges { route, changes })
         .collect();
-    routes.sort_by(|a, b| b.changes.len().cmp(&a.changes.len()));
+    routes.sort_by_key(|r| std::cmp::Reverse(r.changes.len()));
     Ok(ImpactReport {
         candidate_version,
         baseline_version,

@@ -639,3 +639,152 @@ fn session_create_refuses_bad_group_names() {
         "refused before the store was touched"
     );
 }
+
+#[test]
+fn policy_impact_lists_the_audited_decisions_a_bundle_would_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &example_policies(), "");
+    let config = config.to_str().unwrap();
+    let created = gatehouse(&[
+        "session",
+        "create",
+        "--config",
+        config,
+        "--email",
+        "ann@example.com",
+        "--groups",
+        "staff",
+    ]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    // Ann was refused marketing a minute ago, and let into the restaurant.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+        let store = gatehouse::store::Store::connect(&url).await.unwrap();
+        let at = chrono::Utc::now() - chrono::Duration::minutes(1);
+        let event = |request_id, path, decision, status, reason| gatehouse::store::NewAuditEvent {
+            time: at,
+            request_id,
+            kind: "verify",
+            user_id: None,
+            email: Some("ann@example.com"),
+            tenant: None,
+            device_id: None,
+            route: Some(if path == "/marketing/plan" {
+                "marketing"
+            } else {
+                "restaurant"
+            }),
+            host: Some("apps.example.com"),
+            method: Some("GET"),
+            path: Some(path),
+            decision,
+            status,
+            reason,
+            policy_version: None,
+            latency_us: 10,
+            client_ip: Some("203.0.113.7"),
+        };
+        store
+            .insert_audit(&[
+                event(
+                    "r1",
+                    "/marketing/plan",
+                    "deny",
+                    403,
+                    Some("not_in_marketing"),
+                ),
+                event("r2", "/restaurant/menu", "allow", 200, None),
+            ])
+            .await
+            .unwrap();
+    });
+
+    // The same bundle changes nothing.
+    let out = gatehouse(&[
+        "policy",
+        "impact",
+        example_policies().to_str().unwrap(),
+        "--since",
+        "1h",
+        "--config",
+        config,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("0 of 2 audited decisions would change"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A candidate letting staff into marketing changes ann's denial.
+    let candidate = dir.path().join("candidate");
+    std::fs::create_dir_all(&candidate).unwrap();
+    for entry in std::fs::read_dir(example_policies()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() && entry.file_name() != "marketing_test.rego" {
+            std::fs::copy(entry.path(), candidate.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir_all(candidate.join("gatehouse")).unwrap();
+    for name in ["admin.rego", "admin_test.rego"] {
+        std::fs::copy(
+            example_policies().join("gatehouse").join(name),
+            candidate.join("gatehouse").join(name),
+        )
+        .unwrap();
+    }
+    write(
+        &candidate,
+        "marketing.rego",
+        "package routes.marketing\n\nimport rego.v1\n\ndefault allow := false\n\nallow if \"staff\" in input.user.groups\n",
+    );
+    let out = gatehouse(&[
+        "policy",
+        "impact",
+        candidate.to_str().unwrap(),
+        "--since",
+        "1h",
+        "--config",
+        config,
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("route marketing (1 changed)"), "{stdout}");
+    assert!(
+        stdout.contains("ann@example.com")
+            && stdout.contains("GET apps.example.com/marketing/plan"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("deny 403 (not_in_marketing) -> allow 200"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 of 2 audited decisions would change"),
+        "{stdout}"
+    );
+
+    // A candidate that does not build: its position, exit 1.
+    write(
+        &candidate,
+        "marketing.rego",
+        "package routes.marketing\nallow if {\n",
+    );
+    let out = gatehouse(&[
+        "policy",
+        "impact",
+        candidate.to_str().unwrap(),
+        "--config",
+        config,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("marketing.rego:"),
+        "{}",
+        text(&out.stderr)
+    );
+}

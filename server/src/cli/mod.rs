@@ -4,6 +4,7 @@
 
 mod audit;
 mod device;
+mod impact;
 mod migrate;
 mod policy;
 mod serve;
@@ -225,6 +226,20 @@ pub enum PolicyCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Re-decide recently audited requests with the bundle in DIR and with the
+    /// configuration's own bundle (`policies_dir`), users as they are now, and print those
+    /// whose outcome would change (docs/admin.md). Exit 1 when any would.
+    Impact {
+        dir: PathBuf,
+        /// How far back: a duration such as 24h or 7d.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        since: Duration,
+        /// Re-decide at most this many of the newest audited requests.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -232,7 +247,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve(c) => serve::serve(&c.config).await,
         Command::Migrate(c) => migrate::migrate(&c.config).await,
         Command::Session(s) => session::session(s).await,
-        Command::Policy(p) => policy::policy(p),
+        Command::Policy(p) => policy::policy(p).await,
         Command::Audit(a) => audit::audit(a).await,
         Command::Device(d) => device::device(d).await,
         Command::DevIdp(args) => gatehouse_dev_idp::run(args).await,

@@ -1,4 +1,4 @@
-//! `gatehouse policy check|test|eval`.
+//! `gatehouse policy check|test|eval` (and `impact`, in its own module).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ use crate::policy::{Bundle, BundleFiles};
 /// `public_url` (gatehouse.example.yaml).
 const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:4180";
 
-pub(super) fn policy(command: PolicyCommand) -> ExitCode {
+pub(super) async fn policy(command: PolicyCommand) -> ExitCode {
     match command {
         PolicyCommand::Check { dir } => match Bundle::load(&dir) {
             Ok(bundle) => {
@@ -40,6 +40,12 @@ pub(super) fn policy(command: PolicyCommand) -> ExitCode {
             format,
         } => policy_test(&dir, verbose, format),
         PolicyCommand::Eval { dir, input, config } => policy_eval(&dir, &input, config.as_deref()),
+        PolicyCommand::Impact {
+            dir,
+            since,
+            limit,
+            config,
+        } => super::impact::impact(&dir, since, limit, &config.config).await,
     }
 }
 
