@@ -176,8 +176,10 @@ async fn run_inner(args: DemoArgs) -> Result<(), DemoError> {
     let idp_config = dir.join("dev-idp.yaml");
     write(&idp_config, &idp_yaml(&ports))?;
     let (idp, issuer, _) = gatehouse_dev_idp::serve(idp_listener, idp_config)?;
-    let restaurant = sample_app("Restaurant", restaurant_listener)?;
-    let marketing = sample_app("Marketing", marketing_listener)?;
+    // Signing out ends the session at Gatehouse and at the IdP (docs/login.md).
+    let sign_out = format!("http://127.0.0.1:{}/auth/logout", ports.gatehouse);
+    let restaurant = sample_app("Restaurant", restaurant_listener, sign_out.clone())?;
+    let marketing = sample_app("Marketing", marketing_listener, sign_out)?;
 
     let config_path = dir.join("gatehouse.yaml");
     write(&config_path, &gatehouse_yaml(&ports, &issuer))?;
@@ -269,7 +271,8 @@ fn banner(ports: &Ports, dir: &Path) -> String {
          {line}\n\
          proxy: http://127.0.0.1:{proxy}\n\
          gatehouse: http://127.0.0.1:{gatehouse}\n\
-         admin: http://127.0.0.1:{admin}/metrics\n\
+         admin: http://127.0.0.1:{admin}/admin/  (the admin console: sign in as carol / carol)\n\
+         metrics: http://127.0.0.1:{admin}/metrics\n\
          idp: http://127.0.0.1:{idp}\n\
          files: {dir}\n\
          \n\
@@ -287,43 +290,91 @@ fn banner(ports: &Ports, dir: &Path) -> String {
     )
 }
 
-/// A sample upstream: a page showing who Gatehouse says the user is and what arrived.
+/// What a sample app shows and links to.
+struct SampleApp {
+    name: &'static str,
+    sign_out: String,
+}
+
+/// A sample upstream: a small page saying who Gatehouse says the user is (from the identity
+/// headers the proxy set), their groups, what they asked for and how to sign out; the
+/// request headers that arrived are folded away below, for the curious.
 fn sample_app(
     name: &'static str,
     listener: TcpListener,
+    sign_out: String,
 ) -> Result<actix_web::dev::Server, DemoError> {
-    async fn page(req: HttpRequest, name: web::Data<&'static str>) -> HttpResponse {
+    async fn page(req: HttpRequest, app: web::Data<SampleApp>) -> HttpResponse {
+        use crate::http::auth::escape;
         let header = |h: &str| {
             req.headers()
                 .get(h)
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string()
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
         };
+        let email = header("x-auth-request-email").unwrap_or_else(|| "nobody".into());
+        let groups = header("x-auth-request-groups").unwrap_or_default();
+        let chips: String = groups
+            .split(',')
+            .filter(|g| !g.is_empty())
+            .map(|g| format!("<span class=\"group\">{}</span>", escape(g)))
+            .collect();
         let mut rows = String::new();
         let mut names: Vec<_> = req.headers().keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         for n in names {
             rows.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td></tr>",
-                crate::http::auth::escape(n),
-                crate::http::auth::escape(&header(n))
+                escape(n),
+                escape(&header(n).unwrap_or_default())
             ));
         }
         let body = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{app}</title></head><body>\
-             <h1>{app}</h1><pre id=\"identity\">email={email}\ngroups={groups}\npath={path}</pre>\
-             <h2>Request headers</h2><table>{rows}</table></body></html>\n",
-            app = crate::http::auth::escape(name.get_ref()),
-            email = crate::http::auth::escape(&header("x-auth-request-email")),
-            groups = crate::http::auth::escape(&header("x-auth-request-groups")),
-            path = crate::http::auth::escape(&req.uri().to_string()),
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{app} · sample app</title><style>{STYLE}</style></head><body><main>\
+             <p class=\"kicker\">Sample app behind Gatehouse</p><h1>{app}</h1>\
+             <p class=\"who\">Signed in as <strong id=\"email\">{email}</strong></p>\
+             <dl><dt>Groups</dt><dd id=\"groups\" data-groups=\"{groups}\">{chips}</dd>\
+             <dt>Tenant</dt><dd id=\"tenant\">{tenant}</dd>\
+             <dt>You asked for</dt><dd><code id=\"path\">{path}</code></dd></dl>\
+             <p><a class=\"out\" id=\"sign-out\" href=\"{sign_out}\">Sign out</a></p>\
+             <details><summary>Request headers this app received</summary><table>{rows}</table></details>\
+             <p class=\"note\">The app has no login code: Gatehouse decided this request and set the \
+             identity headers above. NOT FOR PRODUCTION.</p></main></body></html>\n",
+            app = escape(app.name),
+            email = escape(&email),
+            groups = escape(&groups),
+            chips = if chips.is_empty() {
+                "none".to_string()
+            } else {
+                chips
+            },
+            tenant = escape(&header("x-auth-request-tenant").unwrap_or_else(|| "none".into())),
+            path = escape(&req.uri().to_string()),
+            sign_out = escape(&app.sign_out),
         );
         HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .body(body)
     }
-    let data = web::Data::new(name);
+    const STYLE: &str = "body{margin:0;background:#f3f5f9;color:#0f172a;\
+        font:15px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}\
+        main{max-width:640px;margin:8vh auto;background:#fff;border:1px solid #e2e8f0;\
+        border-radius:12px;padding:28px 32px}\
+        .kicker{margin:0;color:#64748b;font-size:12px;text-transform:uppercase;letter-spacing:.06em}\
+        h1{margin:4px 0 12px;font-size:28px}.who{font-size:17px}\
+        dl{display:grid;grid-template-columns:max-content 1fr;gap:8px 18px}dt{color:#64748b}dd{margin:0}\
+        .group{display:inline-block;background:#eef2ff;color:#3730a3;border-radius:999px;\
+        padding:1px 10px;margin:0 6px 4px 0;font-size:13px;font-weight:600}\
+        code{background:#f1f5f9;padding:1px 6px;border-radius:4px}\
+        .out{display:inline-block;background:#4f46e5;color:#fff;padding:7px 14px;border-radius:8px;\
+        text-decoration:none;font-weight:600}\
+        details{margin-top:18px;color:#334155}table{border-collapse:collapse;font-size:13px;margin-top:8px}\
+        td{border-top:1px solid #e2e8f0;padding:4px 10px 4px 0;vertical-align:top;word-break:break-all}\
+        .note{color:#64748b;font-size:13px;margin-top:18px}";
+    let data = web::Data::new(SampleApp { name, sign_out });
     let addr: SocketAddr = listener
         .local_addr()
         .map_err(|source| DemoError::SampleAppAddress { app: name, source })?;

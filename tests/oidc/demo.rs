@@ -12,6 +12,8 @@ struct Demo {
     child: std::process::Child,
     proxy: String,
     gatehouse: String,
+    /// The admin console's URL.
+    admin: String,
 }
 
 impl Drop for Demo {
@@ -27,13 +29,18 @@ fn start_demo() -> Demo {
             .args(["demo", "--ephemeral-ports"])
             .env("GATEHOUSE_LOG", "warn")
             .stderr(Stdio::inherit()), // its errors show in the test output
-        &["proxy: ", "gatehouse: "],
+        &["proxy: ", "gatehouse: ", "admin: "],
     );
-    let [proxy, gatehouse]: [String; 2] = banner.try_into().expect("two addresses");
+    let [proxy, gatehouse, admin]: [String; 3] = banner.try_into().expect("three addresses");
     Demo {
         child,
         proxy,
         gatehouse,
+        admin: admin
+            .split_whitespace()
+            .next()
+            .expect("the admin URL")
+            .to_string(),
     }
 }
 
@@ -76,14 +83,28 @@ async fn demo_signs_in_through_the_built_in_proxy() {
     assert_eq!(page.url, app, "{:?}", page.chain);
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("<h1>Restaurant</h1>"), "{}", page.body);
-    assert!(page.body.contains("email=bob@example.com"), "{}", page.body);
     assert!(
-        page.body.contains("groups=kitchen,marketing"),
+        page.body
+            .contains("<strong id=\"email\">bob@example.com</strong>"),
         "{}",
         page.body
     );
     assert!(
-        page.body.contains("path=/restaurant/menu?day=mon"),
+        page.body.contains("data-groups=\"kitchen,marketing\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<code id=\"path\">/restaurant/menu?day=mon</code>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!(
+            "id=\"sign-out\" href=\"{}/auth/logout\"",
+            demo.gatehouse
+        )),
         "{}",
         page.body
     );
@@ -103,7 +124,7 @@ async fn demo_signs_in_through_the_built_in_proxy() {
     assert_eq!(forged.status(), 200);
     let body = forged.text().await.unwrap();
     assert!(
-        body.contains("<h1>Marketing</h1>") && body.contains("email=bob@example.com"),
+        body.contains("<h1>Marketing</h1>") && body.contains("id=\"email\">bob@example.com<"),
         "{body}"
     );
     assert!(
@@ -118,4 +139,35 @@ async fn demo_signs_in_through_the_built_in_proxy() {
     let page = other.follow(&posted.location().unwrap()).await;
     assert_eq!(page.status, 403, "{}", page.body);
     assert!(page.body.contains("not_in_marketing"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn demo_prints_the_admin_console_and_its_administrator_signs_in() {
+    let demo = start_demo();
+    assert!(demo.admin.ends_with("/admin/"), "{}", demo.admin);
+    let browser = Browser::new();
+    let first = browser
+        .client
+        .get(&demo.admin)
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 302);
+    let login = first.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        login.starts_with(&format!("{}/auth/login?rd=", demo.gatehouse)),
+        "{login}"
+    );
+    let form_page = browser.follow(&login).await;
+    let posted = submit_dev_idp_login(&browser, &form_page, "carol", "carol").await;
+    let page = browser.follow(&posted.location().unwrap()).await;
+    assert_eq!(page.url, demo.admin, "{:?}", page.chain);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("<script type=\"module\" src=\"/admin/app.js\"></script>"),
+        "{}",
+        page.body
+    );
 }

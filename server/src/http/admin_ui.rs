@@ -13,6 +13,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::admin_api::authorize;
+use super::auth::escape;
 use super::error::ApiError;
 use crate::state::AppState;
 
@@ -149,22 +150,6 @@ fn page(title: &str, text: &str) -> String {
         t = escape(title),
         x = escape(text)
     )
-}
-
-/// HTML-escapes text for element content and quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
