@@ -8,19 +8,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::header::HeaderMap;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use gatehouse_core::decide::{self as core, Asking, Caller, Identity, Settings, Step, Transport};
-pub use gatehouse_core::decide::{DEFAULT_ROUTE, Outcome, UnauthenticatedMode, fold_header_name};
+use gatehouse_core::decide::{self as core, Asking, Caller, Identity, Settings, Step};
+pub use gatehouse_core::decide::{
+    DEFAULT_ROUTE, Outcome, Transport, UnauthenticatedMode, fold_header_name,
+};
 use gatehouse_core::dry_run::{DryRun, DryRunAnswer, DryRunError};
 
 use tracing::Instrument;
 
 use crate::audit::{AuditRecord, AuditSink};
 use crate::config::Config;
-use crate::headers::ActixHeaders;
 use crate::metrics::METRICS;
 use crate::policy::Bundle;
 use crate::request::Headers;
@@ -69,11 +69,18 @@ pub struct Decision {
     pub host: Option<String>,
     pub path: String,
     pub source_ip: Option<std::net::IpAddr>,
+    /// Which transport asked.
+    pub transport: Transport,
     pub started: Instant,
 }
 
 impl Decision {
-    fn new(v: core::Verdict, bundle_version: String, started: Instant) -> Decision {
+    fn new(
+        v: core::Verdict,
+        bundle_version: String,
+        transport: Transport,
+        started: Instant,
+    ) -> Decision {
         Decision {
             outcome: v.outcome,
             status: v.status,
@@ -89,6 +96,7 @@ impl Decision {
             host: v.host,
             path: v.path,
             source_ip: v.source_ip,
+            transport,
             started,
         }
     }
@@ -115,6 +123,22 @@ impl Decision {
             policy_version: Some(self.bundle_version.clone()),
             latency_us: i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX),
             client_ip: self.source_ip.map(|ip| ip.to_string()),
+            transport: Some(self.transport.as_str().to_string()),
+        }
+    }
+}
+
+impl Decision {
+    /// The body of a refusal the caller shows to the client: why a spelling was refused
+    /// (one of the core's fixed reasons, never request text), or a bare internal error.
+    pub fn refusal_body(&self) -> Option<String> {
+        match self.status {
+            400 => Some(format!(
+                "bad request: {}\n",
+                self.reason.as_deref().unwrap_or("refused")
+            )),
+            500 => Some("internal error\n".into()),
+            _ => None,
         }
     }
 }
@@ -144,6 +168,15 @@ pub struct Credentials<'a> {
     pub bearer: Option<&'a str>,
 }
 
+/// Whether the request is a browser's (`Accept` names `text/html`), which may be sent to the
+/// login page rather than answered 401.
+pub fn wants_html<H: Headers + ?Sized>(headers: &H) -> bool {
+    headers
+        .get_all("accept")
+        .filter_map(header_text)
+        .any(|v| v.contains("text/html"))
+}
+
 /// Everything a decision needs; one per process, shared by all workers.
 pub struct Authorizer {
     pub bundle: Arc<ArcSwap<Bundle>>,
@@ -154,17 +187,21 @@ pub struct Authorizer {
     audit: AuditSink,
 }
 
-/// One request as a transport hands it to [`Authorizer::authorize`].
+/// One request as a transport hands it to [`Authorizer::authorize`]: its call, its headers
+/// (any transport's map, read through the core's [`Headers`]) and how to answer.
 #[derive(Debug, Clone, Copy)]
-pub struct Ask<'a> {
+pub struct Ask<'a, H: Headers + ?Sized> {
     pub call: VerifyCall<'a>,
-    pub headers: &'a HeaderMap,
+    pub headers: &'a H,
     pub credentials: Credentials<'a>,
     pub mode: UnauthenticatedMode,
     /// `Accept: text/html`: a browser, which may be redirected to the login page.
     pub wants_html: bool,
-    /// The `X-Request-Id` the caller sent, kept only from a trusted proxy.
+    /// The request id the caller offered (`X-Request-Id`, Envoy's request id); the transport
+    /// passes it only from a trusted caller ([`Authorizer::trusts`]).
     pub offered_request_id: Option<&'a str>,
+    /// Which transport asked (`input.request.transport`, metrics, logs).
+    pub transport: Transport,
 }
 
 impl Authorizer {
@@ -198,23 +235,16 @@ impl Authorizer {
     /// Decides one request, counts it, logs it under its request id and queues its audit
     /// record: everything but the transport's answer. Returns the decision and the request
     /// id (the transport echoes it as `X-Request-Id`).
-    pub async fn authorize(&self, ask: Ask<'_>) -> (Decision, String) {
-        let request_id = self.request_id(ask.call.peer, ask.offered_request_id);
+    pub async fn authorize<H: Headers + ?Sized + Sync>(
+        &self,
+        ask: Ask<'_, H>,
+    ) -> (Decision, String) {
+        let request_id = Self::request_id(ask.offered_request_id);
         let now = Utc::now();
         // Every log line of this decision carries the request id that is also in its audit
         // row and in the `X-Request-Id` answer.
         let span = tracing::info_span!("verify", request_id = %request_id);
-        let decision = self
-            .decide(
-                ask.call,
-                ask.headers,
-                ask.credentials,
-                ask.mode,
-                ask.wants_html,
-                now,
-            )
-            .instrument(span.clone())
-            .await;
+        let decision = self.decide(ask, now).instrument(span.clone()).await;
         span.in_scope(|| count_and_log(&decision));
         self.audit
             .record(decision.audit_record(&request_id, now))
@@ -222,13 +252,18 @@ impl Authorizer {
         (decision, request_id)
     }
 
-    /// The caller's `X-Request-Id` when a trusted proxy sent a sane one (so logs line up
-    /// across hops), else a new UUID.
-    fn request_id(&self, peer: std::net::IpAddr, offered: Option<&str>) -> String {
+    /// Whether `peer` is one of `trusted_proxies`: the callers whose descriptions of a request
+    /// (forwarding headers, an Envoy check's source address, a request id) are believed.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        is_trusted(peer, &self.settings.trusted_proxies)
+    }
+
+    /// The request id a trusted caller offered, when it is sane (so logs line up across
+    /// hops), else a new UUID.
+    fn request_id(offered: Option<&str>) -> String {
         match offered {
             Some(id)
-                if is_trusted(peer, &self.settings.trusted_proxies)
-                    && !id.is_empty()
+                if !id.is_empty()
                     && id.len() <= 128
                     && id.bytes().all(|b| {
                         b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
@@ -241,40 +276,34 @@ impl Authorizer {
     }
 
     /// Decides one call, without counting or auditing it ([`Authorizer::authorize`] does
-    /// those; benchmarks call this directly): the core routes it; if its route needs to know who is asking, the
-    /// session and the client-certificate device are resolved and the core decides.
-    /// `call.forwarded` tells a verify call (an ingress describing a request) from the
-    /// built-in proxy's own request.
-    pub async fn decide(
+    /// those; benchmarks call this directly): the core routes it; if its route needs to know
+    /// who is asking, the session and the client-certificate device are resolved and the core
+    /// decides. `ask.call.forwarded` tells a verify call (an ingress describing a request)
+    /// from a request that is itself the one decided (the built-in proxy, an Envoy check).
+    pub async fn decide<H: Headers + ?Sized + Sync>(
         &self,
-        call: VerifyCall<'_>,
-        headers: &HeaderMap,
-        credentials: Credentials<'_>,
-        mode: UnauthenticatedMode,
-        wants_html: bool,
+        ask: Ask<'_, H>,
         now: DateTime<Utc>,
     ) -> Decision {
         let started = Instant::now();
         let bundle = self.bundle.load_full();
-        let headers = ActixHeaders(headers);
-        let routed = match core::route(&bundle, &self.settings, call, &headers) {
-            Step::Done(verdict) => return Decision::new(verdict, bundle.version.clone(), started),
+        let headers = ask.headers;
+        let routed = match core::route(&bundle, &self.settings, ask.call, headers) {
+            Step::Done(verdict) => {
+                return Decision::new(verdict, bundle.version.clone(), ask.transport, started);
+            }
             Step::NeedsCaller(routed) => routed,
         };
         let asking = Asking {
-            mode,
-            wants_html,
-            transport: if call.forwarded {
-                Transport::Http
-            } else {
-                Transport::Proxy
-            },
+            mode: ask.mode,
+            wants_html: ask.wants_html,
+            transport: ask.transport,
         };
         let fail = |message: String| {
             let verdict = routed.verdict_so_far().clone().error(message);
-            Decision::new(verdict, bundle.version.clone(), started)
+            Decision::new(verdict, bundle.version.clone(), ask.transport, started)
         };
-        let session = match self.resolve(credentials, now).await {
+        let session = match self.resolve(ask.credentials, now).await {
             Ok(Ok(s)) => s,
             Ok(Err(invalid)) => {
                 let caller = Caller::Anonymous {
@@ -284,18 +313,18 @@ impl Authorizer {
                     &bundle,
                     &self.settings,
                     *routed,
-                    &headers,
+                    headers,
                     caller,
                     asking,
                     now,
                 );
-                return Decision::new(verdict, bundle.version.clone(), started);
+                return Decision::new(verdict, bundle.version.clone(), ask.transport, started);
             }
             Err(message) => return fail(message),
         };
         // A registered client certificate from a trusted ingress is the device.
         let with_device;
-        let (input, device_id) = match self.certificate_device(&routed.original, &headers).await {
+        let (input, device_id) = match self.certificate_device(&routed.original, headers).await {
             Ok(Some(device)) => {
                 let mut input = session.identity.clone();
                 input.rego.device = device.rego.clone();
@@ -318,7 +347,7 @@ impl Authorizer {
             &bundle,
             &self.settings,
             *routed,
-            &headers,
+            headers,
             Caller::Session(&identity),
             asking,
             now,
@@ -326,7 +355,7 @@ impl Authorizer {
         crate::metrics::METRICS
             .policy_eval_duration
             .observe(eval_started.elapsed().as_secs_f64());
-        let mut d = Decision::new(verdict, bundle.version.clone(), started);
+        let mut d = Decision::new(verdict, bundle.version.clone(), ask.transport, started);
         d.user_email = Some(session.email.clone());
         d.user_id = Some(session.user_id.clone());
         d.device_id = device_id;
@@ -336,17 +365,16 @@ impl Authorizer {
     /// Authorizes a request to Gatehouse's own admin API with the `gatehouse-admin` route's
     /// policy: the same sessions and engine as verify, fail closed. Returns the session, or
     /// the status and reason to answer with.
-    pub async fn authorize_admin(
+    pub async fn authorize_admin<H: Headers + ?Sized + Sync>(
         &self,
         method: &str,
         path: &str,
-        headers: &HeaderMap,
+        headers: &H,
         peer: std::net::IpAddr,
         credentials: Credentials<'_>,
         now: DateTime<Utc>,
     ) -> Result<Arc<ResolvedSession>, AdminRefusal> {
         let bundle = self.bundle.load_full();
-        let headers = ActixHeaders(headers);
         let call = VerifyCall {
             method,
             target: path,
@@ -354,7 +382,7 @@ impl Authorizer {
             scheme: "http",
             forwarded: false,
         };
-        let routed = match core::route_named(&bundle, &self.settings, ADMIN_ROUTE, call, &headers) {
+        let routed = match core::route_named(&bundle, &self.settings, ADMIN_ROUTE, call, headers) {
             Step::NeedsCaller(routed) => routed,
             Step::Done(v) if v.outcome == Outcome::Deny => return Err(AdminRefusal::NoAdminRoute),
             Step::Done(v) => return Err(AdminRefusal::BadRequest(v.reason.unwrap_or_default())),
@@ -384,7 +412,7 @@ impl Authorizer {
             &bundle,
             &self.settings,
             *routed,
-            &headers,
+            headers,
             caller,
             asking,
             now,
@@ -405,10 +433,10 @@ impl Authorizer {
 
     /// The registered device of the client certificate a trusted ingress verified, if any.
     /// Fingerprint headers from anyone else are ignored, like every forwarding header.
-    async fn certificate_device(
+    async fn certificate_device<H: Headers + ?Sized>(
         &self,
         original: &OriginalRequest,
-        headers: &ActixHeaders<'_>,
+        headers: &H,
     ) -> Result<Option<Arc<crate::session::device::DeviceDocs>>, String> {
         if !original.from_trusted_proxy {
             return Ok(None);

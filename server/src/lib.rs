@@ -1,10 +1,11 @@
 //! Gatehouse: an identity-aware authorization service for the forward-auth pattern.
 //!
-//! An ingress asks `/auth/verify` before every request; Gatehouse resolves the session,
-//! evaluates the route's Rego or CEL policy, and answers 200 with identity headers, 401 or
-//! 403. The modules follow the request: [`request`] reads and normalizes it, [`policy`]
-//! matches the route and evaluates, [`session`] resolves who is asking, [`decision`] puts
-//! them together, [`http`] is the thin actix layer, [`store`] the database.
+//! An ingress asks `/auth/verify` (or Envoy asks over gRPC) before every request; Gatehouse
+//! resolves the session, evaluates the route's Rego or CEL policy, and answers 200 with
+//! identity headers, 401 or 403. The decision itself is the pure `gatehouse-core` crate
+//! ([`request`], [`policy`]); here [`authorizer`] does the I/O around it ([`session`],
+//! [`audit`], [`metrics`]), [`http`] and [`grpc`] are the thin transports, [`store`] the
+//! database (docs/architecture.md).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -13,6 +14,7 @@ pub mod authorizer;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod grpc;
 pub mod headers;
 pub mod http;
 pub mod metrics;

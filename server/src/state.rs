@@ -29,3 +29,26 @@ pub struct AppState {
     /// The supervised background tasks' states, for `/readyz`.
     pub tasks: TaskRegistry,
 }
+
+/// Whether this replica can answer correctly right now (`/readyz`, gRPC health).
+pub struct Readiness {
+    /// The database's answer to a ping.
+    pub database: Result<(), String>,
+    /// Why not ready; empty when ready.
+    pub problems: Vec<String>,
+}
+
+impl AppState {
+    /// Not ready when the database does not answer or a task that gates readiness is down
+    /// (the audit writer; the revocation listener, without which revoked sessions keep
+    /// working from the cache). A refused reload does not count: the previous bundle serves.
+    pub async fn readiness(&self) -> Readiness {
+        let database = self.store.ping().await.map_err(|e| e.to_string());
+        let mut problems = Vec::new();
+        if database.is_err() {
+            problems.push("the database does not answer".to_string());
+        }
+        problems.extend(self.tasks.readiness_problems());
+        Readiness { database, problems }
+    }
+}

@@ -1,9 +1,10 @@
 //! Decision cases (`tests/cases/*.yaml`, one scenario per file, found by glob), run at every
 //! layer through one trait, [`DecisionTarget`] — as cedar runs its JSON cases against its
 //! library and its CLI. Today: the pure core with no database (`core/tests/cases.rs`), HTTP
-//! verify on Postgres and SQLite (`server/tests/api/verify.rs`) and the built-in proxy on
-//! both (`server/tests/api/proxy_cases.rs`). A new transport implements the trait and runs
-//! the same files.
+//! verify on Postgres and SQLite (`server/tests/api/verify.rs`), the built-in proxy on both
+//! (`server/tests/api/proxy_cases.rs`) and Envoy's gRPC check on both
+//! (`server/tests/api/grpc_cases.rs`). A new transport implements the trait and runs the
+//! same files.
 //!
 //! This file is compiled into each of those test crates (`#[path]`), so it uses only std,
 //! serde, serde-saphyr and gatehouse-core (which both crates depend on).

@@ -34,6 +34,10 @@ pub enum OriginalError {
     NotText(&'static str),
     #[error("header {0} has an invalid value")]
     Invalid(&'static str),
+    /// The call's own method or scheme is not one we decide on (a transport that does not
+    /// parse HTTP itself, such as an Envoy check, passes them as it received them).
+    #[error("invalid request {0}")]
+    InvalidRequest(&'static str),
     /// Both header families are present and describe different requests (the `part` names
     /// which: method, scheme, host or target).
     #[error("conflicting_forwarded_headers")]
@@ -220,9 +224,17 @@ impl OriginalRequest {
     ) -> Result<OriginalRequest, OriginalError> {
         let host_header = single(headers, "host")?;
         if !call.forwarded || !is_trusted(call.peer, trusted) {
+            let method = call.method.to_ascii_uppercase();
+            if !valid_method(&method) {
+                return Err(OriginalError::InvalidRequest("method"));
+            }
+            let scheme = call.scheme.to_ascii_lowercase();
+            if scheme != "http" && scheme != "https" {
+                return Err(OriginalError::InvalidRequest("scheme"));
+            }
             return Ok(OriginalRequest {
-                method: call.method.to_ascii_uppercase(),
-                scheme: call.scheme.to_string(),
+                method,
+                scheme,
                 host: host_header.map(str::to_string),
                 target: call.target.to_string(),
                 source_ip: canonical_ip(call.peer),
@@ -402,6 +414,35 @@ mod tests {
         assert_eq!(o.host.as_deref(), Some("auth.example.com"));
         assert_eq!(o.source_ip, "198.51.100.9".parse::<IpAddr>().unwrap());
         assert!(!o.from_trusted_proxy);
+    }
+
+    #[test]
+    fn a_request_decided_as_itself_needs_a_sane_method_and_scheme() {
+        // An Envoy check passes method and scheme as Envoy received them; nothing parsed
+        // them as HTTP on our side.
+        let own = |method, scheme| VerifyCall {
+            method,
+            target: "/x",
+            peer: "10.1.1.1".parse().unwrap(),
+            scheme,
+            forwarded: false,
+        };
+        let h = headers(&[("host", "apps.example.com")]);
+        let o = OriginalRequest::from_verify(own("get", "HTTPS"), &h, &trusted()).unwrap();
+        assert_eq!((o.method.as_str(), o.scheme.as_str()), ("GET", "https"));
+        for (method, scheme, part) in [
+            ("", "http", "method"),
+            ("GE T", "http", "method"),
+            ("GET\r\n", "http", "method"),
+            ("GET", "ftp", "scheme"),
+            ("GET", "", "scheme"),
+        ] {
+            assert_eq!(
+                OriginalRequest::from_verify(own(method, scheme), &h, &trusted()),
+                Err(OriginalError::InvalidRequest(part)),
+                "{method:?} {scheme:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,8 +11,11 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use arc_swap::ArcSwap;
 use criterion::Criterion;
-use gatehouse::authorizer::{Authorizer, Credentials, Decision, UnauthenticatedMode};
+use gatehouse::authorizer::{
+    Ask, Authorizer, Credentials, Decision, Transport, UnauthenticatedMode,
+};
 use gatehouse::config::Config;
+use gatehouse::headers::ActixHeaders;
 use gatehouse::policy::Bundle;
 use gatehouse::request::trust::VerifyCall;
 use gatehouse::session::resolver::{SessionResolver, SessionTimeouts};
@@ -107,16 +110,16 @@ impl Fixture {
             scheme: "http",
             forwarded: true,
         };
-        self.authorizer
-            .decide(
-                call,
-                headers,
-                credentials,
-                UnauthenticatedMode::Status,
-                false,
-                chrono::Utc::now(),
-            )
-            .await
+        let ask = Ask {
+            call,
+            headers: &ActixHeaders(headers),
+            credentials,
+            mode: UnauthenticatedMode::Status,
+            wants_html: false,
+            offered_request_id: None,
+            transport: Transport::Http,
+        };
+        self.authorizer.decide(ask, chrono::Utc::now()).await
     }
 }
 

@@ -1,5 +1,5 @@
-//! Start-up, step two: bind the public, admin and (when configured) proxy listeners, then
-//! serve them. Everything is bound before anything serves, so a port in use fails the start
+//! Start-up, step two: bind the public, admin and (when configured) proxy and gRPC
+//! listeners, then serve them. Everything is bound before anything serves, so a port in use fails the start
 //! (exit 1) with nothing left running.
 
 use std::net::{SocketAddr, TcpListener};
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
+use tokio::task::JoinHandle;
 
 use super::StartError;
 use crate::config::Config;
@@ -21,6 +22,7 @@ pub(super) struct Listeners {
     public: Bound,
     admin: Bound,
     proxy: Option<Bound>,
+    grpc: Option<Bound>,
 }
 
 struct Bound {
@@ -33,6 +35,7 @@ pub(super) struct Servers {
     public: Server,
     admin: Server,
     proxy: Option<Server>,
+    grpc: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
 pub(super) fn bind(config: &Config) -> Result<Listeners, StartError> {
@@ -44,6 +47,7 @@ pub(super) fn bind(config: &Config) -> Result<Listeners, StartError> {
             .as_ref()
             .map(|p| bind_one(p.listen))
             .transpose()?,
+        grpc: config.grpc_listen.map(bind_one).transpose()?,
     })
 }
 
@@ -57,13 +61,14 @@ fn bind_one(addr: SocketAddr) -> Result<Bound, StartError> {
 }
 
 impl Listeners {
-    /// The public, admin and proxy addresses.
-    pub(super) fn addrs(&self) -> (SocketAddr, SocketAddr, Option<SocketAddr>) {
-        (
-            self.public.addr,
-            self.admin.addr,
-            self.proxy.as_ref().map(|p| p.addr),
-        )
+    /// The addresses bound.
+    pub(super) fn addrs(&self) -> Addresses {
+        Addresses {
+            public: self.public.addr,
+            admin: self.admin.addr,
+            proxy: self.proxy.as_ref().map(|p| p.addr),
+            grpc: self.grpc.as_ref().map(|g| g.addr),
+        }
     }
 
     /// Starts a server on each listener.
@@ -117,10 +122,27 @@ impl Listeners {
             }
             None => None,
         };
+        let grpc = match self.grpc {
+            Some(bound) => {
+                let addr = bound.addr;
+                // Stops on the signals actix-web's servers stop on, so all drain together.
+                let handle = crate::grpc::serve(
+                    bound.listener,
+                    state.clone(),
+                    stop_signal(),
+                    Duration::from_secs(SHUTDOWN_TIMEOUT_SECS),
+                )
+                .map_err(listen_failed(addr))?;
+                tracing::info!(listen = %addr, "Envoy ext_authz gRPC listening");
+                Some(handle)
+            }
+            None => None,
+        };
         Ok(Servers {
             public,
             admin,
             proxy,
+            grpc,
         })
     }
 }
@@ -138,6 +160,31 @@ fn admin_headers() -> actix_web::middleware::DefaultHeaders {
         .add(("Referrer-Policy", "no-referrer"))
 }
 
+/// Where the servers listen.
+pub(super) struct Addresses {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub proxy: Option<SocketAddr>,
+    pub grpc: Option<SocketAddr>,
+}
+
+/// SIGINT or SIGTERM: the signals actix-web's servers stop on (tokio delivers a signal to
+/// every listener, so both hear it).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; the gRPC server stops with the process");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
 /// `HttpServer::listen` failing on a bound socket (it reads the socket's options).
 fn listen_failed(addr: SocketAddr) -> impl FnOnce(std::io::Error) -> StartError {
     move |source| StartError::Bind { addr, source }
@@ -152,8 +199,18 @@ impl Servers {
                 None => Ok(()),
             }
         };
-        let (public, admin, proxy) = tokio::join!(self.public, self.admin, proxy);
-        public.and(admin).and(proxy)
+        let grpc = async move {
+            match self.grpc {
+                Some(handle) => match handle.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(std::io::Error::other(e)),
+                    Err(e) => Err(std::io::Error::other(e)),
+                },
+                None => Ok(()),
+            }
+        };
+        let (public, admin, proxy, grpc) = tokio::join!(self.public, self.admin, proxy, grpc);
+        public.and(admin).and(proxy).and(grpc)
     }
 }
 

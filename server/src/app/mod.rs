@@ -61,6 +61,7 @@ pub struct Application {
     public_addr: SocketAddr,
     admin_addr: SocketAddr,
     proxy_addr: Option<SocketAddr>,
+    grpc_addr: Option<SocketAddr>,
     servers: listeners::Servers,
     state: web::Data<AppState>,
     tasks: Supervisor,
@@ -70,16 +71,16 @@ impl Application {
     /// Builds the state, binds every listener, then starts the background tasks; returns
     /// with the listeners bound (their addresses are known) and serving.
     pub async fn build(config: Config) -> Result<Application, StartError> {
-        warn_unimplemented(&config);
         let (state, background) = state::build(&config).await?;
         let listeners = listeners::bind(&config)?;
-        let (public_addr, admin_addr, proxy_addr) = listeners.addrs();
+        let addrs = listeners.addrs();
         let tasks = background::start(background).await;
         let servers = listeners.serve(&state, &config)?;
         Ok(Application {
-            public_addr,
-            admin_addr,
-            proxy_addr,
+            public_addr: addrs.public,
+            admin_addr: addrs.admin,
+            proxy_addr: addrs.proxy,
+            grpc_addr: addrs.grpc,
             servers,
             state,
             tasks,
@@ -97,6 +98,11 @@ impl Application {
     /// The built-in proxy's address, when `proxy` is configured.
     pub fn proxy_addr(&self) -> Option<SocketAddr> {
         self.proxy_addr
+    }
+
+    /// The gRPC (Envoy ext_authz) address, when `grpc_listen` is configured.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
     }
 
     pub fn state(&self) -> web::Data<AppState> {
@@ -119,12 +125,5 @@ impl Application {
         tasks.shutdown(TASK_STOP_LIMIT).await;
         state.store.close().await;
         served
-    }
-}
-
-/// Says plainly which configured parts do not run yet, rather than ignoring them silently.
-fn warn_unimplemented(config: &Config) {
-    if let Some(grpc) = &config.grpc_listen {
-        tracing::warn!(listen = %grpc, "`grpc_listen` is configured but the Envoy ext_authz server is not implemented yet; nothing listens there");
     }
 }

@@ -64,6 +64,10 @@ pub struct AuditRecord {
     pub policy_version: Option<String>,
     pub latency_us: i64,
     pub client_ip: Option<String>,
+    /// `http`, `proxy` or `grpc` for decisions. Records spooled before the field existed
+    /// read as `None`.
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 impl AuditRecord {
@@ -92,6 +96,7 @@ impl AuditRecord {
             policy_version: None,
             latency_us: 0,
             client_ip: None,
+            transport: None,
         }
     }
 }
@@ -118,6 +123,7 @@ impl AsAuditEvent for AuditRecord {
             policy_version: self.policy_version.as_deref(),
             latency_us: self.latency_us,
             client_ip: self.client_ip.as_deref(),
+            transport: self.transport.as_deref(),
         }
     }
 }

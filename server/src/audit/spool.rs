@@ -257,6 +257,7 @@ mod tests {
             policy_version: Some("v".into()),
             latency_us: 12,
             client_ip: None,
+            transport: None,
         }
     }
 

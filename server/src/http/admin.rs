@@ -15,17 +15,13 @@ pub async fn healthz() -> HttpResponse {
 /// sessions would keep working from this replica's cache).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let reload = state.reloader.status();
-    let database = match state.store.ping().await {
-        Ok(()) => json!({"ok": true, "backend": state.store.backend_name()}),
-        Err(e) => {
-            json!({"ok": false, "backend": state.store.backend_name(), "error": e.to_string()})
-        }
+    let readiness = state.readiness().await;
+    let backend = state.store.backend_name();
+    let database = match &readiness.database {
+        Ok(()) => json!({"ok": true, "backend": backend}),
+        Err(e) => json!({"ok": false, "backend": backend, "error": e}),
     };
-    let mut reasons = Vec::new();
-    if database["ok"] != json!(true) {
-        reasons.push("the database does not answer".to_string());
-    }
-    reasons.extend(state.tasks.readiness_problems());
+    let reasons = readiness.problems;
     let ready = reasons.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },

@@ -13,6 +13,7 @@ use crate::headers::ActixHeaders;
 use crate::oidc::login::{DEVICE_COOKIE_MAX_AGE, LOGIN_STATE_TTL, login_binding};
 use crate::oidc::provider::CallbackPath;
 use crate::oidc::{CallbackParams, ClientFacts, LoginFailure};
+use crate::request::credentials::cookie_values;
 use crate::request::trust::browser_ip;
 use crate::state::AppState;
 
@@ -63,7 +64,8 @@ pub async fn login(
     });
     let callback = CallbackPath::for_request_path(req.path());
     let binding_name = login_cookie_name(&state.config);
-    let existing = super::cookie_values(req.headers(), &binding_name);
+    let headers = ActixHeaders(req.headers());
+    let existing = cookie_values(&headers, &binding_name);
     let binding = login_binding(existing.first().copied());
     let ip = client_ip(&req, &state);
     match state
@@ -95,8 +97,9 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         .map(web::Query::into_inner)
         .unwrap_or_default();
     let device_name = device_cookie_name(&state.config);
-    let device_values = super::cookie_values(req.headers(), &device_name);
-    let binding_values = super::cookie_values(req.headers(), &login_cookie_name(&state.config));
+    let headers = ActixHeaders(req.headers());
+    let device_values = cookie_values(&headers, &device_name);
+    let binding_values = cookie_values(&headers, &login_cookie_name(&state.config));
     let client = ClientFacts {
         ip: Some(client_ip(&req, &state).to_string()),
         user_agent: req
@@ -141,7 +144,8 @@ pub async fn logout(
     query: web::Query<RdQuery>,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
+    let headers = ActixHeaders(req.headers());
+    let cookies = cookie_values(&headers, &state.config.cookie.name);
     let outcome = state
         .auth
         .logout(
@@ -219,7 +223,8 @@ fn backchannel_error(description: &str) -> HttpResponse {
 
 /// `GET /`: where a refused or missing `rd` lands; says who is signed in.
 pub async fn home(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
+    let headers = ActixHeaders(req.headers());
+    let cookies = cookie_values(&headers, &state.config.cookie.name);
     let credentials = crate::authorizer::Credentials {
         cookies: &cookies,
         bearer: None,

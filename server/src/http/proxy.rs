@@ -31,7 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, oneshot};
 
 use super::verify::{decide_and_record, respond};
-use crate::authorizer::{Decision, Outcome, UnauthenticatedMode, fold_header_name};
+use crate::authorizer::{Decision, Outcome, Transport, UnauthenticatedMode, fold_header_name};
 use crate::config::Config;
 use crate::session::device::FINGERPRINT_HEADERS;
 use crate::session::token::CookieSigner;
@@ -146,8 +146,14 @@ pub async fn proxy(
     let peer = call.peer;
     // The raw request target, exactly the one the decision is made on.
     let target = call.target;
-    let (decision, request_id) =
-        decide_and_record(&req, &state, call, UnauthenticatedMode::Redirect).await;
+    let (decision, request_id) = decide_and_record(
+        &req,
+        &state,
+        call,
+        UnauthenticatedMode::Redirect,
+        Transport::Proxy,
+    )
+    .await;
     if decision.status != 200 {
         return refusal(&decision);
     }

@@ -4,7 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::authorizer::{Ask, Credentials, Decision, UnauthenticatedMode};
+use crate::authorizer::{Ask, Credentials, Decision, Transport, UnauthenticatedMode, wants_html};
+use crate::headers::ActixHeaders;
+use crate::request::Headers;
+use crate::request::credentials::{bearer_token, cookie_values};
 use crate::request::trust::VerifyCall;
 use crate::state::AppState;
 
@@ -15,7 +18,7 @@ pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> HttpRespons
     } else {
         UnauthenticatedMode::Status
     };
-    let (decision, request_id) = decide_and_record(&req, &state, call, mode).await;
+    let (decision, request_id) = decide_and_record(&req, &state, call, mode, Transport::Http).await;
     let mut response = respond(&decision);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response
@@ -32,20 +35,23 @@ pub async fn decide_and_record(
     state: &AppState,
     call: VerifyCall<'_>,
     mode: UnauthenticatedMode,
+    transport: Transport,
 ) -> (Decision, String) {
-    let headers = req.headers();
-    let cookies = super::cookie_values(headers, &state.config.cookie.name);
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let headers = ActixHeaders(req.headers());
+    let cookies = cookie_values(&headers, &state.config.cookie.name);
     let ask = Ask {
         call,
-        headers,
+        headers: &headers,
         credentials: Credentials {
             cookies: &cookies,
-            bearer: super::bearer_token(headers),
+            bearer: bearer_token(&headers),
         },
         mode,
-        wants_html: text("accept").is_some_and(|v| v.contains("text/html")),
-        offered_request_id: text("x-request-id"),
+        wants_html: wants_html(&headers),
+        offered_request_id: headers
+            .single_text("x-request-id")
+            .filter(|_| state.authorizer.trusts(call.peer)),
+        transport,
     };
     state.authorizer.authorize(ask).await
 }
@@ -70,12 +76,8 @@ pub fn respond(d: &Decision) -> HttpResponse {
             }
         }
     }
-    match d.status {
-        400 => response.body(format!(
-            "bad request: {}\n",
-            d.reason.as_deref().unwrap_or("refused")
-        )),
-        500 => response.body("internal error\n"),
-        _ => response.finish(),
+    match d.refusal_body() {
+        Some(body) => response.body(body),
+        None => response.finish(),
     }
 }

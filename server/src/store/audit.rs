@@ -28,6 +28,8 @@ pub struct NewAuditEvent<'a> {
     pub policy_version: Option<&'a str>,
     pub latency_us: i64,
     pub client_ip: Option<&'a str>,
+    /// `http`, `proxy` or `grpc` for decisions; `None` for other kinds.
+    pub transport: Option<&'a str>,
 }
 
 /// A record the store can write as an `audit_events` row. The audit trail implements it
@@ -130,6 +132,7 @@ pub struct AuditRow {
     pub policy_version: Option<String>,
     pub latency_us: i64,
     pub client_ip: Option<String>,
+    pub transport: Option<String>,
 }
 
 /// A bind value of the search's dynamic SQL.
@@ -152,10 +155,10 @@ impl Store {
                     records.iter().map(AsAuditEvent::as_audit_event).collect();
                 sqlx::query(
                     "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
-                                               method, path, decision, status, reason, policy_version, latency_us, client_ip)
+                                               method, path, decision, status, reason, policy_version, latency_us, client_ip, transport)
                      SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                                           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                                          $13::int[], $14::text[], $15::text[], $16::bigint[], $17::text[])
+                                          $13::int[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[])
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(col(&rows, |r| r.time))
@@ -175,6 +178,7 @@ impl Store {
                 .bind(col(&rows, |r| r.policy_version))
                 .bind(col(&rows, |r| r.latency_us))
                 .bind(col(&rows, |r| r.client_ip))
+                .bind(col(&rows, |r| r.transport))
                 .execute(pool)
                 .await?;
             }
@@ -184,8 +188,8 @@ impl Store {
                     let r = record.as_audit_event();
                     sqlx::query(
                         "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
-                                                   method, path, decision, status, reason, policy_version, latency_us, client_ip)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                                                   method, path, decision, status, reason, policy_version, latency_us, client_ip, transport)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                          ON CONFLICT DO NOTHING",
                     )
                     // Fixed-width UTC text, so the security team's `time > '…'` compares right.
@@ -206,6 +210,7 @@ impl Store {
                     .bind(r.policy_version)
                     .bind(r.latency_us)
                     .bind(r.client_ip)
+                    .bind(r.transport)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -288,7 +293,7 @@ impl Store {
         };
         let mut sql = format!(
             "SELECT id, {time} AS time, request_id, kind, email, tenant, route, host, method, path,
-                    decision, status, reason, policy_version, latency_us, client_ip
+                    decision, status, reason, policy_version, latency_us, client_ip, transport
              FROM audit_events WHERE TRUE"
         );
         let mut args: Vec<Arg> = Vec::new();

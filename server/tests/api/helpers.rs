@@ -63,6 +63,21 @@ impl TestDatabase {
     }
 }
 
+/// Drops the Postgres database at `url` under a running service (its connections are
+/// terminated): the store failing mid-flight.
+pub async fn drop_database(url: &str) {
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let mut conn = sqlx::PgConnection::connect(&crate::postgres::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
 pub fn example_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
@@ -72,6 +87,8 @@ pub struct TestApp {
     pub admin: String,
     /// The built-in proxy, when the options configure `proxy`.
     pub proxy: Option<String>,
+    /// The Envoy ext_authz gRPC endpoint, when the options configure `grpc_listen`.
+    pub grpc: Option<String>,
     pub config: Config,
     pub store: Store,
     pub client: reqwest::Client,
@@ -164,6 +181,7 @@ pub async fn spawn_app_on(options: AppOptions, db: TestDatabase) -> TestApp {
     let base = format!("http://{}", app.public_addr());
     let admin = format!("http://{}", app.admin_addr());
     let proxy = app.proxy_addr().map(|a| format!("http://{a}"));
+    let grpc = app.grpc_addr().map(|a| format!("http://{a}"));
     tokio::spawn(app.run_until_stopped());
     let store = Store::connect(&db.url).await.unwrap();
     let client = reqwest::Client::builder()
@@ -174,6 +192,7 @@ pub async fn spawn_app_on(options: AppOptions, db: TestDatabase) -> TestApp {
         base,
         admin,
         proxy,
+        grpc,
         config,
         store,
         client,

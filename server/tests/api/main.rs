@@ -16,6 +16,8 @@ mod audit_scale;
 #[path = "../../../tests/cases/runner.rs"]
 mod cases;
 mod devices;
+mod grpc;
+mod grpc_cases;
 mod helpers;
 mod hostile;
 #[path = "../../../tests/common/postgres.rs"]

@@ -92,18 +92,7 @@ async fn store_failure_fails_closed_with_500() {
     let cookie = app.login(&ANN).await;
     app.store.close().await;
     // Make the database disappear under the running service.
-    let name = app.db.url.rsplit('/').next().unwrap().to_string();
-    let admin = std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    crate::helpers::drop_database(&app.db.url).await;
     let response = app
         .verify_as("https://apps.example.com/restaurant", &cookie)
         .await;

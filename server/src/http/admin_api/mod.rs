@@ -21,6 +21,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use crate::authorizer::{AdminRefusal, Credentials};
+use crate::headers::ActixHeaders;
+use crate::request::credentials::{bearer_token, cookie_values};
 use crate::session::resolver::ResolvedSession;
 use crate::state::AppState;
 
@@ -36,8 +38,9 @@ pub(crate) async fn authorize(
     req: &HttpRequest,
     state: &AppState,
 ) -> Result<Arc<ResolvedSession>, ApiError> {
-    let cookies = super::cookie_values(req.headers(), &state.config.cookie.name);
-    let bearer = super::bearer_token(req.headers());
+    let headers = ActixHeaders(req.headers());
+    let cookies = cookie_values(&headers, &state.config.cookie.name);
+    let bearer = bearer_token(&headers);
     if bearer.is_some() {
         let by_bearer = admit(
             req,
@@ -94,7 +97,7 @@ async fn admit(
         .authorize_admin(
             req.method().as_str(),
             req.path(),
-            req.headers(),
+            &ActixHeaders(req.headers()),
             super::peer_ip(req),
             credentials,
             chrono::Utc::now(),
