@@ -786,5 +786,109 @@ fn policy_impact_lists_the_audited_decisions_a_bundle_would_change() {
         text(&out.stderr).contains("marketing.rego:"),
         "{}",
         text(&out.stderr)
+/// `serve` with `grpc_listen`, stopped by SIGTERM while Envoy checks are in flight: every
+/// check that was answered is in the audit table when the process has exited (the servers
+/// drain, then the audit writer flushes), and the exit is clean.
+#[test]
+fn sigterm_drains_grpc_checks_and_keeps_every_audit_record() {
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = config_file(
+        dir.path(),
+        &example_policies(),
+        &format!("grpc_listen: 127.0.0.1:{grpc}\n"),
+    );
+    let migrated = gatehouse(&["migrate", "--config", config.to_str().unwrap()]);
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    let mut server = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = server.id().to_string();
+    let answered = rt.block_on(async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            match AuthorizationClient::connect(format!("http://127.0.0.1:{grpc}")).await {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("serve did not answer gRPC: {e}"),
+            }
+        };
+        let check = CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        method: "GET".into(),
+                        host: "apps.example.com".into(),
+                        path: "/healthz".into(),
+                        scheme: "https".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        // Eight clients ask in a loop; SIGTERM lands while they do.
+        let mut loops = Vec::new();
+        for _ in 0..8 {
+            let (mut client, check) = (client.clone(), check.clone());
+            loops.push(tokio::spawn(async move {
+                let mut answered = 0u64;
+                while let Ok(response) = client.check(check.clone()).await {
+                    assert_eq!(response.into_inner().status.unwrap().code, 0);
+                    answered += 1;
+                }
+                answered
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut answered = 0;
+        for l in loops {
+            answered += l.await.unwrap();
+        }
+        answered
+    });
+    let exit = server.wait().unwrap();
+    assert!(exit.success(), "serve exited {exit:?} after SIGTERM");
+    assert!(answered > 0, "no check was answered before SIGTERM");
+    let rows = rt.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
+        let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM audit_events WHERE transport = 'grpc' AND decision = 'public'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        n
+    });
+    assert_eq!(
+        u64::try_from(rows).unwrap(),
+        answered,
+        "every answered check is audited"
     );
 }
