@@ -859,10 +859,7 @@ fn sigterm_drains_grpc_checks_and_keeps_every_audit_record() {
             }));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(status.success());
         let mut answered = 0;
         for l in loops {
