@@ -202,6 +202,10 @@ pub struct Ask<'a, H: Headers + ?Sized> {
     pub offered_request_id: Option<&'a str>,
     /// Which transport asked (`input.request.transport`, metrics, logs).
     pub transport: Transport,
+    /// The SHA-256 fingerprint of a client certificate the transport itself vouches for (a
+    /// trusted Envoy's verified peer certificate); `None` leaves it to the fingerprint
+    /// headers of a trusted ingress.
+    pub client_certificate: Option<&'a str>,
 }
 
 impl Authorizer {
@@ -324,7 +328,10 @@ impl Authorizer {
         };
         // A registered client certificate from a trusted ingress is the device.
         let with_device;
-        let (input, device_id) = match self.certificate_device(&routed.original, headers).await {
+        let (input, device_id) = match self
+            .certificate_device(&routed.original, headers, ask.client_certificate)
+            .await
+        {
             Ok(Some(device)) => {
                 let mut input = session.identity.clone();
                 input.rego.device = device.rego.clone();
@@ -431,21 +438,28 @@ impl Authorizer {
         }
     }
 
-    /// The registered device of the client certificate a trusted ingress verified, if any.
-    /// Fingerprint headers from anyone else are ignored, like every forwarding header.
+    /// The registered device of the client certificate a trusted ingress verified, if any:
+    /// the fingerprint the transport vouches for (an Envoy check's peer certificate), else a
+    /// fingerprint header from a trusted ingress. Fingerprint headers from anyone else are
+    /// ignored, like every forwarding header.
     async fn certificate_device<H: Headers + ?Sized>(
         &self,
         original: &OriginalRequest,
         headers: &H,
+        vouched: Option<&str>,
     ) -> Result<Option<Arc<crate::session::device::DeviceDocs>>, String> {
-        if !original.from_trusted_proxy {
-            return Ok(None);
-        }
-        let Some(raw) = FINGERPRINT_HEADERS
-            .iter()
-            .find_map(|name| headers.get_all(name).next().and_then(header_text))
-        else {
-            return Ok(None);
+        let raw = match vouched {
+            Some(fingerprint) => fingerprint,
+            None if !original.from_trusted_proxy => return Ok(None),
+            None => {
+                let Some(raw) = FINGERPRINT_HEADERS
+                    .iter()
+                    .find_map(|name| headers.get_all(name).next().and_then(header_text))
+                else {
+                    return Ok(None);
+                };
+                raw
+            }
         };
         let Some(fingerprint) = normalize_fingerprint(raw) else {
             tracing::warn!(

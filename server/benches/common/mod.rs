@@ -118,6 +118,7 @@ impl Fixture {
             wants_html: false,
             offered_request_id: None,
             transport: Transport::Http,
+            client_certificate: None,
         };
         self.authorizer.decide(ask, chrono::Utc::now()).await
     }

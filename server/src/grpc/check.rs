@@ -30,6 +30,7 @@ use crate::authorizer::{
 use crate::headers::EnvoyHeaders;
 use crate::request::credentials::{bearer_token, cookie_values};
 use crate::request::trust::VerifyCall;
+use crate::session::device::normalize_fingerprint;
 use crate::state::AppState;
 
 /// gRPC status codes (google.rpc.Code) Envoy reads.
@@ -111,6 +112,11 @@ impl CheckService {
         } else {
             grpc_peer
         };
+        // A client certificate Envoy verified, vouched for only by a trusted Envoy.
+        let certificate = attributes
+            .and_then(|a| a.source.as_ref())
+            .filter(|_| trusted)
+            .and_then(|peer| certificate_fingerprint(&peer.certificate));
         let headers = EnvoyHeaders::new(host, map);
         let cookies = cookie_values(&headers, &self.state.config.cookie.name);
         let ask = Ask {
@@ -134,9 +140,33 @@ impl CheckService {
             wants_html: wants_html(&headers),
             offered_request_id: Some(envoy_id).filter(|_| trusted),
             transport: Transport::Grpc,
+            client_certificate: certificate.as_deref(),
         };
         authorizer.authorize(ask).await
     }
+}
+
+/// The SHA-256 fingerprint (`sha256:<hex>`, as devices are registered) of the client
+/// certificate in `attributes.source.certificate`: the URL-encoded PEM Envoy sends when its
+/// filter sets `include_peer_certificate` and the listener verified the certificate. Empty
+/// or unreadable → no certificate device.
+fn certificate_fingerprint(url_encoded_pem: &str) -> Option<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    if url_encoded_pem.is_empty() {
+        return None;
+    }
+    let pem = percent_encoding::percent_decode_str(url_encoded_pem)
+        .decode_utf8()
+        .ok()?;
+    let (_, rest) = pem.split_once("-----BEGIN CERTIFICATE-----")?;
+    let (base64_body, _) = rest.split_once("-----END CERTIFICATE-----")?;
+    let body: String = base64_body.split_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()
+        .filter(|der| !der.is_empty())?;
+    normalize_fingerprint(&hex::encode(sha2::Sha256::digest(&der)))
 }
 
 /// The IP of an Envoy `Address` (a socket address; pipes and internal addresses have none).
@@ -257,4 +287,29 @@ fn refused(d: &Decision, request_id: &str) -> HttpResponse {
         headers,
         body: d.refusal_body().unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed P-256 certificate (tests/fixtures/README.md), and its fingerprint as
+    /// `openssl x509 -noout -fingerprint -sha256` prints it.
+    const CERTIFICATE: &str = include_str!("../../../tests/fixtures/device-certificate.pem");
+    const OPENSSL_FINGERPRINT: &str = "B1:0B:0C:3B:B1:4C:04:0E:0B:98:09:66:19:94:12:95:A9:F1:3A:53:D8:F6:BD:E5:BD:CB:2B:39:17:F1:E1:F8";
+
+    #[test]
+    fn envoys_url_encoded_pem_gives_the_certificates_sha256_fingerprint() {
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(CERTIFICATE, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        assert_eq!(
+            certificate_fingerprint(&encoded),
+            normalize_fingerprint(OPENSSL_FINGERPRINT)
+        );
+        assert_eq!(certificate_fingerprint(""), None);
+        assert_eq!(certificate_fingerprint("not%20a%20certificate"), None);
+        let truncated = &encoded[..encoded.len() / 2];
+        assert_eq!(certificate_fingerprint(truncated), None);
+    }
 }

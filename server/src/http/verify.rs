@@ -52,6 +52,7 @@ pub async fn decide_and_record(
             .single_text("x-request-id")
             .filter(|_| state.authorizer.trusts(call.peer)),
         transport,
+        client_certificate: None,
     };
     state.authorizer.authorize(ask).await
 }

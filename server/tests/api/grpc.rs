@@ -51,6 +51,8 @@ pub struct Described {
     pub source: String,
     /// `attributes.request.http.id`: Envoy's request id.
     pub id: String,
+    /// `attributes.source.certificate`: the client certificate's URL-encoded PEM.
+    pub certificate: String,
 }
 
 impl Described {
@@ -72,6 +74,7 @@ impl Described {
             headers: Vec::new(),
             source: "203.0.113.7".into(),
             id: uuid::Uuid::new_v4().to_string(),
+            certificate: String::new(),
         }
     }
 
@@ -116,6 +119,7 @@ impl Described {
                             ..Default::default()
                         })),
                     }),
+                    certificate: self.certificate.clone(),
                     ..Default::default()
                 }),
                 request: Some(Request {
@@ -472,6 +476,53 @@ async fn an_untrusted_grpc_peer_is_not_believed_about_the_client_or_the_request_
     assert_eq!(rows[0].3.as_deref(), Some("127.0.0.1"));
 }
 
+/// The client certificate Envoy verified (`include_peer_certificate`) is the device, from a
+/// trusted Envoy only.
+#[tokio::test]
+async fn a_verified_peer_certificate_is_the_device_from_a_trusted_envoy_only() {
+    const FINGERPRINT: &str = "B1:0B:0C:3B:B1:4C:04:0E:0B:98:09:66:19:94:12:95:A9:F1:3A:53:D8:F6:BD:E5:BD:CB:2B:39:17:F1:E1:F8";
+    let pem = include_str!("../../../tests/fixtures/device-certificate.pem");
+    let encoded =
+        percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).to_string();
+    for (trusted_proxies, expected) in [("", 200), ("trusted_proxies: [10.0.0.0/8]\n", 403)] {
+        let app = spawn_app_with(grpc_options(Backend::Sqlite, trusted_proxies)).await;
+        let mut envoy = Envoy::connect(&app).await;
+        let fin = app
+            .login(&Person {
+                email: "fin@example.com",
+                groups: &["finance"],
+                tenant: None,
+            })
+            .await;
+        let normalized = gatehouse::session::device::normalize_fingerprint(FINGERPRINT).unwrap();
+        app.store
+            .register_cert_device(
+                &normalized,
+                true,
+                "high",
+                Some("fin@example.com"),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        // The example `reports` route: finance, from a managed device.
+        let reports = Described::get("https://apps.example.com/reports").cookie(&app, &fin);
+        assert_eq!(envoy.check(&reports).await.http_status(), 403);
+        let mut with_certificate = reports.clone();
+        with_certificate.certificate = encoded.clone();
+        assert_eq!(
+            envoy.check(&with_certificate).await.http_status(),
+            expected,
+            "{trusted_proxies:?}"
+        );
+        // A fingerprint header is the client's own word over gRPC: never read.
+        let header = reports
+            .clone()
+            .header("x-client-cert-fingerprint", FINGERPRINT);
+        assert_eq!(envoy.check(&header).await.http_status(), 403);
+    }
+}
+
 #[tokio::test]
 async fn a_revoked_session_is_turned_away_over_grpc() {
     let app = spawn_app_with(grpc_options(
@@ -561,7 +612,7 @@ async fn grpc_health_serves_both_names_and_follows_readiness() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(15),
+            started.elapsed() < Duration::from_secs(30),
             "health stayed {now}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
