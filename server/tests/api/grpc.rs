@@ -584,12 +584,20 @@ async fn grpc_health_serves_both_names_and_follows_readiness() {
                 .map(|r| r.into_inner().status)
         }
     };
+    // Serving once the tasks that gate readiness are up (a moment after the start).
     for service in ["", "envoy.service.auth.v3.Authorization"] {
-        assert_eq!(
-            status(service).await.unwrap(),
-            ServingStatus::Serving as i32,
-            "{service:?}"
-        );
+        let started = std::time::Instant::now();
+        loop {
+            let now = status(service).await.unwrap();
+            if now == ServingStatus::Serving as i32 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{service:?} stayed {now}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     assert_eq!(
         status("no.such.Service").await.unwrap_err().code(),
