@@ -786,6 +786,9 @@ fn policy_impact_lists_the_audited_decisions_a_bundle_would_change() {
         text(&out.stderr).contains("marketing.rego:"),
         "{}",
         text(&out.stderr)
+    );
+}
+
 /// `serve` with `grpc_listen`, stopped by SIGTERM while Envoy checks are in flight: every
 /// check that was answered is in the audit table when the process has exited (the servers
 /// drain, then the audit writer flushes), and the exit is clean.
