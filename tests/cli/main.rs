@@ -687,6 +687,7 @@ fn policy_impact_lists_the_audited_decisions_a_bundle_would_change() {
             policy_version: None,
             latency_us: 10,
             client_ip: Some("203.0.113.7"),
+            transport: Some("http"),
         };
         store
             .insert_audit(&[
