@@ -3,6 +3,7 @@
 //! A [`Bundle`] is immutable once built; the live one sits behind an `ArcSwap`, so a reload
 //! swaps it atomically and requests in flight finish on the bundle they started with.
 
+pub mod builtins;
 pub mod cel;
 pub mod data;
 pub mod error;

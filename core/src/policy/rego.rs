@@ -120,6 +120,7 @@ pub fn load_engine(
     sources: &[RegoSource],
     data: &Value,
 ) -> Result<(regorus::Engine, BTreeMap<String, Vec<String>>), PolicyError> {
+    super::builtins::register();
     let mut engine = regorus::Engine::new();
     engine.set_rego_v0(false);
     // OPA's default (and the RVM's): a builtin that fails, such as `to_number("abc")`, is
@@ -454,6 +455,40 @@ impl RegoPolicies {
             }
         }
     }
+}
+
+/// The value of `rule` (a full path such as `data.c.x`) in the module `text` for `input`,
+/// on the bytecode VM and on the interpreter, configured as for routes and tests. The
+/// conformance table (`core/tests/conformance.rs`) holds both to OPA's answers.
+pub fn evaluate_on_both_engines(
+    text: &str,
+    rule: &str,
+    input: Value,
+) -> [Result<Value, String>; 2] {
+    let source = [RegoSource {
+        path: "conformance.rego".into(),
+        text: text.into(),
+    }];
+    let mut engine = match load_engine(&source, &Value::new_object()) {
+        Ok((engine, _)) => engine,
+        Err(e) => return [Err(e.to_string()), Err(e.to_string())],
+    };
+    let vm = (|| {
+        let compiled = engine
+            .compile_with_entrypoint(&rule.into())
+            .map_err(|e| format!("{e:#}"))?;
+        let program =
+            Compiler::compile_from_policy(&compiled, &[rule]).map_err(|e| format!("{e:#}"))?;
+        let mut vm = vm_for(&program, &Value::new_object())?;
+        vm.set_input(input.clone());
+        vm.execute_entry_point_by_name(rule)
+            .map_err(|e| format!("{e:#}"))
+    })();
+    engine.set_input(input);
+    let interpreter = engine
+        .eval_rule(rule.to_string())
+        .map_err(|e| format!("{e:#}"));
+    [vm, interpreter]
 }
 
 /// A bytecode program, or why the RVM compiler could not make one.

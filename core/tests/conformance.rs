@@ -1,0 +1,90 @@
+//! Gatehouse's Rego against real OPA: every expression of `conformance/expressions.txt`,
+//! with OPA's answer recorded in `conformance/opa-answers.json` (regenerated from OPA by
+//! `scripts/opa-conformance`), evaluated on both of regorus's engines as Gatehouse
+//! configures them. An answer that differs fails, unless the expression is listed in
+//! `KNOWN_DIFFERENCES`, which docs/policies.md lists for policy authors too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate
+
+use gatehouse_core::policy::rego::evaluate_on_both_engines;
+
+/// Expressions where Gatehouse still answers differently from OPA (docs/policies.md,
+/// "Differences from OPA"). Each must really differ: once fixed, remove it here.
+const KNOWN_DIFFERENCES: &[&str] = &[
+    // Go's text/template is not implemented.
+    r#"strings.render_template("Hello {{.name}}", {"name": "ann"})"#,
+    // Go formats an integer with a float verb as an error marker; Gatehouse prints "3".
+    r#"sprintf("%.2f", [3])"#,
+];
+
+#[test]
+fn both_engines_answer_as_opa_does() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("opa-answers.json")).unwrap())
+            .unwrap();
+    assert!(rows.len() >= 60, "the table lost rows");
+    let mut failures = Vec::new();
+    let mut still_listed = Vec::new();
+    for row in &rows {
+        let expression = row["expression"].as_str().unwrap();
+        let input = row["input"]
+            .as_str()
+            .map(|text| regorus::Value::from_json_str(text).unwrap())
+            .unwrap_or(regorus::Value::Undefined);
+        let module = format!("package c\n\nx := {expression}\n");
+        let answers = evaluate_on_both_engines(&module, "data.c.x", input);
+        let opa = &row["opa"];
+        let mut differs = Vec::new();
+        for (engine, answer) in ["rvm", "interpreter"].iter().zip(answers) {
+            let ok = match (&answer, opa.get("value")) {
+                // Compare as JSON: sets are arrays in OPA's JSON, numbers by value.
+                (Ok(value), Some(want)) if *value != regorus::Value::Undefined => {
+                    let got: serde_json::Value = serde_json::from_str(&value.to_string()).unwrap();
+                    same(&got, want)
+                }
+                // OPA (strict, as the bindings run it) errors; routes and tests are
+                // non-strict, where the same builtin error is undefined.
+                (Ok(regorus::Value::Undefined), None) | (Err(_), None) => true,
+                _ => false,
+            };
+            if !ok {
+                differs.push(format!("{engine}: {answer:?}"));
+            }
+        }
+        let known = KNOWN_DIFFERENCES.contains(&expression);
+        if !differs.is_empty() && !known {
+            failures.push(format!(
+                "{expression}\n    OPA: {opa}\n    {}",
+                differs.join("\n    ")
+            ));
+        }
+        if differs.is_empty() && known {
+            still_listed.push(expression);
+        }
+    }
+    assert!(
+        failures.is_empty() && still_listed.is_empty(),
+        "{} answers differ from OPA's:\n{}\nlisted as known differences but now agree: {still_listed:?}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// JSON equality where numbers compare by value (OPA's `1000.0` and regorus's `1000`).
+fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match (a, b) {
+        (J::Number(x), J::Number(y)) => match (x.as_i128(), y.as_i128()) {
+            // Integers exactly (big ones lose precision as floats).
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (J::Array(x), J::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b))
+        }
+        (J::Object(x), J::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
