@@ -251,9 +251,12 @@ impl Bundle {
         let data = files.data()?;
         let rego = RegoPolicies::compile(&policies, &data, &required)?;
         let all: Vec<RegoSource> = policies.iter().chain(&tests).cloned().collect();
-        let results = testing::run_tests(&all, &data)?;
+        let (results, inputs) = testing::run_tests_with_inputs(&all, &data)?;
         if let Some(failure) = testing::first_failure(&results) {
             return Err(failure);
+        }
+        if let Some(rego) = &rego {
+            engines_agree(rego, &inputs)?;
         }
         let bundle = Bundle {
             version: files.version(),
@@ -387,6 +390,41 @@ impl Bundle {
             }
         }
     }
+}
+
+/// The tests run on regorus's interpreter; most routes are served by its bytecode VM. Each
+/// input document a test gives a route's policy is decided by both, and any difference
+/// refuses the bundle (docs/policies.md, "Testing"), so passing tests vouch for the engine
+/// that answers requests.
+fn engines_agree(rego: &RegoPolicies, inputs: &[testing::TestInput]) -> Result<(), PolicyError> {
+    let related = |package: &str, reference: &str| {
+        package == reference
+            || package
+                .strip_prefix(reference)
+                .is_some_and(|t| t.starts_with('.'))
+            || reference
+                .strip_prefix(package)
+                .is_some_and(|t| t.starts_with('.'))
+    };
+    for input in inputs {
+        for package in rego.packages_on_vm() {
+            if !input.references.iter().any(|r| related(package, r)) {
+                continue;
+            }
+            rego.engines_agree(package, &input.value).map_err(|why| {
+                PolicyError::at(
+                    &input.file,
+                    input.line,
+                    1,
+                    format!(
+                        "policy `{package}` with the input of test {}: {why}",
+                        input.test
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads the wrapper's `{"allow", "reason", "headers", "status"}` object. Anything but a
@@ -784,27 +822,7 @@ mod tests {
             ),
         ]))
         .unwrap();
-        let who = identity(&[], &[], None);
-        let path = normalize_path("/app", false).unwrap();
-        let m = bundle.routes.matches(None, &path).unwrap();
-        let request = RequestFacts {
-            method: "GET",
-            scheme: "https",
-            host: None,
-            path: &path,
-            query: None,
-            headers: &[],
-            source_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-            transport: "http",
-        };
-        let facts = RouteFacts {
-            name: "app",
-            tenant: None,
-            params: &[],
-        };
-        let err = bundle
-            .evaluate(m.route, &request, &facts, &who, Utc::now())
-            .unwrap_err();
+        let err = evaluate_app(&bundle, &[]).unwrap_err();
         assert!(matches!(err, PolicyError::Eval { .. }), "{err}");
     }
 }

@@ -63,7 +63,14 @@ const ENTRIES_PER_PROGRAM: usize = 32;
 #[derive(Debug, Clone)]
 enum Entry {
     /// Provably conflict-free: the RVM program and the entry point's index in it.
-    Vm { program: usize, index: usize },
+    /// `engine` and `rule`: the chunk's interpreter, which the bundle's test inputs are
+    /// checked against (both engines must decide them alike).
+    Vm {
+        program: usize,
+        index: usize,
+        engine: usize,
+        rule: String,
+    },
     /// May conflict: the interpreter (the chunk's engine) evaluates `rule`, so that a
     /// conflict is an error. `why` says what made the bytecode unprovable.
     Interpreter {
@@ -156,7 +163,7 @@ pub fn load_engine(
 }
 
 /// The `data.<path>` references in a module's text (e.g. `data.lib.tenants`).
-fn data_references(text: &str) -> Vec<&str> {
+pub(crate) fn data_references(text: &str) -> Vec<&str> {
     let mut refs = Vec::new();
     let mut rest = text;
     while let Some(at) = rest.find("data.") {
@@ -378,6 +385,8 @@ impl RegoPolicies {
                         None => Entry::Vm {
                             program: programs.len(),
                             index,
+                            engine: interpreter(&mut engines),
+                            rule: name.clone(),
                         },
                         Some(why) => {
                             tracing::debug!(
@@ -425,7 +434,7 @@ impl RegoPolicies {
             .get(package)
             .ok_or_else(|| format!("package `{package}` is not compiled"))?;
         match entry {
-            Entry::Vm { program, index } => {
+            Entry::Vm { program, index, .. } => {
                 let program = self
                     .programs
                     .get(*program)
@@ -441,19 +450,57 @@ impl RegoPolicies {
                     result
                 })
             }
-            Entry::Interpreter { engine, rule, .. } => {
-                let engine = self
-                    .engines
-                    .get(*engine)
-                    .ok_or("engine index out of range")?;
-                with_engine(engine, |engine| {
-                    engine.set_input(input);
-                    let result = engine.eval_rule(rule.clone()).map_err(|e| format!("{e:#}"));
-                    engine.set_input(Value::Null);
-                    result
-                })
-            }
+            Entry::Interpreter { engine, rule, .. } => self.interpret(*engine, rule, input),
         }
+    }
+
+    fn interpret(&self, engine: usize, rule: &str, input: Value) -> Result<Value, String> {
+        let engine = self
+            .engines
+            .get(engine)
+            .ok_or("engine index out of range")?;
+        with_engine(engine, |engine| {
+            engine.set_input(input);
+            let result = engine
+                .eval_rule(rule.to_string())
+                .map_err(|e| format!("{e:#}"));
+            engine.set_input(Value::Null);
+            result
+        })
+    }
+
+    /// The route packages the bytecode VM serves.
+    pub fn packages_on_vm(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Vm { .. }))
+            .map(|(p, _)| p.as_str())
+    }
+
+    /// For a route the VM serves: checks that the interpreter, which runs the bundle's
+    /// tests, decides `input` as the VM does, so passing tests vouch for the live engine.
+    pub fn engines_agree(&self, package: &str, input: &Value) -> Result<(), String> {
+        let Some(Entry::Vm { engine, rule, .. }) = self.entries.get(package) else {
+            return Ok(());
+        };
+        let vm = self.evaluate(package, input.clone());
+        let interpreted = self.interpret(*engine, rule, input.clone());
+        match (vm, interpreted) {
+            (Ok(a), Ok(b)) if a == b => Ok(()),
+            (Err(_), Err(_)) => Ok(()),
+            (vm, interpreted) => Err(format!(
+                "the bytecode VM, which serves the route, decides {} where the interpreter, which runs the tests, decides {}",
+                show(&vm),
+                show(&interpreted)
+            )),
+        }
+    }
+}
+
+fn show(result: &Result<Value, String>) -> String {
+    match result {
+        Ok(value) => value.to_string(),
+        Err(e) => format!("an error ({})", e.lines().last().unwrap_or("")),
     }
 }
 

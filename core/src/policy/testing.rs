@@ -35,6 +35,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// of companion rules; no author writes these.
 const DEFINITION_MARK: &str = "__gatehouse_definition_";
 const CASES_RULE: &str = "gatehouse_test_cases_";
+const INPUT_RULE: &str = "gatehouse_test_input_";
 
 #[derive(Debug, Clone)]
 pub struct TestResult {
@@ -81,6 +82,28 @@ impl TestOutcome {
             TestOutcome::Skipped => "SKIPPED",
         }
     }
+}
+
+/// An input document a test gives a policy (`with input as …`), evaluated in its test
+/// module, so the bundle can check that both engines decide it alike.
+#[derive(Debug, Clone)]
+pub struct TestInput {
+    /// `data.<package>.<rule>` of the test.
+    pub test: String,
+    pub file: String,
+    pub line: usize,
+    pub value: Value,
+    /// The `data.` paths the test module refers to (the policies it tests).
+    pub references: Vec<String>,
+}
+
+/// A companion rule holding one test's `with input as` document.
+struct InputProbe {
+    rule: String,
+    test: String,
+    package: String,
+    file: String,
+    line: usize,
 }
 
 /// One test definition found in a module.
@@ -226,6 +249,7 @@ fn prepare_module(
     source: &RegoSource,
     counts: &mut BTreeMap<String, usize>,
     next_cases: &mut usize,
+    probes: &mut Vec<InputProbe>,
 ) -> Result<(String, Vec<Found>), PolicyError> {
     let parsed_source = Source::from_contents(source.path.clone(), source.text.clone())
         .map_err(|e| PolicyError::from_rego(&source.path, &format!("{e:#}")))?;
@@ -238,6 +262,37 @@ fn prepare_module(
         .parse()
         .map_err(|e| PolicyError::from_rego(&source.path, &format!("{e:#}")))?;
     let package = format!("data.{}", module.package.refr.span().text());
+
+    // Names a `with input as` document may use and still be evaluated outside the test's
+    // body: the module's rules and imports (local variables of the body may not).
+    let mut module_names: BTreeSet<String> = ["data", "input"].map(String::from).into();
+    for rule in &module.policy {
+        let refr = match rule.as_ref() {
+            Rule::Spec { head, .. } => match head {
+                RuleHead::Compr { refr, .. }
+                | RuleHead::Set { refr, .. }
+                | RuleHead::Func { refr, .. } => refr,
+            },
+            Rule::Default { refr, .. } => refr,
+        };
+        if let Some(root) = refr.span().text().split(['.', '[']).next() {
+            module_names.insert(root.trim().to_string());
+        }
+    }
+    for import in &module.imports {
+        let alias = match &import.r#as {
+            Some(alias) => alias.text().to_string(),
+            None => import
+                .refr
+                .span()
+                .text()
+                .rsplit('.')
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        };
+        module_names.insert(alias);
+    }
 
     let mut renames: Vec<(usize, usize, String)> = Vec::new();
     let mut companions = String::new();
@@ -312,6 +367,28 @@ fn prepare_module(
                 cases_rule = Some(companion);
             }
         }
+        if !skip {
+            for stmt in bodies.iter().flat_map(|b| b.query.stmts.iter()) {
+                for with in &stmt.with_mods {
+                    let document = with.r#as.span().text();
+                    if with.refr.span().text() != "input"
+                        || !key_variables(document).is_subset(&module_names)
+                    {
+                        continue;
+                    }
+                    let companion = format!("{INPUT_RULE}{}", *next_cases);
+                    *next_cases += 1;
+                    companions.push_str(&format!("\n{companion} := {document}\n"));
+                    probes.push(InputProbe {
+                        rule: companion,
+                        test: format!("{package}.{reported}"),
+                        package: package.clone(),
+                        file: source.path.clone(),
+                        line: stmt.span.line as usize,
+                    });
+                }
+            }
+        }
         found.push(Found {
             package: package.clone(),
             name: reported,
@@ -338,12 +415,22 @@ fn prepare_module(
 
 /// Runs every test of `sources` (all the bundle's modules) with the bundle's `data`.
 pub fn run_tests(sources: &[RegoSource], data: &Value) -> Result<Vec<TestResult>, PolicyError> {
+    run_tests_with_inputs(sources, data).map(|(results, _)| results)
+}
+
+/// [`run_tests`], and the input documents the tests give policies (those that do not depend
+/// on a variable of the test's body).
+pub fn run_tests_with_inputs(
+    sources: &[RegoSource],
+    data: &Value,
+) -> Result<(Vec<TestResult>, Vec<TestInput>), PolicyError> {
     let mut counts = BTreeMap::new();
     let mut next_cases = 0;
     let mut prepared = Vec::with_capacity(sources.len());
     let mut tests = Vec::new();
+    let mut probes = Vec::new();
     for source in sources {
-        let (text, found) = prepare_module(source, &mut counts, &mut next_cases)?;
+        let (text, found) = prepare_module(source, &mut counts, &mut next_cases, &mut probes)?;
         prepared.push(RegoSource {
             path: source.path.clone(),
             text,
@@ -351,7 +438,7 @@ pub fn run_tests(sources: &[RegoSource], data: &Value) -> Result<Vec<TestResult>
         tests.extend(found);
     }
     if tests.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let (mut engine, _) = load_engine(&prepared, data)?;
     engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
@@ -404,7 +491,33 @@ pub fn run_tests(sources: &[RegoSource], data: &Value) -> Result<Vec<TestResult>
             output,
         });
     }
-    Ok(results)
+    let mut inputs = Vec::with_capacity(probes.len());
+    for probe in probes {
+        let value = engine
+            .eval_rule(format!("{}.{}", probe.package, probe.rule))
+            .unwrap_or(Value::Undefined);
+        if value == Value::Undefined {
+            continue;
+        }
+        let references = sources
+            .iter()
+            .find(|s| s.path == probe.file)
+            .map(|s| {
+                super::rego::data_references(&s.text)
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        inputs.push(TestInput {
+            test: probe.test,
+            file: probe.file,
+            line: probe.line,
+            value,
+            references,
+        });
+    }
+    Ok((results, inputs))
 }
 
 /// A case key as OPA prints it: strings as they are, anything else as JSON.
@@ -603,6 +716,35 @@ mod tests {
         let data = Value::from(serde_json::json!({"teams": {"cooks": ["ann"]}}));
         let results = run_tests(&sources, &data).unwrap();
         assert_eq!(outcome(&results, "test_data"), TestOutcome::Pass);
+    }
+
+    #[test]
+    fn test_inputs_are_collected_for_the_engine_agreement_check() {
+        let sources = vec![
+            src(
+                "a.rego",
+                "package a\nimport rego.v1\nallow if input.x == 1\n",
+            ),
+            src(
+                "a_test.rego",
+                "package a_test\nimport rego.v1\nimport data.a\n\
+                 base := {\"x\": 1}\n\
+                 test_one if a.allow with input as base\n\
+                 test_two if not a.allow with input as object.union(base, {\"x\": 2})\n\
+                 test_local if { some n in [1]; a.allow with input as {\"x\": n} }\n",
+            ),
+        ];
+        let (results, inputs) = run_tests_with_inputs(&sources, &Value::new_object()).unwrap();
+        assert!(
+            results.iter().all(|r| r.outcome == TestOutcome::Pass),
+            "{results:?}"
+        );
+        let documents: Vec<String> = inputs.iter().map(|i| i.value.to_string()).collect();
+        // The body-local `{"x": n}` cannot be evaluated outside its test and is left out.
+        assert_eq!(documents, vec!["{\"x\":1}", "{\"x\":2}"]);
+        assert_eq!(inputs[1].test, "data.a_test.test_two");
+        assert_eq!(inputs[1].line, 6);
+        assert!(inputs[0].references.contains(&"a".to_string()));
     }
 
     #[test]

@@ -29,6 +29,35 @@ async fn app_with_bundle_copy(dir: &Path) -> TestApp {
     spawn_app_with(options).await
 }
 
+/// The example bundle copied to `dir`, served, and a session for ann (group `kitchen`).
+async fn app_with_kitchen_user(dir: &Path) -> (TestApp, String) {
+    let app = app_with_bundle_copy(dir).await;
+    let ann = app
+        .login(&Person {
+            email: "ann@example.com",
+            groups: &["kitchen"],
+            tenant: None,
+        })
+        .await;
+    (app, ann)
+}
+
+/// Polls `/readyz` until it reports a refused reload; fails after 3 s.
+async fn wait_for_reload_error(app: &TestApp) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let ready = readyz(app).await;
+        if !ready["bundle"]["last_error"].is_null() {
+            return ready;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the refused reload was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn status_of(app: &TestApp, cookie: &str, url: &str) -> u16 {
     app.verify_as(url, cookie).await.status().as_u16()
 }
@@ -63,14 +92,7 @@ const MARKETING: &str = "https://apps.example.com/marketing";
 #[tokio::test]
 async fn edited_policy_goes_live_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_bundle_copy(dir.path()).await;
-    let ann = app
-        .login(&Person {
-            email: "ann@example.com",
-            groups: &["kitchen"],
-            tenant: None,
-        })
-        .await;
+    let (app, ann) = app_with_kitchen_user(dir.path()).await;
     assert_eq!(status_of(&app, &ann, MARKETING).await, 403);
     let before = readyz(&app).await["bundle"]["version"].clone();
     std::fs::write(dir.path().join("marketing.rego"), KITCHEN_MAY_MARKET).unwrap();
@@ -83,29 +105,11 @@ async fn edited_policy_goes_live_within_two_seconds() {
 #[tokio::test]
 async fn broken_policy_keeps_the_last_good_bundle_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_bundle_copy(dir.path()).await;
-    let ann = app
-        .login(&Person {
-            email: "ann@example.com",
-            groups: &["kitchen"],
-            tenant: None,
-        })
-        .await;
+    let (app, ann) = app_with_kitchen_user(dir.path()).await;
     let version = readyz(&app).await["bundle"]["version"].clone();
     std::fs::write(dir.path().join("marketing.rego"), BROKEN_MARKETING).unwrap();
     // The error shows in /readyz (still ready: the old bundle is valid) with file:line:col.
-    let started = Instant::now();
-    let ready = loop {
-        let ready = readyz(&app).await;
-        if !ready["bundle"]["last_error"].is_null() {
-            break ready;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "reload error never reported"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let ready = wait_for_reload_error(&app).await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["bundle"]["version"], version);
     let error = ready["bundle"]["last_error"].as_str().unwrap();
@@ -139,14 +143,7 @@ const MARKETING_FROM_DATA: &str = "package routes.marketing\n\nimport rego.v1\n\
 #[tokio::test]
 async fn data_files_are_loaded_watched_and_a_broken_one_keeps_the_last_good_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let app = app_with_bundle_copy(dir.path()).await;
-    let ann = app
-        .login(&Person {
-            email: "ann@example.com",
-            groups: &["kitchen"],
-            tenant: None,
-        })
-        .await;
+    let (app, ann) = app_with_kitchen_user(dir.path()).await;
     // The policy and its data arrive together: the data lets the kitchen in.
     let data_dir = dir.path().join("marketing");
     std::fs::create_dir_all(&data_dir).unwrap();
@@ -171,18 +168,7 @@ async fn data_files_are_loaded_watched_and_a_broken_one_keeps_the_last_good_bund
         "{\n  \"allowed_groups\": [\"kitchen\",\n}\n",
     )
     .unwrap();
-    let started = Instant::now();
-    let ready = loop {
-        let ready = readyz(&app).await;
-        if !ready["bundle"]["last_error"].is_null() {
-            break ready;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "data file error never reported"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let ready = wait_for_reload_error(&app).await;
     assert_eq!(ready["bundle"]["version"], version);
     let error = ready["bundle"]["last_error"].as_str().unwrap();
     assert!(
