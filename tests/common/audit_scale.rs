@@ -119,28 +119,57 @@ fn skewed(rng: &mut SmallRng, n: u32, power: i32) -> u32 {
     ((f64::from(n) * u.powi(power)) as u32).min(n - 1)
 }
 
-/// Appends one `COPY … FROM STDIN` text row (tab-separated, `\N` for NULL). No generated
-/// value contains a tab, newline or backslash.
-struct CopyRow<'a>(&'a mut Vec<u8>);
-
-impl CopyRow<'_> {
-    fn field(&mut self, value: Option<&str>) -> &mut Self {
-        if !self.0.is_empty() && self.0.last() != Some(&b'\n') {
-            self.0.push(b'\t');
+/// Appends one `COPY … FROM STDIN` text row of [`COPY_COLUMNS`] (tab-separated, `\N` for
+/// NULL). No generated value contains a tab, newline or backslash.
+fn copy_row(out: &mut Vec<u8>, fields: [Option<&str>; 17]) {
+    for (i, value) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
         }
         match value {
-            Some(v) => self.0.extend_from_slice(v.as_bytes()),
-            None => self.0.extend_from_slice(b"\\N"),
+            Some(v) => out.extend_from_slice(v.as_bytes()),
+            None => out.extend_from_slice(b"\\N"),
         }
-        self
     }
-    fn end(&mut self) {
-        self.0.push(b'\n');
-    }
+    out.push(b'\n');
 }
 
 const COPY_COLUMNS: &str = "time, request_id, kind, user_id, email, tenant, device_id, route, host, method, \
      path, decision, status, reason, policy_version, latency_us, client_ip";
+
+/// A login, logout or revocation row: who and from where, no route or policy.
+fn session_event(
+    out: &mut Vec<u8>,
+    [time, request_id, kind]: [&str; 3],
+    user_id: Option<&str>,
+    email: &str,
+    [decision, status]: [&str; 2],
+    reason: Option<&str>,
+    ip: &str,
+) {
+    copy_row(
+        out,
+        [
+            Some(time),
+            Some(request_id),
+            Some(kind),
+            user_id,
+            Some(email),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(decision),
+            Some(status),
+            reason,
+            None,
+            Some("0"),
+            Some(ip),
+        ],
+    );
+}
 
 /// Generates rows `range` of `shape.rows` (in time order from `start`) into `out`.
 fn generate(
@@ -163,7 +192,6 @@ fn generate(
         let latency = rng.random_range(40..4_000).to_string();
         let user = skewed(&mut rng, shape.users, 3) as usize;
         let time_text = time.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string();
-        let mut row = CopyRow(out);
         let kind_roll: f64 = rng.random();
         if kind_roll < 0.01 {
             // Logins (1 %): most succeed; failures carry the login error as reason.
@@ -183,24 +211,15 @@ fn generate(
                     Some("bad_state: unknown or expired login state"),
                 )
             };
-            row.field(Some(&time_text))
-                .field(Some(&request_id))
-                .field(Some("login"))
-                .field((!failed).then(|| dict.user_ids[user].as_str()))
-                .field(Some(&dict.emails[user]))
-                .field(None)
-                .field(None)
-                .field(None)
-                .field(None)
-                .field(None)
-                .field(None)
-                .field(Some(decision))
-                .field(Some(status))
-                .field(reason)
-                .field(None)
-                .field(Some("0"))
-                .field(Some(ip))
-                .end();
+            session_event(
+                out,
+                [&time_text, &request_id, "login"],
+                (!failed).then(|| dict.user_ids[user].as_str()),
+                &dict.emails[user],
+                [decision, status],
+                reason,
+                ip,
+            );
             continue;
         }
         if kind_roll < 0.012 {
@@ -210,24 +229,15 @@ fn generate(
             } else {
                 "revoke"
             };
-            row.field(Some(&time_text))
-                .field(Some(&request_id))
-                .field(Some(kind))
-                .field(Some(&dict.user_ids[user]))
-                .field(Some(&dict.emails[user]))
-                .field(None)
-                .field(None)
-                .field(None)
-                .field(None)
-                .field(None)
-                .field(None)
-                .field(Some(if kind == "logout" { "allow" } else { "revoked" }))
-                .field(Some("0"))
-                .field(Some(kind))
-                .field(None)
-                .field(Some("0"))
-                .field(Some(ip))
-                .end();
+            session_event(
+                out,
+                [&time_text, &request_id, kind],
+                Some(&dict.user_ids[user]),
+                &dict.emails[user],
+                [if kind == "logout" { "allow" } else { "revoked" }, "0"],
+                Some(kind),
+                ip,
+            );
             continue;
         }
         let route_index = skewed(&mut rng, shape.routes, 2) as usize;
@@ -282,28 +292,32 @@ fn generate(
         } else {
             "apps.example.com".to_string()
         };
-        row.field(Some(&time_text))
-            .field(Some(&request_id))
-            .field(Some("verify"))
-            .field(with_user.then(|| dict.user_ids[user].as_str()))
-            .field(with_user.then(|| dict.emails[user].as_str()))
-            .field(with_user.then(|| dict.tenants[user].as_str()))
-            .field(device.as_deref())
-            .field(Some(route))
-            .field(Some(&host))
-            .field(Some(method))
-            .field(Some(&path))
-            .field(Some(decision))
-            .field(Some(status))
-            .field(if admin_denial {
-                Some("not_admin")
-            } else {
-                reason
-            })
-            .field(Some(&dict.versions[version_index]))
-            .field(Some(&latency))
-            .field(Some(ip))
-            .end();
+        copy_row(
+            out,
+            [
+                Some(&time_text),
+                Some(&request_id),
+                Some("verify"),
+                with_user.then(|| dict.user_ids[user].as_str()),
+                with_user.then(|| dict.emails[user].as_str()),
+                with_user.then(|| dict.tenants[user].as_str()),
+                device.as_deref(),
+                Some(route),
+                Some(&host),
+                Some(method),
+                Some(&path),
+                Some(decision),
+                Some(status),
+                if admin_denial {
+                    Some("not_admin")
+                } else {
+                    reason
+                },
+                Some(&dict.versions[version_index]),
+                Some(&latency),
+                Some(ip),
+            ],
+        );
     }
 }
 
