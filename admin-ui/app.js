@@ -47,6 +47,8 @@ async function render() {
   $('subtitle').textContent = page.subtitle || '';
   document.title = `${page.title} · Gatehouse admin`;
   const root = $('page');
+  // A message belongs to the page it was shown on, unless it says what brought us here.
+  if (!params.keepFlash) mount($('flash'));
   mount(root, loading());
   try {
     const content = await page.render(params, {flash, go, refreshChip});

@@ -36,10 +36,9 @@ export default {
         event.target.disabled = false;
       }, 'primary', {class: ['btn', 'btn-primary', 'save-device']});
       return h('tr', {'data-device': d.id},
-        h('td', {}, code(d.id.slice(0, 8)), h('div', {class: 'muted small'}, d.browser ? 'browser' : 'certificate')),
+        h('td', {}, code(d.id.slice(0, 8)), h('div', {class: 'muted small'}, `${d.browser ? 'browser' : 'certificate'} · ${d.registered ? 'registered' : 'unregistered'}`)),
         h('td', {}, d.email ?? h('span', {class: 'muted'}, 'no owner')),
-        h('td', {class: 'mono wrap small'}, d.cert_fingerprint ?? '—'),
-        h('td', {}, d.registered ? 'yes' : 'no'),
+        h('td', {class: 'mono small', title: d.cert_fingerprint ?? ''}, d.cert_fingerprint ? `${d.cert_fingerprint.slice(0, 14)}…` : '—'),
         h('td', {}, h('label', {class: 'check'}, managed, ' managed')),
         h('td', {}, trust),
         h('td', {class: 'posture'}, posture),
@@ -49,7 +48,7 @@ export default {
     return h('div', {class: 'stack'},
       card(null, form),
       card(h('div', {class: 'card-title-row'}, h('h2', {}, 'Devices'), h('span', {class: 'muted'}, String(data.items.length))),
-        table(['Device', 'Owner', 'Certificate', 'Registered', 'Managed', 'Trust', 'Posture', 'Last seen', ''], rows,
+        table(['Device', 'Owner', 'Certificate', 'Managed', 'Trust', 'Posture', 'Last seen', ''], rows,
           {empty: 'No device is known yet.', class: 'devices-table'})));
   },
 };

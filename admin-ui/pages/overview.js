@@ -27,9 +27,9 @@ export default {
         else ui.flash(`Reload: ${r.result} (version ${r.version})`);
         ui.refreshChip();
         // An activation or a refusal shows its impact at once (docs/admin.md).
-        if (r.result === 'activated') ui.go('impact', {against: 'previous'});
-        else if (r.result === 'refused') ui.go('impact', {bundle: 'disk'});
-        else ui.go('overview', {t: Date.now()});
+        if (r.result === 'activated') ui.go('impact', {against: 'previous', keepFlash: 1});
+        else if (r.result === 'refused') ui.go('impact', {bundle: 'disk', keepFlash: 1});
+        else ui.go('overview', {t: Date.now(), keepFlash: 1});
       } catch (err) {
         ui.flash(String(err.message), 'error');
         event.target.disabled = false;

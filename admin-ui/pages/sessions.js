@@ -19,7 +19,7 @@ export default {
       if (!window.confirm(`Revoke every session of ${email}?`)) return;
       const r = await api.post('/admin/api/sessions/revoke', {email});
       ui.flash(`Revoked ${r.revoked} session${r.revoked === 1 ? '' : 's'} of ${email}.`);
-      ui.go('sessions', {email, t: Date.now()});
+      ui.go('sessions', {email, t: Date.now(), keepFlash: 1});
     }, 'danger', {id: 'revoke-all'}) : null);
 
     const rows = data.items.map((s) => h('tr', {'data-session': s.id},

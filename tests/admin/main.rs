@@ -277,9 +277,15 @@ async fn an_administrator_uses_every_page_of_the_console_in_chromium() {
         verify(port, "http://apps.example.com/restaurant/menu", &dave).await,
         401
     );
+    // One JSON object per device and line.
     let devices = cli(&config, &["device", "list", "--format", "json"]);
-    let devices: serde_json::Value = serde_json::from_str(&devices).unwrap();
-    assert_eq!(devices[0]["managed"], true, "{devices}");
+    let device: serde_json::Value = devices
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|d| d["email"] == "dave@example.com")
+        .unwrap_or_else(|| panic!("dave's device in {devices}"));
+    assert_eq!(device["managed"], true, "{devices}");
+    assert_eq!(device["trust"], "high", "{devices}");
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
         .unwrap();

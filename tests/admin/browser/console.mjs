@@ -57,6 +57,11 @@ async function open(page, name, ready) {
 }
 
 async function shot(page, name) {
+  // The page as it opens: scrolled to the top, tables to their first column.
+  await page.evaluate(() => {
+    window.scrollTo(0, 0);
+    for (const t of document.querySelectorAll('.table-wrap')) t.scrollLeft = 0;
+  });
   await page.screenshot({path: `${env.SCREENSHOTS}/${name}.png`});
   steps.push(name);
 }
@@ -170,7 +175,7 @@ try {
   await page.selectOption(`${row} select[name=trust]`, 'high');
   await page.fill(`${row} textarea[name=posture]`, '{"disk_encrypted": true}');
   await page.click(`${row} button.save-device`);
-  await page.waitForSelector('#flash .alert-ok');
+  await page.waitForFunction(() => document.querySelector('#flash .alert-ok')?.textContent.includes('saved'));
   await shot(page, 'devices');
 
   // A hostile value shows as text: the page never parses data as HTML.
