@@ -8,24 +8,7 @@ const FINGERPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD
 async fn a_registered_certificate_is_the_device_policies_see() {
     for backend in crate::helpers::BACKENDS {
         let app = spawn_app(backend).await;
-        let fin = app
-            .login(&Person {
-                email: "fin@example.com",
-                groups: &["finance"],
-                tenant: None,
-            })
-            .await;
-        let normalized = gatehouse::session::device::normalize_fingerprint(FINGERPRINT).unwrap();
-        app.store
-            .register_cert_device(
-                &normalized,
-                true,
-                "high",
-                Some("fin@example.com"),
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap();
+        let fin = app.fin_with_certificate_device(FINGERPRINT).await;
         let reports = "https://apps.example.com/reports";
         // The example `reports` route: finance, from a managed device.
         let without = app.verify_as(reports, &fin).await;

@@ -487,24 +487,7 @@ async fn a_verified_peer_certificate_is_the_device_from_a_trusted_envoy_only() {
     for (trusted_proxies, expected) in [("", 200), ("trusted_proxies: [10.0.0.0/8]\n", 403)] {
         let app = spawn_app_with(grpc_options(Backend::Sqlite, trusted_proxies)).await;
         let mut envoy = Envoy::connect(&app).await;
-        let fin = app
-            .login(&Person {
-                email: "fin@example.com",
-                groups: &["finance"],
-                tenant: None,
-            })
-            .await;
-        let normalized = gatehouse::session::device::normalize_fingerprint(FINGERPRINT).unwrap();
-        app.store
-            .register_cert_device(
-                &normalized,
-                true,
-                "high",
-                Some("fin@example.com"),
-                chrono::Utc::now(),
-            )
-            .await
-            .unwrap();
+        let fin = app.fin_with_certificate_device(FINGERPRINT).await;
         // The example `reports` route: finance, from a managed device.
         let reports = Described::get("https://apps.example.com/reports").cookie(&app, &fin);
         assert_eq!(envoy.check(&reports).await.http_status(), 403);

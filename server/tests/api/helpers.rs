@@ -242,6 +242,30 @@ impl TestApp {
         cookies
     }
 
+    /// Signs in fin@example.com (finance) and registers a managed, high-trust client
+    /// certificate with `fingerprint` as fin's device; returns the session cookie value.
+    pub async fn fin_with_certificate_device(&self, fingerprint: &str) -> String {
+        let fin = self
+            .login(&Person {
+                email: "fin@example.com",
+                groups: &["finance"],
+                tenant: None,
+            })
+            .await;
+        let normalized = gatehouse::session::device::normalize_fingerprint(fingerprint).unwrap();
+        self.store
+            .register_cert_device(
+                &normalized,
+                true,
+                "high",
+                Some("fin@example.com"),
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        fin
+    }
+
     /// Creates a session as `session create` does; returns the cookie value.
     pub async fn login(&self, who: &Person<'_>) -> String {
         self.login_for(who, std::time::Duration::from_secs(3600))
