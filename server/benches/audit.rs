@@ -14,8 +14,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use gatehouse::audit::AuditRecord;
 use gatehouse::audit::spool::Spool;
-use gatehouse::audit::{AuditRecord, AuditSink, AuditWriter};
 use sqlx::Connection;
 
 fn admin_url() -> String {
@@ -91,17 +91,12 @@ fn run(rt: &tokio::runtime::Runtime, url: &str) {
 
     // Added verify latency: the decision alone vs the decision plus queueing its record.
     let spool_dir = tempfile::tempdir().expect("tempdir");
-    let (sink, rx) = AuditSink::channel();
-    let writer = rt.block_on(async {
-        AuditWriter::new(
-            store.clone(),
-            rx,
-            Spool::open(spool_dir.path()).expect("spool"),
-            1000,
-            Duration::from_millis(200),
-        )
-        .spawn()
-    });
+    let (sink, writer) = gatehouse::audit::pipeline(
+        store.clone(),
+        Spool::open(spool_dir.path()).expect("spool"),
+        common::pipeline_settings(),
+    );
+    let writer = rt.block_on(async { writer.spawn() });
     let headers = common::nginx_headers("https://apps.example.com/restaurant");
     let decide = || fixture.decide(&headers, true);
     assert_eq!(rt.block_on(decide()).status, 200);

@@ -176,6 +176,11 @@ pub struct AuditConfig {
     /// Postgres audit partitions older than this many days are dropped.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Records the in-memory queue holds: the bound on the audit trail's memory. Past half
+    /// of it the writer spools batches instead of writing them; a full queue sends records
+    /// to the spool directly (docs/audit.md, "Under load").
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
 }
 
 impl Default for AuditConfig {
@@ -185,6 +190,7 @@ impl Default for AuditConfig {
             flush_interval: default_flush_interval(),
             spool_dir: default_spool_dir(),
             retention_days: default_retention_days(),
+            queue_capacity: default_queue_capacity(),
         }
     }
 }
@@ -274,6 +280,9 @@ fn default_batch_size() -> usize {
 }
 fn default_flush_interval() -> HumanDuration {
     HumanDuration(Duration::from_millis(200))
+}
+fn default_queue_capacity() -> usize {
+    crate::audit::DEFAULT_QUEUE_CAPACITY
 }
 fn default_spool_dir() -> PathBuf {
     PathBuf::from("spool")
@@ -436,6 +445,12 @@ impl Config {
         }
         if self.audit.batch_size == 0 {
             return Err(ConfigError::key("audit.batch_size", "must be at least 1"));
+        }
+        if self.audit.queue_capacity < 2 * self.audit.batch_size {
+            return Err(ConfigError::key(
+                "audit.queue_capacity",
+                "must hold at least two batches (2 × audit.batch_size)",
+            ));
         }
         if self.audit.flush_interval.0.is_zero() {
             return Err(ConfigError::key("audit.flush_interval", "must be positive"));

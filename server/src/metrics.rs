@@ -32,6 +32,7 @@ pub struct Metrics {
     pub audit_written: IntCounter,
     pub audit_spooled: IntCounter,
     pub audit_dropped: IntCounter,
+    pub audit_overflow: IntCounter,
     pub audit_spool_pending: IntGauge,
     pub task_up: IntGaugeVec,
     pub task_restarts: IntCounterVec,
@@ -107,6 +108,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "gatehouse_audit_spooled_total",
         "Audit records written to the spool while the database was down",
     )?;
+    let audit_overflow = IntCounter::new(
+        "gatehouse_audit_overflow_total",
+        "Audit records the full (or closed) queue could not take, spooled by the request itself",
+    )?;
     let audit_dropped = IntCounter::new(
         "gatehouse_audit_dropped_total",
         "Audit records lost (must stay 0)",
@@ -135,6 +140,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(audit_written.clone()))?;
     registry.register(Box::new(audit_spooled.clone()))?;
     registry.register(Box::new(audit_dropped.clone()))?;
+    registry.register(Box::new(audit_overflow.clone()))?;
     registry.register(Box::new(audit_spool_pending.clone()))?;
     registry.register(Box::new(decisions.clone()))?;
     registry.register(Box::new(verify_duration.clone()))?;
@@ -162,6 +168,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         audit_written,
         audit_spooled,
         audit_dropped,
+        audit_overflow,
         audit_spool_pending,
         task_up,
         task_restarts,
@@ -236,6 +243,7 @@ mod tests {
             "gatehouse_audit_written_total",
             "gatehouse_audit_spooled_total",
             "gatehouse_audit_dropped_total",
+            "gatehouse_audit_overflow_total",
             "gatehouse_task_up{task=\"t\"} 1",
             "gatehouse_task_restarts_total",
         ] {

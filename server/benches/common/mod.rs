@@ -38,6 +38,8 @@ pub struct Fixture {
     pub cookie: String,
     pub bundle: Arc<ArcSwap<Bundle>>,
     pub store: Store,
+    /// The audit sink's spool, removed with the fixture.
+    _spool_dir: tempfile::TempDir,
 }
 
 /// A migrated store at `database_url`, the example bundle, and a session for
@@ -76,6 +78,7 @@ pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) 
         .await
         .expect("session")
         .cookie_value;
+    let spool_dir = tempfile::tempdir().expect("tempdir");
     Fixture {
         authorizer: Authorizer::new(
             &config,
@@ -85,12 +88,13 @@ pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) 
                 store.clone(),
                 Duration::from_secs(3600),
             ),
-            // Benchmarks call `decide`, which records nothing.
-            gatehouse::audit::AuditSink::channel().0,
+            // Benchmarks call `decide`, which records nothing: a sink whose writer never runs.
+            audit_sink(&store, spool_dir.path()),
         ),
         cookie,
         bundle,
         store,
+        _spool_dir: spool_dir,
     }
 }
 
@@ -162,4 +166,19 @@ pub fn mean_ns(group: &str, name: &str) -> Option<f64> {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     json["mean"]["point_estimate"].as_f64()
+}
+
+/// An audit sink for a fixture whose benchmarks record nothing (its writer is never run).
+fn audit_sink(store: &Store, spool_dir: &Path) -> gatehouse::audit::AuditSink {
+    let spool = gatehouse::audit::spool::Spool::open(spool_dir).expect("spool");
+    gatehouse::audit::pipeline(store.clone(), spool, pipeline_settings()).0
+}
+
+/// The pipeline's default sizes, as `serve` runs it.
+pub fn pipeline_settings() -> gatehouse::audit::PipelineSettings {
+    gatehouse::audit::PipelineSettings {
+        batch_size: 1000,
+        flush_interval: Duration::from_millis(200),
+        queue_capacity: gatehouse::audit::DEFAULT_QUEUE_CAPACITY,
+    }
 }

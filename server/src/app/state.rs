@@ -9,8 +9,8 @@ use arc_swap::ArcSwap;
 
 use super::StartError;
 use super::background::Background;
+use crate::audit::PipelineSettings;
 use crate::audit::spool::Spool;
-use crate::audit::{AuditSink, AuditWriter};
 use crate::authorizer::Authorizer;
 use crate::config::{Config, ConfigError};
 use crate::oidc::AuthService;
@@ -51,20 +51,21 @@ pub(super) async fn build(
         dir: config.audit.spool_dir.clone(),
         source,
     })?;
-    let (audit, audit_rx) = AuditSink::channel();
+    let (audit, audit_writer) = crate::audit::pipeline(
+        store.clone(),
+        spool,
+        PipelineSettings {
+            batch_size: config.audit.batch_size,
+            flush_interval: config.audit.flush_interval.0,
+            queue_capacity: config.audit.queue_capacity,
+        },
+    );
     let authorizer = Authorizer::new(
         config,
         bundle.clone(),
         sessions.clone(),
         devices,
         audit.clone(),
-    );
-    let audit_writer = AuditWriter::new(
-        store.clone(),
-        audit_rx,
-        spool,
-        config.audit.batch_size,
-        config.audit.flush_interval.0,
     );
     let auth = AuthService::new(
         config,

@@ -28,6 +28,8 @@ pub struct Spool {
     replayed_to: u64,
     /// A failed append may have left part of a line: the next one starts a fresh line.
     torn: bool,
+    /// Records were appended without an fsync since the last one ([`Spool::append_unsynced`]).
+    unsynced: bool,
 }
 
 /// Records read from the spool, and where the next chunk starts.
@@ -58,6 +60,7 @@ impl Spool {
             len: 0,
             replayed_to: 0,
             torn: false,
+            unsynced: false,
         };
         let file = match File::open(&spool.path) {
             Ok(f) => f,
@@ -104,6 +107,33 @@ impl Spool {
 
     /// Appends `records` and fsyncs before returning: a spooled record survives a crash.
     pub fn append(&mut self, records: &[AuditRecord]) -> std::io::Result<()> {
+        self.write(records, true)
+    }
+
+    /// Appends `records` without waiting for the disk: for a record the queue could not take
+    /// (`AuditSink::record`), which a request is waiting on. Such a record survives a crash of
+    /// Gatehouse (it is in the kernel's page cache), not yet a power loss, until the writer's
+    /// next [`Spool::sync`] a flush interval later; in the queue it would survive neither.
+    pub fn append_unsynced(&mut self, records: &[AuditRecord]) -> std::io::Result<()> {
+        self.write(records, false)
+    }
+
+    /// Fsyncs what [`Spool::append_unsynced`] wrote since the last sync.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        match File::open(&self.path) {
+            Ok(file) => file.sync_data()?,
+            // Removed under us: what it held is gone, nothing is left to sync.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    fn write(&mut self, records: &[AuditRecord], sync: bool) -> std::io::Result<()> {
         let mut text = String::new();
         for r in records {
             text.push_str(&serde_json::to_string(r).map_err(std::io::Error::other)?);
@@ -129,9 +159,16 @@ impl Spool {
         if self.torn && current > 0 {
             text.insert(0, '\n');
         }
-        let written = file
-            .write_all(text.as_bytes())
-            .and_then(|()| file.sync_data());
+        let written = file.write_all(text.as_bytes()).and_then(|()| {
+            if sync {
+                // Everything appended before, unsynced, is on disk with this too.
+                file.sync_data()?;
+                self.unsynced = false;
+            } else {
+                self.unsynced = true;
+            }
+            Ok(())
+        });
         if let Err(e) = written {
             // Part of the text may be in the file: the next append starts a fresh line.
             self.torn = true;
@@ -206,6 +243,7 @@ impl Spool {
             len: self.len,
             replayed_to: self.replayed_to,
             torn: self.torn,
+            unsynced: self.unsynced,
         };
         loop {
             let chunk = at.read_chunk(10_000, MAX_CHUNK_BYTES)?;
@@ -230,6 +268,7 @@ impl Spool {
         self.len = 0;
         self.replayed_to = 0;
         self.torn = false;
+        self.unsynced = false;
         Ok(())
     }
 }

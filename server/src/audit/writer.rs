@@ -1,35 +1,52 @@
 //! The one task that moves audit records from the queue to the database (or the spool).
 //!
+//! The database gets a batch only while it keeps up: when the queue is past half full (more
+//! decisions arrive than the database takes) or a write fails or hangs past
+//! [`WRITE_TIMEOUT`], batches go to the spool, which takes them at disk speed, and later
+//! batches queue behind them. Spooled records are replayed, a chunk at a time between
+//! batches, once the queue is back under half full: under a burst the database writes what it
+//! can and the spool takes the rest, so verify never waits for the database and no record is
+//! dropped.
+//!
 //! Under the supervisor ([`SupervisedWriter`]) the writer's state — the queue's receiving
 //! end, the spool, the records taken off the queue but not yet written — outlives a run that
 //! panics or is aborted: the next run takes the same state, first moves those records to the
 //! spool (fsync'd), and goes on. The queue keeps accepting records meanwhile, so losing the
 //! loop loses no record; `/readyz` fails until the loop runs again.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::AuditRecord;
-use super::spool::{Chunk, MAX_CHUNK_BYTES, Spool};
+use super::spool::{Chunk, MAX_CHUNK_BYTES};
+use super::{AuditRecord, PipelineSettings, SharedSpool};
 use crate::metrics::METRICS;
 use crate::store::Store;
 use crate::tasks::{TaskContext, TaskError, stop_requested};
 
 /// The longest wait between two replay attempts while the database stays down.
 const MAX_REPLAY_BACKOFF: Duration = Duration::from_secs(2);
+/// A database write that takes longer is given up and its batch spooled: a database that
+/// hangs (a lock, a network partition) must not stop the queue from draining. A write given
+/// up may still commit; its replay then skips the rows (`ON CONFLICT DO NOTHING`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct AuditWriter {
     store: Store,
     rx: mpsc::Receiver<AuditRecord>,
-    /// Used only by this task, through `spawn_blocking` (file I/O stays off the runtime's
-    /// workers); the lock is never contended.
-    spool: Arc<Mutex<Spool>>,
+    /// Shared with the sinks, which append what the queue cannot take; used through
+    /// `spawn_blocking`, so file I/O stays off the runtime's workers.
+    spool: SharedSpool,
     batch_size: usize,
     flush_interval: Duration,
+    /// Records in the queue from which on the writer is behind: batches go to the spool and
+    /// replay waits.
+    high_water: usize,
+    /// Whether the last flush found the writer behind (logged once per episode).
+    behind: bool,
     /// Records taken off the queue, not yet written.
     buffer: Vec<AuditRecord>,
     /// When to try the next replay chunk; `None` while the spool is empty.
@@ -46,7 +63,7 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Closes the queue (later records count as dropped), writes everything already queued,
+    /// Closes the queue (later records go to the spool), writes everything already queued,
     /// and waits for that, at most `limit`.
     pub async fn finish(self, limit: Duration) {
         let _ = self.stop.send(true);
@@ -89,34 +106,33 @@ enum Replay {
     Failed,
 }
 
-fn lock(spool: &Mutex<Spool>) -> MutexGuard<'_, Spool> {
-    // A panic while holding the lock leaves the spool's state as consistent as the file.
-    spool
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl AuditWriter {
-    pub fn new(
+    /// The writer of [`super::pipeline`].
+    pub(super) fn new(
         store: Store,
         rx: mpsc::Receiver<AuditRecord>,
-        spool: Spool,
-        batch_size: usize,
-        flush_interval: Duration,
+        spool: SharedSpool,
+        settings: PipelineSettings,
     ) -> AuditWriter {
+        let (pending, is_empty) = {
+            let spool = spool.lock();
+            (spool.pending(), spool.is_empty())
+        };
         METRICS
             .audit_spool_pending
-            .set(i64::try_from(spool.pending()).unwrap_or(i64::MAX));
-        let replay_at = (!spool.is_empty()).then(Instant::now);
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        let batch_size = settings.batch_size.max(1);
         AuditWriter {
             store,
+            high_water: (rx.max_capacity() / 2).max(1),
             rx,
-            spool: Arc::new(Mutex::new(spool)),
-            batch_size: batch_size.max(1),
-            flush_interval,
-            buffer: Vec::with_capacity(batch_size.max(1)),
-            replay_at,
-            backoff: flush_interval,
+            spool,
+            batch_size,
+            flush_interval: settings.flush_interval,
+            behind: false,
+            buffer: Vec::with_capacity(batch_size),
+            replay_at: (!is_empty).then(Instant::now),
+            backoff: settings.flush_interval,
         }
     }
 
@@ -148,23 +164,20 @@ impl AuditWriter {
         }
     }
 
-    /// Runs `f` on the spool on a blocking thread.
-    async fn with_spool<R, F>(&self, f: F) -> std::io::Result<R>
-    where
-        F: FnOnce(&mut Spool) -> std::io::Result<R> + Send + 'static,
-        R: Send + 'static,
-    {
-        let spool = Arc::clone(&self.spool);
-        match tokio::task::spawn_blocking(move || f(&mut lock(&spool))).await {
-            Ok(result) => result,
-            Err(e) => Err(std::io::Error::other(format!(
-                "audit spool task failed: {e}"
-            ))),
-        }
+    fn spool_is_empty(&self) -> bool {
+        self.spool.lock().is_empty()
     }
 
-    fn spool_is_empty(&self) -> bool {
-        lock(&self.spool).is_empty()
+    /// More decisions arrive than the database takes: the queue is past half full.
+    fn is_behind(&self) -> bool {
+        self.rx.len() >= self.high_water
+    }
+
+    /// Fsyncs what sinks appended to the spool without waiting for the disk.
+    async fn sync_spool(&self) {
+        if let Err(e) = self.spool.with(|spool| spool.sync()).await {
+            tracing::error!(error = %e, "cannot fsync the audit spool");
+        }
     }
 
     /// Writes until `stop` is raised (or its sender dropped), then drains the queue.
@@ -189,9 +202,21 @@ impl AuditWriter {
                 }
                 _ = tick.tick() => {
                     self.flush().await;
+                    self.sync_spool().await;
                 }
                 _ = tokio::time::sleep_until(replay_due.unwrap_or_else(Instant::now)), if replay_due.is_some() => {
-                    self.replay_step().await;
+                    if self.is_behind() {
+                        // Drain the queue first; the database is the bottleneck.
+                        self.replay_at = Some(Instant::now() + self.flush_interval);
+                    } else {
+                        self.replay_step().await;
+                    }
+                }
+                () = self.spool.appended.notified() => {
+                    // A sink spooled a record the queue could not take.
+                    if self.replay_at.is_none() {
+                        self.replay_at = Some(Instant::now() + self.backoff);
+                    }
                 }
                 _ = stop_requested(&mut stop) => {
                     self.rx.close();
@@ -203,6 +228,7 @@ impl AuditWriter {
                     METRICS.audit_queue_depth.set(0);
                     self.replay_all().await;
                     self.flush().await;
+                    self.sync_spool().await;
                     tracing::info!("audit queue drained");
                     return;
                 }
@@ -210,26 +236,43 @@ impl AuditWriter {
         }
     }
 
-    /// Writes the buffer to the database, or to the spool when the database fails or the
-    /// spool already holds older records (which must be written first).
+    /// Writes the buffer to the database, or to the spool when the database fails, hangs or
+    /// falls behind, or the spool already holds older records (which must be written first).
     async fn flush(&mut self) {
         if self.buffer.is_empty() {
             return;
         }
-        if self.spool_is_empty() {
-            match self.store.insert_audit(&self.buffer).await {
-                Ok(()) => {
+        let behind = self.is_behind();
+        if behind != self.behind {
+            self.behind = behind;
+            if behind {
+                tracing::warn!(
+                    queued = self.rx.len(),
+                    "audit writer behind the decisions; spooling until it catches up"
+                );
+            } else {
+                tracing::info!("audit writer caught up; replaying the spool");
+            }
+        }
+        if !behind && self.spool_is_empty() {
+            let failure = match tokio::time::timeout(
+                WRITE_TIMEOUT,
+                self.store.write_audit_batch(&self.buffer),
+            )
+            .await
+            {
+                Ok(Ok(())) => {
                     METRICS.audit_written.inc_by(self.buffer.len() as u64);
                     self.buffer.clear();
                     return;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, records = self.buffer.len(), "audit write failed; spooling");
-                    // The database just failed: the first replay waits a little.
-                    self.backoff = self.flush_interval;
-                    self.replay_at = Some(Instant::now() + self.backoff);
-                }
-            }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {WRITE_TIMEOUT:?}"),
+            };
+            tracing::warn!(error = %failure, records = self.buffer.len(), "audit write failed; spooling");
+            // The database just failed: the first replay waits a little.
+            self.backoff = self.flush_interval;
+            self.replay_at = Some(Instant::now() + self.backoff);
         }
         self.spool_batch().await;
     }
@@ -239,7 +282,8 @@ impl AuditWriter {
         let records = std::mem::take(&mut self.buffer);
         let count = records.len();
         let appended = self
-            .with_spool(move |spool| {
+            .spool
+            .with(move |spool| {
                 spool.append(&records)?;
                 Ok(spool.pending())
             })
@@ -253,7 +297,7 @@ impl AuditWriter {
             }
             Err(e) => {
                 METRICS.audit_dropped.inc_by(count as u64);
-                tracing::error!(error = %e, records = count, path = %lock(&self.spool).path().display(),
+                tracing::error!(error = %e, records = count, path = %self.spool.lock().path().display(),
                     "cannot write the audit spool: records lost");
             }
         }
@@ -300,7 +344,8 @@ impl AuditWriter {
     async fn replay_chunk(&mut self) -> Replay {
         let max_records = self.batch_size;
         let chunk = match self
-            .with_spool(move |spool| spool.read_chunk(max_records, MAX_CHUNK_BYTES))
+            .spool
+            .with(move |spool| spool.read_chunk(max_records, MAX_CHUNK_BYTES))
             .await
         {
             Ok(chunk) => chunk,
@@ -315,9 +360,16 @@ impl AuditWriter {
             end,
             at_end,
         } = chunk;
-        if let Err(e) = self.store.insert_audit(&records).await {
-            tracing::debug!(error = %e, "audit database still unavailable; spool kept");
-            return Replay::Failed;
+        match tokio::time::timeout(WRITE_TIMEOUT, self.store.insert_audit(&records)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "audit database still unavailable; spool kept");
+                return Replay::Failed;
+            }
+            Err(_) => {
+                tracing::debug!("audit database did not answer a replay in time; spool kept");
+                return Replay::Failed;
+            }
         }
         METRICS.audit_written.inc_by(records.len() as u64);
         let replayed = Chunk {
@@ -327,19 +379,22 @@ impl AuditWriter {
             at_end,
         };
         let marked = self
-            .with_spool(move |spool| {
+            .spool
+            .with(move |spool| {
                 spool.mark_replayed(&replayed);
-                if replayed.at_end {
+                // Not `replayed.at_end`: a sink may have appended since the chunk was read.
+                if spool.is_empty() {
                     spool.clear()?;
                 }
-                Ok(spool.pending())
+                Ok((spool.pending(), spool.is_empty()))
             })
             .await;
-        match marked {
-            Ok(pending) => {
+        let emptied = match marked {
+            Ok((pending, emptied)) => {
                 METRICS
                     .audit_spool_pending
                     .set(i64::try_from(pending).unwrap_or(i64::MAX));
+                emptied
             }
             Err(e) => {
                 // The records are in the database and the offset moved on; only the
@@ -347,8 +402,8 @@ impl AuditWriter {
                 tracing::error!(error = %e, "cannot empty the audit spool after replay");
                 return Replay::Failed;
             }
-        }
-        if at_end {
+        };
+        if emptied {
             tracing::info!("audit spool replayed");
             Replay::Done
         } else {

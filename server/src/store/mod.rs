@@ -62,6 +62,7 @@ macro_rules! on_pool {
 mod audit;
 mod devices;
 mod login;
+mod pg_copy;
 mod policy_versions;
 mod records;
 mod replay;

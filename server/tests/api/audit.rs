@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::helpers::{
-    AppOptions, BACKENDS, Backend, Person, TestDatabase, spawn_app, spawn_app_on,
+    AppOptions, BACKENDS, Backend, Person, TestDatabase, spawn_app, spawn_app_on, spawn_app_with,
 };
 
 #[tokio::test]
@@ -310,7 +310,7 @@ async fn expired_audit_partitions_are_dropped_and_recent_ones_kept() {
 #[tokio::test]
 async fn a_large_spool_is_replayed_in_chunks_without_loss_or_duplicates() {
     use gatehouse::audit::spool::Spool;
-    use gatehouse::audit::{AuditRecord, AuditSink, AuditWriter};
+    use gatehouse::audit::{AuditRecord, PipelineSettings};
     const SPOOLED: usize = 50_000;
     const LIVE: usize = 100;
     let db = TestDatabase::create(Backend::Postgres).await;
@@ -335,9 +335,13 @@ async fn a_large_spool_is_replayed_in_chunks_without_loss_or_duplicates() {
     // As at a start after the outage: the spool is found on disk.
     let spool = Spool::open(dir.path()).unwrap();
     assert_eq!(spool.pending(), SPOOLED);
-    let (sink, rx) = AuditSink::channel();
-    let writer =
-        AuditWriter::new(store.clone(), rx, spool, 1000, Duration::from_millis(50)).spawn();
+    let settings = PipelineSettings {
+        batch_size: 1000,
+        flush_interval: Duration::from_millis(50),
+        queue_capacity: gatehouse::audit::DEFAULT_QUEUE_CAPACITY,
+    };
+    let (sink, writer) = gatehouse::audit::pipeline(store.clone(), spool, settings);
+    let writer = writer.spawn();
     for i in 0..LIVE {
         sink.record(record(format!("live-{i}"))).await;
     }
@@ -373,4 +377,195 @@ async fn a_large_spool_is_replayed_in_chunks_without_loss_or_duplicates() {
     let reopened = Spool::open(dir.path()).unwrap();
     assert_eq!(reopened.pending(), 0);
     assert!(reopened.is_empty());
+}
+
+/// Holds a lock on `audit_events` from another connection, so the writer's writes wait
+/// (as behind a slow or stuck database) until [`TableLock::release`].
+enum TableLock {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl TableLock {
+    async fn take(url: &str) -> TableLock {
+        use sqlx::Connection;
+        if url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::raw_sql("BEGIN; LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            TableLock::Postgres(c)
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            // In WAL mode readers go on (sessions, devices); every other writer waits.
+            sqlx::raw_sql("BEGIN EXCLUSIVE")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            TableLock::Sqlite(c)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            TableLock::Postgres(mut c) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+            TableLock::Sqlite(mut c) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+/// A burst far larger than the queue while the database takes no writes: the writer gives
+/// up its stuck write and spools it, requests that find the queue full spool their own
+/// records, and once the database is back every decision is in the table, once — none is
+/// dropped, and the queue never holds more than its capacity.
+#[tokio::test]
+async fn a_burst_past_a_full_queue_and_a_stuck_database_loses_no_record() {
+    const REQUESTS: usize = 400;
+    const CONCURRENCY: usize = 16;
+    for backend in BACKENDS {
+        let mut options = AppOptions::new(backend);
+        options.audit_yaml = "  batch_size: 10\n  queue_capacity: 20\n".into();
+        options.extra_yaml = "session:\n  cache_ttl: 60s\n".into();
+        let app = spawn_app_with(options).await;
+        let ann = app
+            .login(&Person {
+                email: "ann@example.com",
+                groups: &["kitchen"],
+                tenant: None,
+            })
+            .await;
+        let url = "https://apps.example.com/restaurant";
+        // The session is cached before the table is locked.
+        assert_eq!(app.verify_as(url, &ann).await.status(), 200);
+        app.wait_for_audit_rows(1, Duration::from_secs(15)).await;
+        // Whatever else signing in wrote is flushed too (every 50 ms here).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = app.audit_rows().await.len();
+        let dropped_before = gatehouse::metrics::METRICS.audit_dropped.get();
+        let overflow_before = gatehouse::metrics::METRICS.audit_overflow.get();
+
+        let lock = TableLock::take(&app.db.url).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..CONCURRENCY {
+            let request = app.verify(url).header("Cookie", app.cookie(&ann));
+            tasks.spawn(async move {
+                let mut ids = Vec::new();
+                for _ in (worker..REQUESTS).step_by(CONCURRENCY) {
+                    let r = request.try_clone().unwrap().send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    ids.push(r.headers()["X-Request-Id"].to_str().unwrap().to_string());
+                }
+                ids
+            });
+        }
+        let mut ids: Vec<String> = tasks.join_all().await.into_iter().flatten().collect();
+        assert_eq!(ids.len(), REQUESTS);
+        assert!(
+            gatehouse::metrics::METRICS.audit_overflow.get() > overflow_before,
+            "{backend:?}: the queue of 20 overflowed to the spool"
+        );
+        // Long enough for the writer to give up its stuck write and spool that batch too.
+        tokio::time::sleep(gatehouse::audit::WRITE_TIMEOUT + Duration::from_secs(1)).await;
+        lock.release().await;
+
+        let rows = app
+            .wait_for_audit_rows(before + REQUESTS, Duration::from_secs(60))
+            .await;
+        let mut written: Vec<String> = rows[before..].iter().map(|r| r.0.clone()).collect();
+        written.sort();
+        ids.sort();
+        assert_eq!(
+            written, ids,
+            "{backend:?}: every decision in the table, once"
+        );
+        assert_eq!(
+            gatehouse::metrics::METRICS.audit_dropped.get(),
+            dropped_before,
+            "{backend:?}: audit records were dropped"
+        );
+    }
+}
+
+/// The writer's binary `COPY` writes every field as `insert_audit` does (times to the
+/// microsecond, NULLs, integers; a NUL byte, which Postgres's text cannot hold, made U+FFFD
+/// by both rather than refusing the batch and its replay for ever), and a
+/// batch written twice is refused by `COPY` and then skipped by the replay's insert.
+#[tokio::test]
+async fn binary_copy_writes_the_same_rows_as_insert_and_refuses_a_batch_twice() {
+    use gatehouse::audit::AuditRecord;
+    let db = TestDatabase::create(Backend::Postgres).await;
+    let store = gatehouse::store::Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let time = chrono::DateTime::parse_from_rfc3339("2026-12-05T10:11:12.345678Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let full = |id: &str| AuditRecord {
+        time,
+        request_id: id.into(),
+        kind: "verify".into(),
+        user_id: Some("u1".into()),
+        email: Some("ann@example.com".into()),
+        tenant: Some("acme".into()),
+        device_id: Some("d1".into()),
+        route: Some("restaurant".into()),
+        host: Some("apps.example.com".into()),
+        method: Some("GET".into()),
+        path: Some("/restaurant/a\0b".into()),
+        decision: "allow".into(),
+        status: 200,
+        reason: Some("ok".into()),
+        policy_version: Some("v1".into()),
+        latency_us: 1_234_567_890_123,
+        client_ip: Some("192.0.2.1".into()),
+        transport: Some("http".into()),
+    };
+    let mut sparse = AuditRecord::event("revoke", "deny", None, None);
+    sparse.time = time;
+    sparse.request_id = "sparse".into();
+    sparse.status = -1;
+    let copied = [full("copied"), sparse];
+    store.write_audit_batch(&copied).await.unwrap();
+    store.insert_audit(&[full("inserted")]).await.unwrap();
+
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    // Every column but the two that differ by design, as JSON (times in UTC).
+    let row = async |conn: &mut sqlx::PgConnection, id: &str| -> serde_json::Value {
+        let (row,): (serde_json::Value,) = sqlx::query_as(
+            "SELECT to_jsonb(a) - 'id' - 'request_id' FROM
+               (SELECT *, to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS utc
+                FROM audit_events WHERE request_id = $1) a",
+        )
+        .bind(id.to_string())
+        .fetch_one(conn)
+        .await
+        .unwrap();
+        row
+    };
+    let copied_row = row(&mut conn, "copied").await;
+    assert_eq!(copied_row["utc"], "2026-12-05 10:11:12.345678");
+    assert_eq!(copied_row["path"], "/restaurant/a\u{fffd}b");
+    assert_eq!(copied_row["latency_us"], 1_234_567_890_123i64);
+    assert_eq!(copied_row["tenant"], "acme");
+    assert_eq!(copied_row, row(&mut conn, "inserted").await);
+    let sparse_row = row(&mut conn, "sparse").await;
+    assert_eq!(sparse_row["kind"], "revoke");
+    assert_eq!(sparse_row["user_id"], serde_json::Value::Null);
+    assert_eq!(sparse_row["status"], -1);
+    assert_eq!(sparse_row["transport"], serde_json::Value::Null);
+
+    // Again: COPY refuses the batch whole; the replay path skips the rows it has.
+    assert!(store.write_audit_batch(&copied).await.is_err());
+    store.insert_audit(&copied).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM audit_events")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
 }

@@ -115,6 +115,8 @@ pub struct AppOptions {
     pub backend: Backend,
     pub policies: PathBuf,
     pub extra_yaml: String,
+    /// Lines added to the `audit:` section (two-space indented, e.g. `  batch_size: 10\n`).
+    pub audit_yaml: String,
 }
 
 impl AppOptions {
@@ -123,6 +125,7 @@ impl AppOptions {
             backend,
             policies: example_policies(),
             extra_yaml: String::new(),
+            audit_yaml: String::new(),
         }
     }
 }
@@ -166,11 +169,12 @@ pub async fn spawn_app_on(options: AppOptions, db: TestDatabase) -> TestApp {
          policies_dir: {}\n\
          allowed_redirect_domains: [.example.com]\n\
          cookie:\n  secret: {COOKIE_SECRET}\n  domain: .example.com\n\
-         audit:\n  flush_interval: 50ms\n  spool_dir: {}\n\
+         audit:\n  flush_interval: 50ms\n  spool_dir: {}\n{}\
          {}",
         db.url,
         options.policies.display(),
         spool.path().display(),
+        options.audit_yaml,
         options.extra_yaml
     );
     let config = Config::from_yaml_and_env(&yaml, Path::new("test.yaml"), &[])
