@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::claims::ClaimsError;
 use super::crypto::TokenCipher;
 use super::provider::{CallbackPath, OidcError, OidcProvider};
 use super::redirect::RedirectPolicy;
@@ -20,7 +21,7 @@ use crate::config::Config;
 use crate::metrics::METRICS;
 use crate::session::resolver::SessionResolver;
 use crate::session::token::{CookieSigner, SessionToken};
-use crate::session::{IssuedSession, SessionSpec, mint_session};
+use crate::session::{IssueError, IssuedSession, SessionSpec, mint_session};
 use crate::store::{LoginState, Store, StoreError};
 
 /// Error codes of RFC 6749 §4.1.2.1 and OIDC Core §3.1.2.6; others are not shown as sent.
@@ -109,15 +110,16 @@ pub enum LoginFailure {
     #[error("the identity provider sent no authorization code")]
     MissingCode,
     #[error("the identity provider cannot be reached: {0}")]
-    IdpUnavailable(String),
+    IdpUnavailable(#[source] OidcError),
+    /// The IdP's tokens or claims were refused.
     #[error("{0}")]
-    Token(String),
-    #[error("{0}")]
-    Claims(String, Option<String>),
+    Token(#[source] OidcError),
+    /// The store refused the user the IdP named (`StoreError::Invalid`'s message, meant for
+    /// the user), with that user's email when known.
     #[error("{0}")]
     Conflict(String, Option<String>),
     #[error("the session store failed: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
     #[error("too many sign-in attempts from this address; wait a minute")]
     RateLimited,
 }
@@ -132,9 +134,9 @@ impl LoginFailure {
             | LoginFailure::WrongBrowser => "invalid_state",
             LoginFailure::ExpiredState => "expired_state",
             LoginFailure::IdpError { .. } => "idp_error",
+            LoginFailure::Token(OidcError::Claims(_)) => "claims_error",
             LoginFailure::MissingCode | LoginFailure::Token(_) => "token_error",
             LoginFailure::IdpUnavailable(_) => "idp_unavailable",
-            LoginFailure::Claims(..) => "claims_error",
             LoginFailure::Conflict(..) => "user_conflict",
             LoginFailure::Store(_) => "store_error",
             LoginFailure::RateLimited => "rate_limited",
@@ -180,7 +182,10 @@ impl LoginFailure {
     /// audit: failed logins per user).
     pub fn email(&self) -> Option<&str> {
         match self {
-            LoginFailure::Claims(_, email) | LoginFailure::Conflict(_, email) => email.as_deref(),
+            LoginFailure::Token(OidcError::Claims(
+                ClaimsError::UnverifiedEmail(email) | ClaimsError::GroupWithComma { email },
+            )) => Some(email),
+            LoginFailure::Conflict(_, email) => email.as_deref(),
             _ => None,
         }
     }
@@ -196,17 +201,10 @@ impl LoginFailure {
 
 impl From<OidcError> for LoginFailure {
     fn from(e: OidcError) -> Self {
-        match e {
-            OidcError::Discovery(m) | OidcError::UserInfo(m) => LoginFailure::IdpUnavailable(m),
-            OidcError::Claims(c) => {
-                let email = match &c {
-                    super::claims::ClaimsError::UnverifiedEmail(e)
-                    | super::claims::ClaimsError::GroupWithComma { email: e } => Some(e.clone()),
-                    _ => None,
-                };
-                LoginFailure::Claims(c.to_string(), email)
-            }
-            other => LoginFailure::Token(other.to_string()),
+        if e.is_transient() {
+            LoginFailure::IdpUnavailable(e)
+        } else {
+            LoginFailure::Token(e)
         }
     }
 }
@@ -215,7 +213,7 @@ impl From<StoreError> for LoginFailure {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Invalid(m) => LoginFailure::Conflict(m, None),
-            other => LoginFailure::Store(other.to_string()),
+            other => LoginFailure::Store(other),
         }
     }
 }
@@ -516,7 +514,11 @@ impl AuthService {
             now,
         )
         .await
-        .map_err(|e| LoginFailure::Store(e.to_string()))?;
+        .map_err(|e| match e {
+            IssueError::Store(e) => LoginFailure::Store(e),
+            // A session the login itself described wrongly: a server error, not the user's.
+            IssueError::Invalid(why) => LoginFailure::Store(StoreError::Invalid(why)),
+        })?;
         Ok(LoginSuccess {
             session,
             email: who.email,
@@ -656,7 +658,19 @@ mod tests {
     fn failures_have_labels_and_statuses() {
         assert_eq!(LoginFailure::UnknownState.result(), "invalid_state");
         assert_eq!(LoginFailure::UnknownState.status(), 400);
-        assert_eq!(LoginFailure::IdpUnavailable("x".into()).status(), 502);
+        assert_eq!(
+            LoginFailure::IdpUnavailable(OidcError::UserInfoStatus(503)).status(),
+            502
+        );
+        let unverified = LoginFailure::from(OidcError::Claims(ClaimsError::UnverifiedEmail(
+            "ann@example.com".into(),
+        )));
+        assert_eq!(unverified.result(), "claims_error");
+        assert_eq!(unverified.email(), Some("ann@example.com"));
+        assert_eq!(
+            LoginFailure::from(OidcError::NoIdToken).result(),
+            "token_error"
+        );
         let e = LoginFailure::IdpError {
             error: "access_denied".into(),
             description: Some("no".into()),

@@ -83,20 +83,53 @@ pub struct Discovered {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
-    #[error("identity provider unreachable or its discovery document is unusable: {0}")]
-    Discovery(String),
-    #[error("the identity provider refused the code exchange: {0}")]
-    Exchange(String),
+    #[error("the configured issuer `{issuer}` is not a URL: {source}")]
+    Issuer {
+        issuer: String,
+        source: url::ParseError,
+    },
+    #[error("identity provider unreachable or its discovery document is unusable: {}", error_chain(.0.as_ref()))]
+    Discovery(#[source] BoxError),
+    #[error("the identity provider refused the code exchange: {}", token_error(.0.as_ref()))]
+    Exchange(#[source] BoxError),
+    #[error("the token response has no id_token")]
+    NoIdToken,
     #[error("ID token rejected: {0}")]
-    IdToken(String),
+    IdToken(#[source] JwtError),
     #[error("{0}")]
     Claims(#[from] ClaimsError),
-    #[error("userinfo request failed: {0}")]
-    UserInfo(String),
+    #[error("userinfo request failed: {}", error_chain(.0))]
+    UserInfoUnreachable(#[source] reqwest::Error),
+    #[error("userinfo request failed: status {0}")]
+    UserInfoStatus(u16),
     #[error("the identity provider refused our access token at userinfo (status {0})")]
     UserInfoRefused(u16),
+    #[error("userinfo request failed: the answer is not a JSON object{}", .0.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    UserInfoBody(#[source] Option<BoxError>),
     #[error("logout token rejected: {0}")]
-    LogoutToken(String),
+    LogoutToken(#[source] JwtError),
+    #[error("logout token rejected: replayed logout token")]
+    ReplayedLogoutToken,
+}
+
+/// A cause kept as it is, whatever library it comes from (openidconnect's errors are generic
+/// over its HTTP client).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl OidcError {
+    /// Whether the IdP could not be asked (the network, the IdP's own failures, its
+    /// discovery), which may pass by itself, as opposed to tokens or claims that will never
+    /// be accepted.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            OidcError::Issuer { .. }
+                | OidcError::Discovery(_)
+                | OidcError::UserInfoUnreachable(_)
+                | OidcError::UserInfoStatus(_)
+                | OidcError::UserInfoBody(_)
+        )
+    }
 }
 
 /// Why the relying party could not be built from its configuration (a bad `oidc` key:
@@ -138,13 +171,26 @@ pub struct Refreshed {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
-    /// The IdP refused the refresh token (`invalid_grant`): the grant is gone — user
-    /// disabled, consent revoked, IdP session ended. The session must end too.
+    /// The IdP refused the refresh token (`invalid_grant`), or what it answered can never be
+    /// accepted (a token that does not verify, claims for another user): the grant is gone —
+    /// user disabled, consent revoked, IdP session ended. The session must end too.
     #[error("identity provider rejected the refresh token: {0}")]
-    Rejected(String),
+    Rejected(#[source] RefreshCause),
     /// Could not ask (network, 5xx, bad answer): try again later.
     #[error("refresh failed: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] RefreshCause),
+}
+
+/// What went wrong in a refresh ([`RefreshError`] says whether it ends the session).
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshCause {
+    /// Discovery, the token endpoint's answer, the ID token, userinfo.
+    #[error(transparent)]
+    Oidc(#[from] OidcError),
+    #[error("{}", token_error(.0.as_ref()))]
+    TokenEndpoint(#[source] BoxError),
+    #[error("refreshed claims are for another subject")]
+    OtherSubject,
 }
 
 /// Which callback path a login uses: `/auth/callback`, or oauth2-proxy's
@@ -240,11 +286,14 @@ impl OidcProvider {
         {
             return Ok(d);
         }
-        let issuer = IssuerUrl::new(self.config.issuer.clone())
-            .map_err(|e| OidcError::Discovery(e.to_string()))?;
+        let issuer =
+            IssuerUrl::new(self.config.issuer.clone()).map_err(|source| OidcError::Issuer {
+                issuer: self.config.issuer.clone(),
+                source,
+            })?;
         let metadata = Metadata::discover_async(issuer, &self.http)
             .await
-            .map_err(|e| OidcError::Discovery(error_chain(&e)))?;
+            .map_err(|e| OidcError::Discovery(Box::new(e)))?;
         let end_session = metadata.additional_metadata().end_session_endpoint.clone();
         let keys = KeySet::new(
             metadata.issuer().clone(),
@@ -323,16 +372,16 @@ impl OidcProvider {
         let response = d
             .client
             .exchange_code(AuthorizationCode::new(code.to_string()))
-            .map_err(|e| OidcError::Exchange(e.to_string()))?
+            .map_err(|e| OidcError::Exchange(Box::new(e)))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()))
             .set_redirect_uri(std::borrow::Cow::Borrowed(self.redirect_for(callback)))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Exchange(token_error(&e)))?;
+            .map_err(|e| OidcError::Exchange(Box::new(e)))?;
         let id_token = response
             .extra_fields()
             .id_token()
-            .ok_or_else(|| OidcError::IdToken("the token response has no id_token".into()))?;
+            .ok_or(OidcError::NoIdToken)?;
         let nonce = Nonce::new(nonce.to_string());
         let claims = self
             .verify_id_token(&d, id_token, NonceRule::Equals(&nonce))
@@ -371,7 +420,7 @@ impl OidcProvider {
             }
             other => other,
         };
-        result.map_err(|e| OidcError::IdToken(e.to_string()))
+        result.map_err(OidcError::IdToken)
     }
 
     /// Userinfo claims, when the IdP has the endpoint. A signed (JWT) userinfo answer is
@@ -391,13 +440,13 @@ impl OidcProvider {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| OidcError::UserInfo(error_chain(&e)))?;
+            .map_err(OidcError::UserInfoUnreachable)?;
         let status = response.status();
         if status == 401 || status == 403 {
             return Err(OidcError::UserInfoRefused(status.as_u16()));
         }
         if !status.is_success() {
-            return Err(OidcError::UserInfo(format!("status {status}")));
+            return Err(OidcError::UserInfoStatus(status.as_u16()));
         }
         let is_json = response
             .headers()
@@ -411,12 +460,12 @@ impl OidcProvider {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| OidcError::UserInfo(e.to_string()))?;
-        let body: Value =
-            serde_json::from_slice(&bytes).map_err(|e| OidcError::UserInfo(e.to_string()))?;
+            .map_err(OidcError::UserInfoUnreachable)?;
+        let body: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| OidcError::UserInfoBody(Some(Box::new(e))))?;
         match body {
             Value::Object(map) => Ok(Some(map)),
-            _ => Err(OidcError::UserInfo("not a JSON object".into())),
+            _ => Err(OidcError::UserInfoBody(None)),
         }
     }
 
@@ -427,33 +476,33 @@ impl OidcProvider {
         refresh_token: &str,
         subject: &str,
     ) -> Result<Refreshed, RefreshError> {
-        let d = self
-            .discovered()
-            .await
-            .map_err(|e| RefreshError::Unavailable(e.to_string()))?;
+        // Only what may pass (network, the IdP's own failures) is worth a retry; a token
+        // that does not verify or an access token the IdP refuses ends the session.
+        let classify = |e: OidcError| {
+            if e.is_transient() {
+                RefreshError::Unavailable(e.into())
+            } else {
+                RefreshError::Rejected(e.into())
+            }
+        };
+        let d = self.discovered().await.map_err(classify)?;
         let token = RefreshToken::new(refresh_token.to_string());
         let response = d
             .client
             .exchange_refresh_token(&token)
-            .map_err(|e| RefreshError::Unavailable(e.to_string()))?
+            .map_err(|e| RefreshError::Unavailable(RefreshCause::TokenEndpoint(Box::new(e))))?
             .request_async(&self.http)
             .await
-            .map_err(|e| match &e {
-                RequestTokenError::ServerResponse(r)
-                    if *r.error() == CoreErrorResponseType::InvalidGrant =>
-                {
-                    RefreshError::Rejected(token_error(&e))
+            .map_err(|e| {
+                let rejected = matches!(&e, RequestTokenError::ServerResponse(r)
+                    if *r.error() == CoreErrorResponseType::InvalidGrant);
+                let cause = RefreshCause::TokenEndpoint(Box::new(e));
+                if rejected {
+                    RefreshError::Rejected(cause)
+                } else {
+                    RefreshError::Unavailable(cause)
                 }
-                _ => RefreshError::Unavailable(token_error(&e)),
             })?;
-        // Only what may pass (network, the IdP's own failures) is worth a retry; a token
-        // that does not verify or an access token the IdP refuses ends the session.
-        let classify = |e: OidcError| match e {
-            OidcError::Discovery(_) | OidcError::UserInfo(_) => {
-                RefreshError::Unavailable(e.to_string())
-            }
-            other => RefreshError::Rejected(other.to_string()),
-        };
         let mut id_claims = match response.extra_fields().id_token() {
             // Refreshed ID tokens carry no nonce (OIDC Core 12.2).
             Some(t) => Some(
@@ -475,11 +524,9 @@ impl OidcProvider {
         let identity = match id_claims {
             Some(claims) => {
                 let identity = map_claims(&claims, userinfo.as_ref(), &self.config.groups_claim)
-                    .map_err(|e| RefreshError::Rejected(e.to_string()))?;
+                    .map_err(|e| RefreshError::Rejected(OidcError::Claims(e).into()))?;
                 if identity.subject != subject {
-                    return Err(RefreshError::Rejected(
-                        "refreshed claims are for another subject".into(),
-                    ));
+                    return Err(RefreshError::Rejected(RefreshCause::OtherSubject));
                 }
                 Some(identity)
             }
@@ -515,8 +562,7 @@ impl OidcProvider {
     /// [`KeySet::verify_logout_token`]), re-reading the JWKS once if its key is unknown,
     /// and accepts each token (its `jti`) once.
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutRequest, OidcError> {
-        let bad = |e: JwtError| OidcError::LogoutToken(e.to_string());
-        let jwt = SignedJwt::parse(token).map_err(bad)?;
+        let jwt = SignedJwt::parse(token).map_err(OidcError::LogoutToken)?;
         let d = self.discovered().await?;
         let verified = match d.keys.verify_logout_token(&jwt, now_secs()) {
             Err(JwtError::UnknownKey(_)) => {
@@ -525,7 +571,7 @@ impl OidcProvider {
             }
             other => other,
         };
-        let LogoutToken { request, jti } = verified.map_err(bad)?;
+        let LogoutToken { request, jti } = verified.map_err(OidcError::LogoutToken)?;
         // A logout token is used once (its `jti`, required by the spec, is remembered).
         let fresh = self
             .seen_logout_tokens
@@ -534,7 +580,7 @@ impl OidcProvider {
             .await
             .is_fresh();
         if !fresh {
-            return Err(OidcError::LogoutToken("replayed logout token".into()));
+            return Err(OidcError::ReplayedLogoutToken);
         }
         Ok(request)
     }
@@ -544,14 +590,49 @@ fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// A token endpoint error: the IdP's `error` and `error_description` when it sent them.
-fn token_error<RE, T>(e: &RequestTokenError<RE, T>) -> String
-where
-    RE: std::error::Error + 'static,
-    T: openidconnect::ErrorResponse + 'static,
-{
-    match e {
-        RequestTokenError::ServerResponse(r) => r.to_string(),
-        other => error_chain(other),
+/// A token endpoint error: the IdP's `error` and `error_description` when it sent them
+/// (openidconnect's `ServerResponse`, whose own text is only "Server returned error
+/// response"), else the whole chain of causes.
+fn token_error(e: &(dyn std::error::Error + 'static)) -> String {
+    type ServerError = RequestTokenError<
+        openidconnect::HttpClientError<openidconnect::reqwest::Error>,
+        openidconnect::StandardErrorResponse<CoreErrorResponseType>,
+    >;
+    match e.downcast_ref::<ServerError>() {
+        Some(RequestTokenError::ServerResponse(r)) => r.to_string(),
+        _ => error_chain(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The IdP's own words survive boxing: `token_error` finds openidconnect's server
+    /// response behind the `BoxError` the variants keep (its own text says only "Server
+    /// returned error response").
+    #[test]
+    fn a_token_endpoint_refusal_reads_as_the_idps_error_and_description() {
+        let refusal: BoxError = Box::new(RequestTokenError::<
+            openidconnect::HttpClientError<openidconnect::reqwest::Error>,
+            _,
+        >::ServerResponse(
+            openidconnect::StandardErrorResponse::new(
+                CoreErrorResponseType::InvalidGrant,
+                Some("refresh token expired".into()),
+                None,
+            ),
+        ));
+        let e = RefreshError::Rejected(RefreshCause::TokenEndpoint(refusal));
+        assert_eq!(
+            e.to_string(),
+            "identity provider rejected the refresh token: invalid_grant: refresh token expired"
+        );
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+        let other: BoxError = Box::new(std::io::Error::other("connection reset"));
+        assert_eq!(
+            OidcError::Exchange(other).to_string(),
+            "the identity provider refused the code exchange: connection reset"
+        );
     }
 }
