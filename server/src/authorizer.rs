@@ -29,6 +29,7 @@ use crate::request::trust::{OriginalRequest, VerifyCall, is_trusted};
 use crate::session::device::{DeviceResolver, FINGERPRINT_HEADERS, normalize_fingerprint};
 use crate::session::resolver::{InvalidSession, ResolvedSession, SessionResolver};
 use crate::session::token::CookieSigner;
+use crate::store::StoreError;
 
 /// How many validly signed cookies carrying our name one request may look up in the store.
 /// Forged or unsigned ones are refused by their signature first and do not count, so junk
@@ -303,8 +304,8 @@ impl Authorizer {
             wants_html: ask.wants_html,
             transport: ask.transport,
         };
-        let fail = |message: String| {
-            let verdict = routed.verdict_so_far().clone().error(message);
+        let fail = |e: LookupError| {
+            let verdict = routed.verdict_so_far().clone().error(e.to_string());
             Decision::new(verdict, bundle.version.clone(), ask.transport, started)
         };
         let session = match self.resolve(ask.credentials, now).await {
@@ -324,7 +325,7 @@ impl Authorizer {
                 );
                 return Decision::new(verdict, bundle.version.clone(), ask.transport, started);
             }
-            Err(message) => return fail(message),
+            Err(e) => return fail(e),
         };
         // A registered client certificate from a trusted ingress is the device.
         let with_device;
@@ -340,7 +341,7 @@ impl Authorizer {
                 (&with_device, Some(device.id.clone()))
             }
             Ok(None) => (&session.identity, session.device_id.clone()),
-            Err(message) => return fail(message),
+            Err(e) => return fail(e),
         };
         let identity = Identity {
             email: &session.email,
@@ -447,7 +448,7 @@ impl Authorizer {
         original: &OriginalRequest,
         headers: &H,
         vouched: Option<&str>,
-    ) -> Result<Option<Arc<crate::session::device::DeviceDocs>>, String> {
+    ) -> Result<Option<Arc<crate::session::device::DeviceDocs>>, LookupError> {
         let raw = match vouched {
             Some(fingerprint) => fingerprint,
             None if !original.from_trusted_proxy => return Ok(None),
@@ -470,7 +471,7 @@ impl Authorizer {
         self.devices
             .resolve(&fingerprint)
             .await
-            .map_err(|e| format!("device store: {e}"))
+            .map_err(LookupError::Device)
     }
 
     /// The email of the live session among `credentials`, if any (for pages that greet).
@@ -491,7 +492,7 @@ impl Authorizer {
         &self,
         credentials: Credentials<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Result<Arc<ResolvedSession>, InvalidSession>, String> {
+    ) -> Result<Result<Arc<ResolvedSession>, InvalidSession>, LookupError> {
         // Each examined value costs one HMAC (cheap); the bound is generous, above what a
         // browser keeps for one domain (Chrome: 180), so a huge header stays bounded work.
         const MAX_COOKIES_EXAMINED: usize = 256;
@@ -513,11 +514,21 @@ impl Authorizer {
             match self.sessions.resolve(&token, now).await {
                 Ok(Ok(session)) => return Ok(Ok(session)),
                 Ok(Err(invalid)) => first_invalid = invalid,
-                Err(e) => return Err(format!("session store: {e}")),
+                Err(e) => return Err(LookupError::Session(e)),
             }
         }
         Ok(Err(first_invalid))
     }
+}
+
+/// The store failed while the caller was being resolved: the request fails closed (500),
+/// and this text is the decision's reason in the log and the audit record.
+#[derive(Debug, thiserror::Error)]
+enum LookupError {
+    #[error("session store: {0}")]
+    Session(Arc<StoreError>),
+    #[error("device store: {0}")]
+    Device(Arc<StoreError>),
 }
 
 /// The decision's metrics and log line.

@@ -1,7 +1,7 @@
 //! CEL route rules: one boolean expression over `request`, `route`, `user`, `session`,
 //! `device` and `time` (docs/policies.md).
 
-use super::error::PolicyError;
+use super::error::{DecisionError, Engine, EvalError, PolicyError};
 use super::input::InputDocument;
 
 /// Which input variables an expression reads. Building and converting a variable costs
@@ -69,7 +69,7 @@ impl CelRule {
 
     /// Evaluates to `true` or `false`; any other result is an error (fail closed). Only the
     /// variables in [`CelUses`] are read from `input`.
-    pub fn evaluate(&self, input: InputDocument<cel::Value>) -> Result<bool, String> {
+    pub fn evaluate(&self, input: InputDocument<cel::Value>) -> Result<bool, EvalError> {
         ROOT.with(|root| {
             let mut ctx = root.new_inner_scope();
             let u = self.uses;
@@ -87,7 +87,7 @@ impl CelRule {
             }
             match self.program.execute(&ctx) {
                 Ok(cel::Value::Bool(b)) => Ok(b),
-                Ok(other) => Err(format!("expression returned {other:?}, not a boolean")),
+                Ok(other) => Err(DecisionError::NotABoolean(format!("{other:?}")).into()),
                 // A missing field (`device.managed` without a device) is false, as an
                 // undefined reference is in Rego: the request is denied, not failed.
                 Err(cel::ExecutionError::NoSuchKey(_)) => Ok(false),
@@ -97,7 +97,7 @@ impl CelRule {
                 Err(cel::ExecutionError::NoSuchOverload(e)) if is_field_of_null(&e.to_string()) => {
                     Ok(false)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(EvalError::engine(Engine::Cel, e)),
             }
         })
     }

@@ -37,16 +37,29 @@ fn parse(rel: &str, display: &str, text: &str) -> Result<serde_json::Value, Poli
     }
 }
 
-/// Merges `value` into `target` at `path`; `origin` names the file for a conflict.
+/// Why two data files cannot be merged (OPA refuses such bundles with a merge error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error("a data file at the root of the bundle must hold an object")]
+    RootNotAnObject,
+    /// `data.<path>` is given two different values.
+    #[error("data.{0} is given two different values")]
+    TwoValues(String),
+    /// `data.<path>` is not an object, yet a directory below it holds a data file.
+    #[error("data.{0} is not an object, so a directory below it cannot hold data")]
+    NotAnObject(String),
+}
+
+/// Merges `value` into `target` at `path`; `key_path` is the path so far, for errors.
 fn merge_at(
     target: &mut serde_json::Map<String, serde_json::Value>,
     path: &[&str],
     value: serde_json::Value,
     key_path: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), MergeError> {
     let Some((first, rest)) = path.split_first() else {
         let serde_json::Value::Object(entries) = value else {
-            return Err("a data file at the root of the bundle must hold an object".into());
+            return Err(MergeError::RootNotAnObject);
         };
         for (key, value) in entries {
             key_path.push(key.clone());
@@ -78,18 +91,12 @@ fn merge_at(
                 Ok(())
             }
             (slot, value) if *slot == value => Ok(()),
-            _ => Err(format!(
-                "data.{} is given two different values",
-                key_path.join(".")
-            )),
+            _ => Err(MergeError::TwoValues(key_path.join("."))),
         }
     } else {
         match slot {
             serde_json::Value::Object(inner) => merge_at(inner, rest, value, key_path),
-            _ => Err(format!(
-                "data.{} is not an object, so a directory below it cannot hold data",
-                key_path.join(".")
-            )),
+            _ => Err(MergeError::NotAnObject(key_path.join("."))),
         }
     };
     key_path.pop();
@@ -103,7 +110,7 @@ fn merge_value(
     key: String,
     value: serde_json::Value,
     key_path: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<(), MergeError> {
     match target.get_mut(&key) {
         None => {
             target.insert(key, value);
@@ -118,16 +125,10 @@ fn merge_value(
                 }
                 Ok(())
             }
-            _ => Err(format!(
-                "data.{} is given two different values",
-                key_path.join(".")
-            )),
+            _ => Err(MergeError::TwoValues(key_path.join("."))),
         },
         Some(existing) if *existing == value => Ok(()),
-        Some(_) => Err(format!(
-            "data.{} is given two different values",
-            key_path.join(".")
-        )),
+        Some(_) => Err(MergeError::TwoValues(key_path.join("."))),
     }
 }
 
@@ -144,7 +145,7 @@ pub fn load<'a>(
             None => Vec::new(),
         };
         merge_at(&mut root, &directory, value, &mut Vec::new())
-            .map_err(|message| PolicyError::at(&display, 1, 1, message))?;
+            .map_err(|e| PolicyError::at(&display, 1, 1, e.to_string()))?;
     }
     Ok(regorus::Value::from(serde_json::Value::Object(root)))
 }

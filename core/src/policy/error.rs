@@ -16,7 +16,89 @@ pub enum PolicyError {
         detail: Option<String>,
     },
     /// Evaluating a route's policy failed. The request fails closed (500).
-    Eval { route: String, message: String },
+    Eval { route: String, error: EvalError },
+}
+
+/// Why a route's policy gave no decision. Every one fails the request closed (500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// The route names a Rego package or CEL rule the bundle did not compile. Loading
+    /// checks every route, so this is a bug in Gatehouse, not in the policy.
+    #[error("{0} is not compiled")]
+    NotCompiled(String),
+    /// The engine failed: a builtin's error, a conflict between rules, the instruction or
+    /// time limit. The engines report text only (anyhow errors), kept as they wrote it.
+    #[error("{message} ({engine})")]
+    Engine { engine: Engine, message: String },
+    /// The policy answered, but not with a decision Gatehouse can send.
+    #[error(transparent)]
+    Decision(#[from] DecisionError),
+}
+
+impl EvalError {
+    pub fn engine(engine: Engine, error: impl fmt::Display) -> EvalError {
+        EvalError::Engine {
+            engine,
+            message: format!("{error:#}"),
+        }
+    }
+
+    /// Whether the policy calls something the engine does not know (an unknown function or
+    /// builtin, a missing rule): a mistake that no input avoids, so loading refuses it.
+    pub fn is_unknown_name(&self) -> bool {
+        match self {
+            EvalError::Engine { message, .. } => {
+                message.contains("unknown")
+                    || message.contains("not found")
+                    || message.contains("builtin")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Which engine failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// regorus's bytecode VM, which serves most Rego routes.
+    RegoVm,
+    /// regorus's interpreter, which runs the tests and the routes the VM cannot prove
+    /// conflict-free.
+    RegoInterpreter,
+    Cel,
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Engine::RegoVm => "Rego bytecode VM",
+            Engine::RegoInterpreter => "Rego interpreter",
+            Engine::Cel => "CEL",
+        })
+    }
+}
+
+/// A policy's answer that is not a decision (docs/policies.md, "The decision object").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecisionError {
+    #[error("decision is not an object: {0}")]
+    NotAnObject(String),
+    #[error("`reason` must be a string, got {0}")]
+    Reason(String),
+    #[error("`headers` must be an object, got {0}")]
+    HeadersNotAnObject(String),
+    #[error("`headers` must map strings to strings, got {name}: {value}")]
+    HeaderNotAString { name: String, value: String },
+    #[error("header name `{0}` must be a valid name starting with `X-`")]
+    HeaderName(String),
+    #[error("header `{0}` has a value that cannot be sent")]
+    HeaderValue(String),
+    #[error("`status` must be 401 or 403")]
+    Status,
+    #[error("`status` must be 401 or 403, got {0}")]
+    StatusNotANumber(String),
+    #[error("expression returned {0}, not a boolean")]
+    NotABoolean(String),
 }
 
 impl PolicyError {
@@ -30,10 +112,10 @@ impl PolicyError {
         }
     }
 
-    pub fn eval(route: &str, message: impl Into<String>) -> PolicyError {
+    pub fn eval(route: &str, error: impl Into<EvalError>) -> PolicyError {
         PolicyError::Eval {
             route: route.to_string(),
-            message: message.into(),
+            error: error.into(),
         }
     }
 
@@ -71,8 +153,8 @@ impl fmt::Display for PolicyError {
                 message,
                 ..
             } => write!(f, "{file}:{line}:{col}: {message}"),
-            PolicyError::Eval { route, message } => {
-                write!(f, "route `{route}`: policy evaluation failed: {message}")
+            PolicyError::Eval { route, error } => {
+                write!(f, "route `{route}`: policy evaluation failed: {error}")
             }
         }
     }

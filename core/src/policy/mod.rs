@@ -18,7 +18,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-pub use error::PolicyError;
+pub use error::{DecisionError, Engine, EvalError, PolicyError};
 use input::{IdentityDocs, InputDocument, RequestFacts, RouteFacts, time_doc};
 use rego::{RegoPolicies, RegoSource};
 pub use routes::{DefaultAction, Route, RouteMatch, RouteRule, RouteTable};
@@ -295,17 +295,15 @@ impl Bundle {
                 rego: IdentityDocs::anonymous(),
                 cel: IdentityDocs::anonymous(),
             };
-            if let Err(PolicyError::Eval { message, .. }) =
+            if let Err(PolicyError::Eval { error, .. }) =
                 self.evaluate(route, &request, &facts, &identity, Utc::now())
-                && (message.contains("unknown")
-                    || message.contains("not found")
-                    || message.contains("builtin"))
+                && error.is_unknown_name()
             {
                 return Err(PolicyError::at(
                     "<gatehouse>",
                     1,
                     1,
-                    format!("route `{}`: {message}", route.name),
+                    format!("route `{}`: {error}", route.name),
                 ));
             }
         }
@@ -368,7 +366,9 @@ impl Bundle {
                 let rego = self
                     .rego
                     .as_ref()
-                    .ok_or_else(|| PolicyError::eval(&route.name, "no Rego policies compiled"))?;
+                    .ok_or_else(|| {
+                        PolicyError::eval(&route.name, EvalError::NotCompiled("Rego".into()))
+                    })?;
                 let value = rego
                     .evaluate(package, rego_input())
                     .map_err(|e| PolicyError::eval(&route.name, e))?;
@@ -378,7 +378,9 @@ impl Bundle {
                 let rule = self
                     .cel
                     .get(&route.name)
-                    .ok_or_else(|| PolicyError::eval(&route.name, "CEL rule not compiled"))?;
+                    .ok_or_else(|| {
+                        PolicyError::eval(&route.name, EvalError::NotCompiled("CEL rule".into()))
+                    })?;
                 let allow = rule
                     .evaluate(cel_input(&rule.uses))
                     .map_err(|e| PolicyError::eval(&route.name, e))?;
@@ -429,10 +431,10 @@ fn engines_agree(rego: &RegoPolicies, inputs: &[testing::TestInput]) -> Result<(
 
 /// Reads the wrapper's `{"allow", "reason", "headers", "status"}` object. Anything but a
 /// well-formed object is an error, and errors deny.
-fn parse_decision(value: &regorus::Value) -> Result<PolicyOutcome, String> {
+fn parse_decision(value: &regorus::Value) -> Result<PolicyOutcome, DecisionError> {
     let object = value
         .as_object()
-        .map_err(|_| format!("decision is not an object: {value}"))?;
+        .map_err(|_| DecisionError::NotAnObject(value.to_string()))?;
     let field = |name: &str| {
         object
             .get(&regorus::Value::from(name))
@@ -444,42 +446,41 @@ fn parse_decision(value: &regorus::Value) -> Result<PolicyOutcome, String> {
         regorus::Value::String(s) if s.is_empty() => None,
         regorus::Value::String(s) => Some(s.to_string()),
         regorus::Value::Undefined | regorus::Value::Null => None,
-        other => return Err(format!("`reason` must be a string, got {other}")),
+        other => return Err(DecisionError::Reason(other.to_string())),
     };
     let mut headers = Vec::new();
     match field("headers") {
         regorus::Value::Object(map) => {
             for (k, v) in map.iter() {
                 let (regorus::Value::String(name), regorus::Value::String(val)) = (k, v) else {
-                    return Err(format!(
-                        "`headers` must map strings to strings, got {k}: {v}"
-                    ));
+                    return Err(DecisionError::HeaderNotAString {
+                        name: k.to_string(),
+                        value: v.to_string(),
+                    });
                 };
                 if !name.to_ascii_lowercase().starts_with("x-")
                     || !crate::request::headers::is_header_name(name)
                 {
-                    return Err(format!(
-                        "header name `{name}` must be a valid name starting with `X-`"
-                    ));
+                    return Err(DecisionError::HeaderName(name.to_string()));
                 }
                 if !crate::request::headers::is_header_value(val) {
-                    return Err(format!("header `{name}` has a value that cannot be sent"));
+                    return Err(DecisionError::HeaderValue(name.to_string()));
                 }
                 headers.push((name.to_string(), val.to_string()));
             }
         }
         regorus::Value::Undefined | regorus::Value::Null => {}
-        other => return Err(format!("`headers` must be an object, got {other}")),
+        other => return Err(DecisionError::HeadersNotAnObject(other.to_string())),
     }
     let status = match field("status") {
         regorus::Value::Number(_) => match field("status").as_u64() {
             Ok(0) => None,
             Ok(401) => Some(401),
             Ok(403) => Some(403),
-            _ => return Err("`status` must be 401 or 403".into()),
+            _ => return Err(DecisionError::Status),
         },
         regorus::Value::Undefined | regorus::Value::Null => None,
-        other => return Err(format!("`status` must be 401 or 403, got {other}")),
+        other => return Err(DecisionError::StatusNotANumber(other.to_string())),
     };
     Ok(PolicyOutcome {
         allow,

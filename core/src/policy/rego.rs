@@ -36,7 +36,7 @@ use regorus::rvm::instructions::{ComprehensionMode, Instruction, LoopMode};
 use regorus::rvm::program::{Program, RuleType};
 use regorus::rvm::vm::RegoVM;
 
-use super::error::PolicyError;
+use super::error::{Engine, EvalError, PolicyError};
 
 /// The generated wrappers live under this package root, which authors will not use.
 const WRAPPER_ROOT: &str = "gatehouse_generated_decisions";
@@ -305,18 +305,18 @@ impl RegoPolicies {
             let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let mut groups: Vec<(Compiled, Vec<usize>)> = Vec::new();
             match Compiler::compile_from_policy(&compiled, &name_refs) {
-                Ok(program) => groups.push((Ok(program), (0..names.len()).collect())),
+                Ok(program) => groups.push((Compiled::Program(program), (0..names.len()).collect())),
                 Err(e) if !rvm_limitation(&e.to_string()) => {
                     return Err(refused(&e, &format!("packages {}", roots.join(", "))));
                 }
                 Err(_) => {
                     for (offset, name) in names.iter().enumerate() {
                         match Compiler::compile_from_policy(&compiled, &[name.as_str()]) {
-                            Ok(program) => groups.push((Ok(program), vec![offset])),
+                            Ok(program) => groups.push((Compiled::Program(program), vec![offset])),
                             Err(e) if rvm_limitation(&e.to_string()) => {
                                 let first = e.to_string();
                                 let first = first.lines().next().unwrap_or("").to_string();
-                                groups.push((Err(first), vec![offset]));
+                                groups.push((Compiled::Unsupported(first), vec![offset]));
                             }
                             Err(e) => {
                                 return Err(refused(&e, &format!("package {}", chunk[offset])));
@@ -341,8 +341,8 @@ impl RegoPolicies {
             };
             for (program, offsets) in groups {
                 let program = match program {
-                    Ok(program) => program,
-                    Err(why) => {
+                    Compiled::Program(program) => program,
+                    Compiled::Unsupported(why) => {
                         for offset in offsets {
                             let engine = interpreter(&mut engines);
                             entries.insert(
@@ -428,23 +428,18 @@ impl RegoPolicies {
 
     /// Evaluates a route package's decision object for `input`. A conflict the policy
     /// produces is an error.
-    pub fn evaluate(&self, package: &str, input: Value) -> Result<Value, String> {
-        let entry = self
-            .entries
-            .get(package)
-            .ok_or_else(|| format!("package `{package}` is not compiled"))?;
+    pub fn evaluate(&self, package: &str, input: Value) -> Result<Value, EvalError> {
+        let not_compiled = || EvalError::NotCompiled(format!("package `{package}`"));
+        let entry = self.entries.get(package).ok_or_else(not_compiled)?;
         match entry {
             Entry::Vm { program, index, .. } => {
-                let program = self
-                    .programs
-                    .get(*program)
-                    .ok_or("program index out of range")?;
+                let program = self.programs.get(*program).ok_or_else(not_compiled)?;
                 with_vm(program, &self.data, |vm| {
                     vm.set_max_instructions(MAX_INSTRUCTIONS);
                     vm.set_input(input);
                     let result = vm
                         .execute_entry_point_by_index(*index)
-                        .map_err(|e| format!("{e:#}"));
+                        .map_err(|e| EvalError::engine(Engine::RegoVm, e));
                     // Do not keep this request's input alive in the idle VM.
                     vm.set_input(Value::Null);
                     result
@@ -454,16 +449,16 @@ impl RegoPolicies {
         }
     }
 
-    fn interpret(&self, engine: usize, rule: &str, input: Value) -> Result<Value, String> {
+    fn interpret(&self, engine: usize, rule: &str, input: Value) -> Result<Value, EvalError> {
         let engine = self
             .engines
             .get(engine)
-            .ok_or("engine index out of range")?;
+            .ok_or_else(|| EvalError::NotCompiled(format!("rule `{rule}`")))?;
         with_engine(engine, |engine| {
             engine.set_input(input);
             let result = engine
                 .eval_rule(rule.to_string())
-                .map_err(|e| format!("{e:#}"));
+                .map_err(|e| EvalError::engine(Engine::RegoInterpreter, e));
             engine.set_input(Value::Null);
             result
         })
@@ -479,7 +474,7 @@ impl RegoPolicies {
 
     /// For a route the VM serves: checks that the interpreter, which runs the bundle's
     /// tests, decides `input` as the VM does, so passing tests vouch for the live engine.
-    pub fn engines_agree(&self, package: &str, input: &Value) -> Result<(), String> {
+    pub fn engines_agree(&self, package: &str, input: &Value) -> Result<(), EnginesDisagree> {
         let Some(Entry::Vm { engine, rule, .. }) = self.entries.get(package) else {
             return Ok(());
         };
@@ -491,19 +486,28 @@ impl RegoPolicies {
             // A route the VM serves is proven conflict-free, so an interpreter error here is
             // its wall-clock limit on a loaded machine: no answer to compare.
             (Ok(_), Err(_)) => Ok(()),
-            (vm, interpreted) => Err(format!(
-                "the bytecode VM, which serves the route, decides {} where the interpreter, which runs the tests, decides {}",
-                show(&vm),
-                show(&interpreted)
-            )),
+            (vm, interpreted) => Err(EnginesDisagree {
+                vm: show(&vm),
+                interpreter: show(&interpreted),
+            }),
         }
     }
 }
 
-fn show(result: &Result<Value, String>) -> String {
+/// The bytecode VM and the interpreter decided one input differently; the bundle is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the bytecode VM, which serves the route, decides {vm} where the interpreter, which runs the tests, decides {interpreter}"
+)]
+pub struct EnginesDisagree {
+    pub vm: String,
+    pub interpreter: String,
+}
+
+fn show(result: &Result<Value, EvalError>) -> String {
     match result {
         Ok(value) => value.to_string(),
-        Err(e) => format!("an error ({})", e.lines().last().unwrap_or("")),
+        Err(e) => format!("an error ({})", e.to_string().lines().last().unwrap_or("")),
     }
 }
 
@@ -514,35 +518,43 @@ pub fn evaluate_on_both_engines(
     text: &str,
     rule: &str,
     input: Value,
-) -> [Result<Value, String>; 2] {
+) -> [Result<Value, EvalError>; 2] {
     let source = [RegoSource {
         path: "conformance.rego".into(),
         text: text.into(),
     }];
     let mut engine = match load_engine(&source, &Value::new_object()) {
         Ok((engine, _)) => engine,
-        Err(e) => return [Err(e.to_string()), Err(e.to_string())],
+        Err(e) => {
+            let e = EvalError::engine(Engine::RegoInterpreter, e);
+            return [Err(e.clone()), Err(e)];
+        }
     };
+    fn on_vm(e: impl std::fmt::Display) -> EvalError {
+        EvalError::engine(Engine::RegoVm, e)
+    }
     let vm = (|| {
         let compiled = engine
             .compile_with_entrypoint(&rule.into())
-            .map_err(|e| format!("{e:#}"))?;
-        let program =
-            Compiler::compile_from_policy(&compiled, &[rule]).map_err(|e| format!("{e:#}"))?;
+            .map_err(on_vm)?;
+        let program = Compiler::compile_from_policy(&compiled, &[rule]).map_err(on_vm)?;
         let mut vm = vm_for(&program, &Value::new_object())?;
         vm.set_input(input.clone());
-        vm.execute_entry_point_by_name(rule)
-            .map_err(|e| format!("{e:#}"))
+        vm.execute_entry_point_by_name(rule).map_err(on_vm)
     })();
     engine.set_input(input);
     let interpreter = engine
         .eval_rule(rule.to_string())
-        .map_err(|e| format!("{e:#}"));
+        .map_err(|e| EvalError::engine(Engine::RegoInterpreter, e));
     [vm, interpreter]
 }
 
-/// A bytecode program, or why the RVM compiler could not make one.
-type Compiled = Result<Arc<Program>, String>;
+/// A bytecode program, or why the RVM compiler could not make one (one of its limitations,
+/// not a mistake in the policy): the routes it serves then run on the interpreter.
+enum Compiled {
+    Program(Arc<Program>),
+    Unsupported(String),
+}
 
 /// Whether an RVM compile error is one of the compiler's limitations (the interpreter runs
 /// the same code) rather than a mistake in the policy, such as an unknown function.
@@ -694,10 +706,11 @@ const VMS_PER_THREAD: usize = 8;
 
 /// A VM for `program` holding the bundle's `data`; `set_data` refuses data at the path of
 /// a rule, as OPA does.
-fn vm_for(program: &Arc<Program>, data: &Value) -> Result<RegoVM, String> {
+fn vm_for(program: &Arc<Program>, data: &Value) -> Result<RegoVM, EvalError> {
     let mut vm = RegoVM::new();
     vm.load_program(program.clone());
-    vm.set_data(data.clone()).map_err(|e| format!("{e:#}"))?;
+    vm.set_data(data.clone())
+        .map_err(|e| EvalError::engine(Engine::RegoVm, e))?;
     Ok(vm)
 }
 
@@ -713,8 +726,8 @@ thread_local! {
 fn with_vm<T>(
     program: &Arc<Program>,
     data: &Value,
-    f: impl FnOnce(&mut RegoVM) -> Result<T, String>,
-) -> Result<T, String> {
+    f: impl FnOnce(&mut RegoVM) -> Result<T, EvalError>,
+) -> Result<T, EvalError> {
     VMS.with(|cell| {
         let Ok(mut vms) = cell.try_borrow_mut() else {
             // Re-entered (never expected): use a fresh VM rather than share one.
@@ -814,7 +827,7 @@ mod tests {
             .unwrap()
     }
 
-    fn eval(policies: &RegoPolicies, input: serde_json::Value) -> Result<Value, String> {
+    fn eval(policies: &RegoPolicies, input: serde_json::Value) -> Result<Value, EvalError> {
         policies.evaluate("routes.c", Value::from(input))
     }
 

@@ -93,23 +93,44 @@ enum Segment {
     Param(String),
 }
 
-fn parse_segments(text: &str, separator: char, what: &str) -> Result<Vec<Segment>, String> {
+/// Why a host or path pattern is refused; `what` is "host" or "path".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum PatternError {
+    #[error("{what} segment `{segment}` has an unclosed `{{`")]
+    Unclosed { what: &'static str, segment: String },
+    #[error("{what} parameter `{segment}` must be `{{name}}` with letters, digits or `_`")]
+    ParamName { what: &'static str, segment: String },
+    #[error(
+        "{what} segment `{segment}` mixes text and a parameter; a parameter must be a whole segment"
+    )]
+    Mixed { what: &'static str, segment: String },
+}
+
+fn parse_segments(
+    text: &str,
+    separator: char,
+    what: &'static str,
+) -> Result<Vec<Segment>, PatternError> {
     let mut out = Vec::new();
     for part in text.split(separator).filter(|s| !s.is_empty()) {
+        let segment = || part.to_string();
         if let Some(inner) = part.strip_prefix('{') {
-            let name = inner
-                .strip_suffix('}')
-                .ok_or_else(|| format!("{what} segment `{part}` has an unclosed `{{`"))?;
+            let name = inner.strip_suffix('}').ok_or_else(|| PatternError::Unclosed {
+                what,
+                segment: segment(),
+            })?;
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!(
-                    "{what} parameter `{part}` must be `{{name}}` with letters, digits or `_`"
-                ));
+                return Err(PatternError::ParamName {
+                    what,
+                    segment: segment(),
+                });
             }
             out.push(Segment::Param(name.to_string()));
         } else if part.contains(['{', '}']) {
-            return Err(format!(
-                "{what} segment `{part}` mixes text and a parameter; a parameter must be a whole segment"
-            ));
+            return Err(PatternError::Mixed {
+                what,
+                segment: segment(),
+            });
         } else {
             out.push(Segment::Literal(part.to_string()));
         }
@@ -325,7 +346,7 @@ impl RouteTable {
                             "host `{h}` is not a host name or `{{param}}` pattern"
                         )));
                     }
-                    Some(parse_segments(&lower, '.', "host").map_err(&here)?)
+                    Some(parse_segments(&lower, '.', "host").map_err(|e| here(e.to_string()))?)
                 }
                 None => None,
             };
@@ -337,7 +358,10 @@ impl RouteTable {
                     let normalized =
                         crate::request::normalize::normalize_path(p, parsed.case_insensitive_paths)
                             .map_err(|e| here(format!("path `{p}`: {e}")))?;
-                    Some(parse_segments(normalized.as_str(), '/', "path").map_err(&here)?)
+                    Some(
+                        parse_segments(normalized.as_str(), '/', "path")
+                            .map_err(|e| here(e.to_string()))?,
+                    )
                 }
                 None => None,
             };
