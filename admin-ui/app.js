@@ -2,7 +2,7 @@
 // hash (#/audit?user=…), so every view can be linked and reloaded.
 
 import * as api from './api.js';
-import {h, mount, errorBox, loading} from './dom.js';
+import {h, mount, errorBox, loading, code} from './dom.js';
 import overview from './pages/overview.js';
 import routes from './pages/routes.js';
 import playground from './pages/playground.js';
@@ -51,7 +51,7 @@ async function render() {
   if (!params.keepFlash) mount($('flash'));
   mount(root, loading());
   try {
-    const content = await page.render(params, {flash, go, refreshChip});
+    const content = await page.render(params, {flash, go, refreshChip, bundleSeen});
     if (ticket === rendering) mount(root, content);
   } catch (err) {
     if (ticket === rendering) mount(root, errorBox(err));
@@ -69,6 +69,67 @@ export async function refreshChip() {
   } catch { /* the page itself shows errors */ }
 }
 
+// Reloads the console did not ask for (the file watcher's, another administrator's) are
+// shown as they happen: an activation with its impact on the audited requests of the last
+// day, a refusal with its `file:line:col` error (docs/admin.md, "Reloads").
+const BUNDLE_POLL_MS = 5000;
+let seenBundle = null;
+
+function bundleMark(b) {
+  return {version: b.version, errorAt: b.last_error_at ?? null};
+}
+
+/** Records the bundle as the console now knows it, so its own reloads are not announced. */
+export async function bundleSeen() {
+  try { seenBundle = bundleMark(await api.get('/admin/api/bundle')); } catch { /* next poll */ }
+}
+
+async function watchBundle() {
+  let b;
+  try { b = await api.get('/admin/api/bundle'); } catch { return; }
+  const mark = bundleMark(b);
+  const before = seenBundle;
+  seenBundle = mark;
+  if (!before || (mark.version === before.version && mark.errorAt === before.errorAt)) return;
+  refreshChip();
+  if (mark.version !== before.version) await announceActivation(b);
+  else if (mark.errorAt) announceRefusal(b);
+}
+
+function announceRefusal(b) {
+  mount($('flash'), h('div', {class: 'alert alert-error', id: 'reload-notice', 'data-result': 'refused'},
+    h('div', {class: 'alert-title'}, 'A reload was refused — the previous bundle keeps serving.'),
+    h('pre', {class: 'mono error-text'}, b.last_error),
+    h('a', {href: '#/impact?bundle=disk&keepFlash=1'}, 'Preview what the files on disk would change →')));
+}
+
+async function announceActivation(b) {
+  const impact = h('div', {id: 'reload-impact'}, 'Re-deciding the audited requests of the last 24 hours…');
+  const box = h('div', {class: 'alert alert-ok', id: 'reload-notice', 'data-result': 'activated'},
+    h('div', {class: 'alert-title'}, 'Bundle ', code(b.version), ' is live',
+      b.previous_version ? h('span', {}, ', replacing ', code(b.previous_version)) : null, '.'),
+    impact);
+  mount($('flash'), box);
+  if (!b.previous_version) {
+    mount(impact, 'No previous bundle to compare with.');
+    return;
+  }
+  try {
+    const r = await api.post(`/admin/api/impact${api.query({since: '24h', against: 'previous'})}`);
+    if (r.error) {
+      mount(impact, `Its impact cannot be previewed: ${r.error}`);
+      return;
+    }
+    mount(impact, h('span', {id: 'reload-impact-summary'},
+      `${r.changed} of ${r.evaluated.toLocaleString()} audited requests of the last 24 hours would be decided differently`,
+      r.truncated ? ' (limit reached)' : '', '. '),
+    h('a', {href: '#/impact?against=previous&keepFlash=1'}, 'See them, by route →'));
+    if (r.changed) box.className = 'alert alert-warn';
+  } catch (err) {
+    mount(impact, `Its impact could not be computed: ${err.message}`);
+  }
+}
+
 async function start() {
   try {
     const me = await api.session();
@@ -81,6 +142,8 @@ async function start() {
   }
   window.addEventListener('hashchange', render);
   refreshChip();
+  await bundleSeen();
+  setInterval(watchBundle, BUNDLE_POLL_MS);
   render();
 }
 

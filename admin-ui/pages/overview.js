@@ -26,6 +26,7 @@ export default {
         if (r.result === 'refused') ui.flash(`Reload refused: ${r.error}`, 'error');
         else ui.flash(`Reload: ${r.result} (version ${r.version})`);
         ui.refreshChip();
+        await ui.bundleSeen();
         // An activation or a refusal shows its impact at once (docs/admin.md).
         if (r.result === 'activated') ui.go('impact', {against: 'previous', keepFlash: 1});
         else if (r.result === 'refused') ui.go('impact', {bundle: 'disk', keepFlash: 1});

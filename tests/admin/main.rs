@@ -235,6 +235,8 @@ async fn an_administrator_uses_every_page_of_the_console_in_chromium() {
         .env("SCREENSHOTS", &screenshots)
         .env("VICTIM_COOKIE", &dave)
         .env("CANDIDATE_TARBALL", &tarball)
+        .env("POLICIES_DIR", &policies)
+        .env("CANDIDATE_DIR", &candidate)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -363,24 +363,18 @@ impl Bundle {
                 ..Default::default()
             }),
             RouteRule::Rego { package } => {
-                let rego = self
-                    .rego
-                    .as_ref()
-                    .ok_or_else(|| {
-                        PolicyError::eval(&route.name, EvalError::NotCompiled("Rego".into()))
-                    })?;
+                let rego = self.rego.as_ref().ok_or_else(|| {
+                    PolicyError::eval(&route.name, EvalError::NotCompiled("Rego".into()))
+                })?;
                 let value = rego
                     .evaluate(package, rego_input())
                     .map_err(|e| PolicyError::eval(&route.name, e))?;
                 parse_decision(&value).map_err(|e| PolicyError::eval(&route.name, e))
             }
             RouteRule::Cel { .. } => {
-                let rule = self
-                    .cel
-                    .get(&route.name)
-                    .ok_or_else(|| {
-                        PolicyError::eval(&route.name, EvalError::NotCompiled("CEL rule".into()))
-                    })?;
+                let rule = self.cel.get(&route.name).ok_or_else(|| {
+                    PolicyError::eval(&route.name, EvalError::NotCompiled("CEL rule".into()))
+                })?;
                 let allow = rule
                     .evaluate(cel_input(&rule.uses))
                     .map_err(|e| PolicyError::eval(&route.name, e))?;

@@ -305,7 +305,9 @@ impl RegoPolicies {
             let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let mut groups: Vec<(Compiled, Vec<usize>)> = Vec::new();
             match Compiler::compile_from_policy(&compiled, &name_refs) {
-                Ok(program) => groups.push((Compiled::Program(program), (0..names.len()).collect())),
+                Ok(program) => {
+                    groups.push((Compiled::Program(program), (0..names.len()).collect()))
+                }
                 Err(e) if !rvm_limitation(&e.to_string()) => {
                     return Err(refused(&e, &format!("packages {}", roots.join(", "))));
                 }

@@ -115,10 +115,12 @@ fn parse_segments(
     for part in text.split(separator).filter(|s| !s.is_empty()) {
         let segment = || part.to_string();
         if let Some(inner) = part.strip_prefix('{') {
-            let name = inner.strip_suffix('}').ok_or_else(|| PatternError::Unclosed {
-                what,
-                segment: segment(),
-            })?;
+            let name = inner
+                .strip_suffix('}')
+                .ok_or_else(|| PatternError::Unclosed {
+                    what,
+                    segment: segment(),
+                })?;
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(PatternError::ParamName {
                     what,

@@ -3,7 +3,11 @@
 //
 // Environment: CHROMIUM (the browser binary), ADMIN_URL, PUBLIC_URL, SCREENSHOTS (a
 // directory), VICTIM_COOKIE (a live session the console revokes), CANDIDATE_TARBALL (a
-// bundle to preview). Prints one JSON report line; exits 1 at the first failed check.
+// bundle to preview), POLICIES_DIR (the live bundle, edited to make the watcher reload),
+// CANDIDATE_DIR (the candidate's files). Prints one JSON report line; exits 1 at the first failed check.
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
 
 import {chromium} from 'playwright-core';
 
@@ -135,6 +139,33 @@ try {
   check(/[1-9]\d* would change/.test(impact), `the candidate changes decisions: ${impact}`);
   check(impact.includes('marketing') && impact.includes('dave@example.com'), 'grouped by route, with the user');
   await shot(page, 'impact');
+
+  // Reloads the console did not ask for (the file watcher's) are announced as they happen:
+  // a refused edit with its file:line:col, an activation with its impact.
+  const live = env.POLICIES_DIR;
+  const liveVersion = () => page.evaluate(() => document.querySelector('#bundle-chip code')?.textContent);
+  const originalVersion = await liveVersion();
+  check(originalVersion, 'the top bar shows the live version');
+  await fs.writeFile(path.join(live, 'broken.rego'), 'package routes.broken\n\nallow if {\n');
+  await page.waitForSelector('#reload-notice[data-result="refused"]', {timeout: 60000});
+  check(/broken\.rego:\d+:\d+/.test(await text(page, '#reload-notice')), 'the refusal names file:line:col');
+  check(await liveVersion() === originalVersion, 'the refused edit is not live');
+  await shot(page, 'reload-refused');
+  await fs.rm(path.join(live, 'broken.rego'));
+  // The candidate's marketing policy goes live (without its tests, which it would fail).
+  // The watcher may load the steps in between; each is a valid bundle.
+  const originals = {};
+  for (const name of ['marketing.rego', 'marketing_test.rego']) originals[name] = await fs.readFile(path.join(live, name), 'utf8');
+  await fs.rm(path.join(live, 'marketing_test.rego'));
+  await fs.writeFile(path.join(live, 'marketing.rego'), await fs.readFile(path.join(env.CANDIDATE_DIR, 'marketing.rego'), 'utf8'));
+  await page.waitForFunction(() => /[1-9]\d* of [\d,]+ audited requests/.test(
+    document.querySelector('#reload-notice[data-result="activated"] #reload-impact-summary')?.textContent ?? ''), null, {timeout: 60000});
+  check((await text(page, '#reload-notice')).includes('replacing'), 'the notice names the bundle it replaced');
+  await shot(page, 'reload-activated');
+  // Put the live policy back before the rest relies on it: the same files, the same version.
+  await fs.writeFile(path.join(live, 'marketing.rego'), originals['marketing.rego']);
+  await fs.writeFile(path.join(live, 'marketing_test.rego'), originals['marketing_test.rego']);
+  await page.waitForFunction((v) => document.querySelector('#bundle-chip code')?.textContent === v, originalVersion, {timeout: 60000});
 
   // Audit: filter, keyset pages, a record's details, export, replay.
   await open(page, 'audit', '#audit-filters');
