@@ -123,11 +123,14 @@ impl PolicyError {
     /// `file:line:col` somewhere in it. Falls back to `fallback_file:1:1`.
     pub fn from_rego(fallback_file: &str, text: &str) -> PolicyError {
         let (file, line, col) = find_location(text).unwrap_or((fallback_file.to_string(), 1, 1));
-        // The first non-empty line that is not the location itself is the message.
-        let message = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("-->") && !l.starts_with('|'))
+        // regorus writes the location, then the source excerpt (`5 |   no_such.fn(1)`,
+        // `  | ^`), then `error: message`. The message is the `error:` line; texts without
+        // one take their first line that is neither the location nor the excerpt.
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        let message = lines
+            .clone()
+            .find(|l| l.starts_with("error:"))
+            .or_else(|| lines.find(|l| !l.starts_with("-->") && !is_excerpt_line(l)))
             .unwrap_or("policy error")
             .trim_start_matches("error:")
             .trim()
@@ -172,6 +175,13 @@ impl PolicyError {
             _ => self.to_string(),
         }
     }
+}
+
+/// A line of regorus's source excerpt: `  |`, `  | ^` or `12 | allow if {`.
+fn is_excerpt_line(line: &str) -> bool {
+    line.trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start()
+        .starts_with('|')
 }
 
 /// Finds a `path:line:col` triple in text, e.g. `--> policies/a.rego:3:7`.
@@ -246,5 +256,22 @@ mod tests {
         let e = PolicyError::from_rego("x.rego", text);
         assert_eq!(e.to_string(), "policies/a.rego:3:7: unexpected token");
         assert!(e.report().contains('^'));
+    }
+
+    #[test]
+    fn the_message_is_the_error_line_not_the_source_excerpt() {
+        // As regorus writes a parse error: location, excerpt, then the message.
+        let text = "\n--> broken.rego:5:1\n  |\n5 | allow if {\n  | ^\nerror: expecting expression";
+        let e = PolicyError::from_rego("x.rego", text);
+        assert_eq!(e.to_string(), "broken.rego:5:1: expecting expression");
+    }
+
+    #[test]
+    fn excerpt_lines_are_recognised() {
+        assert!(is_excerpt_line("|"));
+        assert!(is_excerpt_line("| ^"));
+        assert!(is_excerpt_line("12 | allow if {"));
+        assert!(!is_excerpt_line("unexpected token"));
+        assert!(!is_excerpt_line("2 rules conflict"));
     }
 }

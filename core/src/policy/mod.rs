@@ -789,12 +789,14 @@ mod tests {
             ("routes.yaml", ONE_ROUTE),
             (
                 "app.rego",
-                "package routes.app\ndefault allow := false\nallow if input.user.x; no_such.fn(1)\n",
+                "package routes.app\ndefault allow := false\nallow if {\n  input.user.x\n  no_such.fn(1)\n}\n",
             ),
         ]))
         .unwrap_err()
         .to_string();
-        assert!(err.contains("no_such.fn"), "{err}");
+        // Pointed at the call, not at the top of the file.
+        assert!(err.contains("app.rego:5:"), "{err}");
+        assert!(err.contains("Unknown function: 'no_such.fn'"), "{err}");
     }
 
     #[test]

@@ -291,13 +291,26 @@ impl RegoPolicies {
                 .get(chunk[0].as_str())
                 .and_then(|f| f.first().cloned())
                 .unwrap_or_default();
-            let refused = |e: &dyn std::fmt::Display, which: &str| {
-                PolicyError::at(
-                    &first_file,
-                    1,
-                    1,
-                    format!("cannot compile {which} to bytecode: {e:#}"),
-                )
+            // The compiler's error names the call it refused (`app.rego:5:3`, "Unknown
+            // function: 'no_such.fn'"); the bundle's first file is only the fallback.
+            let refused = |e: &dyn std::fmt::Display, which: &str| match PolicyError::from_rego(
+                &first_file,
+                &format!("{e:#}"),
+            ) {
+                PolicyError::Load {
+                    file,
+                    line,
+                    col,
+                    message,
+                    detail,
+                } => PolicyError::Load {
+                    file,
+                    line,
+                    col,
+                    message: format!("cannot compile {which} to bytecode: {message}"),
+                    detail,
+                },
+                other => other,
             };
             // The RVM compiler lacks some of what the interpreter runs (`with`, partial
             // objects with constant keys, …): a route using them runs on the interpreter.
