@@ -222,18 +222,72 @@ pub struct RouteMatch<'a> {
     pub tenant: Option<String>,
 }
 
+/// One tier's routes, indexed by the first segment of their path, so that a request is
+/// tried against the routes that can match it rather than against all of them: with a
+/// thousand routes on one host, a lookup still tries a handful (docs/performance.md).
+#[derive(Debug, Clone, Default)]
+struct Candidates {
+    /// Routes whose path starts with this literal segment, most specific first.
+    by_first_segment: HashMap<String, Vec<usize>>,
+    /// Routes whose path is `/` or starts with a `{param}`: they may match any path.
+    any_first_segment: Vec<usize>,
+}
+
+impl Candidates {
+    fn push(&mut self, index: usize, route: &Route) {
+        match route.path.as_deref().and_then(<[Segment]>::first) {
+            Some(Segment::Literal(first)) => self
+                .by_first_segment
+                .entry(first.clone())
+                .or_default()
+                .push(index),
+            _ => self.any_first_segment.push(index),
+        }
+    }
+
+    fn sort(&mut self, rank: &[usize]) {
+        self.by_first_segment
+            .values_mut()
+            .for_each(|v| v.sort_by_key(|&i| rank[i]));
+        self.any_first_segment.sort_by_key(|&i| rank[i]);
+    }
+
+    /// The routes that may match a path whose first segment is `first`, most specific
+    /// first: the two sorted lists merged by rank.
+    fn for_path<'a>(
+        &'a self,
+        first: Option<&str>,
+        rank: &'a [usize],
+    ) -> impl Iterator<Item = usize> + 'a {
+        let named: &[usize] = first
+            .and_then(|f| self.by_first_segment.get(f))
+            .map_or(&[], Vec::as_slice);
+        let mut named = named.iter().copied().peekable();
+        let mut any = self.any_first_segment.iter().copied().peekable();
+        std::iter::from_fn(move || match (named.peek(), any.peek()) {
+            (Some(&a), Some(&b)) if rank[a] < rank[b] => named.next(),
+            (Some(_), Some(_)) => any.next(),
+            (Some(_), None) => named.next(),
+            (None, _) => any.next(),
+        })
+    }
+}
+
 /// All routes of a bundle, indexed for matching.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     pub default: DefaultAction,
     pub case_insensitive_paths: bool,
     routes: Vec<Route>,
-    /// Exact host → route indices, most specific first.
-    by_host: HashMap<String, Vec<usize>>,
+    /// Exact host → its routes.
+    by_host: HashMap<String, Candidates>,
     /// Routes with a `{param}` host pattern, most specific first.
     patterned: Vec<usize>,
-    /// Routes without a host, most specific first.
-    hostless: Vec<usize>,
+    /// Routes without a host.
+    hostless: Candidates,
+    /// Each route's place in the order of specificity (`Route::specificity`): candidate
+    /// lists are sorted by it, and merged by it.
+    rank: Vec<usize>,
     /// Every policy header any route declares, folded, sorted and without repeats: the
     /// names a client must never send to an app (computed once per bundle).
     declared_headers: Vec<String>,
@@ -401,16 +455,16 @@ impl RouteTable {
         case_insensitive_paths: bool,
         routes: Vec<Route>,
     ) -> RouteTable {
-        let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_host: HashMap<String, Candidates> = HashMap::new();
         let mut patterned = Vec::new();
-        let mut hostless = Vec::new();
+        let mut hostless = Candidates::default();
         for (i, route) in routes.iter().enumerate() {
             // Routes without a path are addressed by name only (e.g. `gatehouse-admin`).
             if route.path.is_none() {
                 continue;
             }
             match &route.host {
-                None => hostless.push(i),
+                None => hostless.push(i, route),
                 Some(segments) if segments.iter().all(|s| matches!(s, Segment::Literal(_))) => {
                     let host = segments
                         .iter()
@@ -420,15 +474,20 @@ impl RouteTable {
                         })
                         .collect::<Vec<_>>()
                         .join(".");
-                    by_host.entry(host).or_default().push(i);
+                    by_host.entry(host).or_default().push(i, route);
                 }
                 Some(_) => patterned.push(i),
             }
         }
-        let sort = |v: &mut Vec<usize>| v.sort_by_key(|&i| routes[i].specificity());
-        by_host.values_mut().for_each(sort);
-        sort(&mut patterned);
-        sort(&mut hostless);
+        let mut by_specificity: Vec<usize> = (0..routes.len()).collect();
+        by_specificity.sort_by_key(|&i| routes[i].specificity());
+        let mut rank = vec![0; routes.len()];
+        for (place, &i) in by_specificity.iter().enumerate() {
+            rank[i] = place;
+        }
+        by_host.values_mut().for_each(|c| c.sort(&rank));
+        patterned.sort_by_key(|&i| rank[i]);
+        hostless.sort(&rank);
         let mut declared_headers: Vec<String> = routes
             .iter()
             .filter_map(|r| r.headers.as_deref())
@@ -444,6 +503,7 @@ impl RouteTable {
             by_host,
             patterned,
             hostless,
+            rank,
             declared_headers,
         }
     }
@@ -466,7 +526,9 @@ impl RouteTable {
     pub fn matches(&self, host: Option<&str>, path: &NormalizedPath) -> Option<RouteMatch<'_>> {
         let host_labels: Vec<&str> = host.map(|h| h.split('.').collect()).unwrap_or_default();
         // Tier 1: routes naming exactly this host.
+        let first_segment = path.segments().next();
         if let Some(candidates) = host.and_then(|h| self.by_host.get(h)) {
+            let candidates = candidates.for_path(first_segment, &self.rank);
             return self.best(candidates, &host_labels, path);
         }
         // Tier 2: routes whose host pattern matches.
@@ -483,20 +545,21 @@ impl RouteTable {
             Vec::new()
         };
         if !pattern_tier.is_empty() {
-            return self.best(&pattern_tier, &host_labels, path);
+            return self.best(pattern_tier.into_iter(), &host_labels, path);
         }
         // Tier 3: host-less routes.
-        self.best(&self.hostless, &host_labels, path)
+        let candidates = self.hostless.for_path(first_segment, &self.rank);
+        self.best(candidates, &host_labels, path)
     }
 
     fn best(
         &self,
-        candidates: &[usize],
+        candidates: impl Iterator<Item = usize>,
         host_labels: &[&str],
         path: &NormalizedPath,
     ) -> Option<RouteMatch<'_>> {
         let path_segments: Vec<&str> = path.segments().collect();
-        for &i in candidates {
+        for i in candidates {
             let route = &self.routes[i];
             let pattern = route.path.as_deref().unwrap_or(&[]);
             if let Some(mut params) = match_segments(pattern, &path_segments, false) {
@@ -626,6 +689,43 @@ routes:
         );
         assert_eq!(matched(Some("apps.example.com"), "/restaurantx"), None);
         assert_eq!(matched(Some("apps.example.com"), "/restaurant-admin"), None);
+    }
+
+    #[test]
+    fn the_first_segment_index_keeps_the_order_of_specificity() {
+        // `/{app}/admin` may match any first segment, `/reports` only `reports`: the
+        // index keeps them in two lists, and the longer pattern must still win.
+        let text = "routes:\n  - name: reports\n    path: /reports\n    public: true\n  - name: any-admin\n    path: /{app}/admin\n    public: true\n  - name: root\n    path: /\n    public: true\n";
+        let t = RouteTable::parse(text, "routes.yaml").unwrap();
+        let name = |path: &str| {
+            let p = normalize_path(path, false).unwrap();
+            t.matches(None, &p).map(|m| m.route.name.clone())
+        };
+        assert_eq!(name("/reports/admin").as_deref(), Some("any-admin"));
+        assert_eq!(name("/reports/x").as_deref(), Some("reports"));
+        assert_eq!(name("/other/admin").as_deref(), Some("any-admin"));
+        assert_eq!(name("/other").as_deref(), Some("root"));
+        assert_eq!(name("/").as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn a_thousand_routes_on_one_host_each_find_their_own() {
+        let mut text = String::from("routes:\n");
+        for n in 0..1000 {
+            text.push_str(&format!(
+                "  - name: app-{n}\n    host: apps.example.com\n    path: /app-{n}\n    public: true\n"
+            ));
+        }
+        let t = RouteTable::parse(&text, "routes.yaml").unwrap();
+        for n in [0, 1, 499, 999] {
+            let p = normalize_path(&format!("/app-{n}/page"), false).unwrap();
+            let m = t
+                .matches(Some("apps.example.com"), &p)
+                .map(|m| m.route.name.clone());
+            assert_eq!(m, Some(format!("app-{n}")));
+        }
+        let p = normalize_path("/app-1000", false).unwrap();
+        assert!(t.matches(Some("apps.example.com"), &p).is_none());
     }
 
     #[test]
