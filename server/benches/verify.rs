@@ -82,6 +82,42 @@ fn bench_verify(c: &mut Criterion) {
     group.finish();
 }
 
+/// Route tables from the example's handful to a thousand more routes: the whole decision
+/// for a Rego route and a public one, which should stay flat (issue 14 item 4).
+const ROUTE_COUNTS: &[usize] = &[0, 100, 1000];
+
+fn bench_routes(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("routes");
+    for &extra in ROUTE_COUNTS {
+        let dir = tempfile::tempdir().expect("tempdir");
+        common::example_policies_with_routes(dir.path(), extra);
+        let f = rt.block_on(common::fixture_with_policies(
+            "sqlite::memory:",
+            dir.path(),
+            &["kitchen", "staff", "finance"],
+            Some("acme"),
+        ));
+        for (case, url, with_cookie) in [
+            (
+                "rego_allow",
+                "https://apps.example.com/restaurant/orders",
+                true,
+            ),
+            ("public_route", "https://apps.example.com/healthz", false),
+        ] {
+            let headers = common::nginx_headers(url);
+            let decide = || f.decide(&headers, with_cookie);
+            assert_eq!(rt.block_on(decide()).status, 200, "{case} with {extra}");
+            group.bench_function(format!("{case}_{extra}"), |b| b.to_async(&rt).iter(decide));
+        }
+    }
+    group.finish();
+}
+
 /// The policy evaluation alone (input built per call, as verify does), to split the
 /// decision's cost between the engines and the rest of the path.
 fn bench_policy(c: &mut Criterion) {
@@ -129,6 +165,7 @@ fn main() {
     let mut c = common::criterion(Duration::from_secs(2));
     bench_verify(&mut c);
     bench_policy(&mut c);
+    bench_routes(&mut c);
     c.final_summary();
     // `cargo test --benches` runs each case once: no estimates, no summary.
     let Some(baseline) = common::mean_ns("verify", "public_route") else {
@@ -145,6 +182,21 @@ fn main() {
                 ns / 1000.0,
                 ns / baseline
             );
+        }
+    }
+    println!("\nthe same decisions with more routes, as throughput relative to the example's own table:");
+    for case in ["rego_allow", "public_route"] {
+        let Some(base) = common::mean_ns("routes", &format!("{case}_0")) else {
+            continue;
+        };
+        for extra in ROUTE_COUNTS {
+            if let Some(ns) = common::mean_ns("routes", &format!("{case}_{extra}")) {
+                println!(
+                    "  {case:<14} +{extra:<5} routes {:>8.1} µs  {:>5.2}x",
+                    ns / 1000.0,
+                    base / ns
+                );
+            }
         }
     }
 }

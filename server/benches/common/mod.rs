@@ -45,9 +45,19 @@ pub struct Fixture {
 /// A migrated store at `database_url`, the example bundle, and a session for
 /// ann@example.com in `groups` (and `tenant` as admin).
 pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) -> Fixture {
+    fixture_with_policies(database_url, &example_policies(), groups, tenant).await
+}
+
+/// As `fixture`, with the bundle in `policies_dir`.
+pub async fn fixture_with_policies(
+    database_url: &str,
+    policies_dir: &Path,
+    groups: &[&str],
+    tenant: Option<&str>,
+) -> Fixture {
     let yaml = format!(
         "public_url: https://auth.example.com\ndatabase_url: '{database_url}'\npolicies_dir: {}\ncookie:\n  secret: {SECRET}\n",
-        example_policies().display()
+        policies_dir.display()
     );
     let config = Config::from_yaml_and_env(&yaml, Path::new("bench.yaml"), &[]).expect("config");
     let store = Store::connect(database_url).await.expect("store");
@@ -125,6 +135,38 @@ impl Fixture {
             client_certificate: None,
         };
         self.authorizer.decide(ask, chrono::Utc::now()).await
+    }
+}
+
+/// A copy of the example bundle in `into` with `extra` more host-less public routes
+/// (`/svc-N` and `/svc-N/admin`, half of them each), for measuring lookups in a large table.
+pub fn example_policies_with_routes(into: &Path, extra: usize) {
+    copy_dir(&example_policies(), into);
+    let routes = into.join("routes.yaml");
+    let mut text = std::fs::read_to_string(&routes).expect("routes.yaml");
+    for n in 0..extra {
+        let path = if n % 2 == 0 {
+            format!("/svc-{n}")
+        } else {
+            format!("/svc-{n}/admin")
+        };
+        text.push_str(&format!(
+            "\n  - name: svc-{n}\n    path: {path}\n    public: true\n"
+        ));
+    }
+    std::fs::write(routes, text).expect("write routes.yaml");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
     }
 }
 
