@@ -184,7 +184,9 @@ fn main() {
             );
         }
     }
-    println!("\nthe same decisions with more routes, as throughput relative to the example's own table:");
+    println!(
+        "\nthe same decisions with more routes, as throughput relative to the example's own table:"
+    );
     for case in ["rego_allow", "public_route"] {
         let Some(base) = common::mean_ns("routes", &format!("{case}_0")) else {
             continue;
