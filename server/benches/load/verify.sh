@@ -1,41 +1,65 @@
 #!/usr/bin/env bash
-# Load test of /auth/verify with wrk: a release build on SQLite with the example bundle,
-# 10 s per case, 2 threads, 32 connections, on loopback. Prints requests/s and latency for
-# a public route (the baseline), a Rego route and a CEL route, and each as a ratio of the
-# baseline. Usage: server/benches/load/verify.sh   (needs wrk: apt-get install -y wrk)
+# /auth/verify over HTTP against its ceiling (issue 14 item 1; docs/performance.md "Over HTTP").
+# A release `gatehouse serve` (SQLite, the example bundle) and the baseline, a no-op actix
+# server served the same way (benches/load/noop_server.rs), take the same load in one run:
+#   1. closed loop: wrk, 1 thread, 32 connections, LOAD_SECS (default 8) seconds per case;
+#      prints requests/s, wrk's p99 and each case as a ratio of the no-op server;
+#   2. open loop at half of each case's maximum: benches/load/open_loop.rs sends requests
+#      at a fixed rate for LOAD_SECS seconds and prints p50/p99/p999 measured from each
+#      request's due time (no coordinated omission).
+# Everything shares the machine's cores; the ratios are the figures, not the absolutes.
+#
+#   server/benches/load/verify.sh        (needs wrk: apt-get install -y wrk)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
-cargo build --release -q
+secs=${LOAD_SECS:-8}
+cargo build --release -q -p gatehouse --bin gatehouse --example load-noop-server --example load-open-loop
 work=$(mktemp -d)
-trap 'kill $(cat "$work/pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port); admin=$(free_port); noop=$(free_port)
 cat > "$work/gatehouse.yaml" <<YAML
 listen: 127.0.0.1:$port
 admin_listen: 127.0.0.1:$admin
 public_url: http://127.0.0.1:$port
-database_url: sqlite://gatehouse.db
+database_url: sqlite://$work/gatehouse.db
 policies_dir: $PWD/policies
 cookie:
   secure: false
   secret: load-test-cookie-secret-0123456789abcdef
 YAML
 GATEHOUSE_LOG=warn ./target/release/gatehouse serve --config "$work/gatehouse.yaml" 2>"$work/log" &
-echo $! > "$work/pid"
+echo $! > "$work/gatehouse.pid"
+./target/release/examples/load-noop-server "127.0.0.1:$noop" &
+echo $! > "$work/noop.pid"
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null || { cat "$work/log" >&2; exit 1; }
 COOKIE=$(./target/release/gatehouse session create --config "$work/gatehouse.yaml" \
   --email ann@example.com --groups kitchen,finance 2>/dev/null)
 export COOKIE
+verify="http://127.0.0.1:$port/auth/verify"
+cases=("noop|http://127.0.0.1:$noop/auth/verify|http://localhost/healthz"
+  "public|$verify|http://localhost/healthz"
+  "rego|$verify|http://localhost/restaurant/orders"
+  "cel|$verify|http://localhost/reports")
 declare -A rps
-for case in "public:http://localhost/healthz" "rego:http://localhost/restaurant/orders" "cel:http://localhost/reports"; do
-  name=${case%%:*}; export ORIGINAL_URL=${case#*:}
-  out=$(wrk -t2 -c32 -d10s --latency -s server/benches/load/verify.lua "http://127.0.0.1:$port/auth/verify")
+echo "closed loop: wrk -t1 -c32 -d${secs}s"
+for c in "${cases[@]}"; do
+  IFS='|' read -r name target original <<<"$c"
+  export ORIGINAL_URL=$original
+  out=$(wrk -t1 -c32 -d"${secs}s" --latency -s server/benches/load/verify.lua "$target")
   rps[$name]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  echo "$name: ${rps[$name]} req/s, p99 $p99${non2xx:+, non-2xx $non2xx}"
+  awk -v n="$name" -v r="${rps[$name]}" -v b="${rps[noop]}" -v p="$p99" -v x="$non2xx" \
+    'BEGIN { printf "  %-7s %9.0f req/s  %.2fx noop  wrk p99 %s%s\n", n, r, r / b, p, (x == "" ? "" : "  non-2xx " x) }'
 done
-for name in rego cel; do
-  awk -v a="${rps[$name]}" -v b="${rps[public]}" -v n="$name" 'BEGIN { printf "%s throughput relative to public: %.2fx\n", n, a / b }'
+echo "open loop at half of each case's maximum, ${secs}s, 32 connections (latency from the due time)"
+for c in "${cases[@]}"; do
+  IFS='|' read -r name target original <<<"$c"
+  rate=$(awk -v r="${rps[$name]}" 'BEGIN { printf "%d", r / 2 }')
+  out=$(./target/release/examples/load-open-loop "$target" "$rate" "$secs" 32 \
+    "X-Original-URL: $original" "X-Original-Method: GET" "Cookie: _gatehouse=$COOKIE")
+  echo "  $name: $out"
 done
