@@ -36,11 +36,19 @@ pub fn serve(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let (reporter, health) = tonic_health::server::health_reporter();
     let (stopping, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(follow_readiness(reporter, state.clone(), stopped));
+    let readiness = ReadinessFollower {
+        reporter,
+        state: state.clone(),
+        stopped,
+    };
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(AuthorizationServer::new(check::CheckService::new(state)));
     Ok(tokio::spawn(async move {
+        // Both names answer NOT_SERVING until readiness is known, never NOT_FOUND (the
+        // Authorization name) or SERVING (tonic-health's default for "").
+        readiness.announce_not_serving().await;
+        tokio::spawn(readiness.run());
         let (begin_drain, drain_begun) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             stop.await;
@@ -65,34 +73,46 @@ pub fn serve(
 /// Keeps `grpc.health.v1` in step with `/readyz` (database answers, the tasks that gate
 /// readiness run): Envoy's health check stops sending checks to a replica that could only
 /// fail them. Stops, reporting NOT_SERVING, when the server stops.
-async fn follow_readiness(
+struct ReadinessFollower {
     reporter: HealthReporter,
     state: web::Data<AppState>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut last = None;
-    loop {
-        let status = if *stopped.borrow() {
-            ServingStatus::NotServing
-        } else if state.readiness().await.problems.is_empty() {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        if last != Some(status) {
-            tracing::info!(?status, "gRPC health");
-            reporter.set_service_status("", status).await;
-            reporter
-                .set_service_status(AUTHORIZATION_SERVICE, status)
-                .await;
-            last = Some(status);
-        }
-        if *stopped.borrow() {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
-            _ = stopped.changed() => {}
+    stopped: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ReadinessFollower {
+    async fn set(&self, status: ServingStatus) {
+        self.reporter.set_service_status("", status).await;
+        self.reporter
+            .set_service_status(AUTHORIZATION_SERVICE, status)
+            .await;
+    }
+
+    async fn announce_not_serving(&self) {
+        self.set(ServingStatus::NotServing).await;
+    }
+
+    async fn run(mut self) {
+        let mut last = Some(ServingStatus::NotServing);
+        loop {
+            let status = if *self.stopped.borrow() {
+                ServingStatus::NotServing
+            } else if self.state.readiness().await.problems.is_empty() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if last != Some(status) {
+                tracing::info!(?status, "gRPC health");
+                self.set(status).await;
+                last = Some(status);
+            }
+            if *self.stopped.borrow() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+                _ = self.stopped.changed() => {}
+            }
         }
     }
 }

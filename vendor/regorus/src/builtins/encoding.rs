@@ -394,7 +394,7 @@ fn json_marshal(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool
 /// U+2028 and U+2029 in strings (so the output is safe inside HTML and JavaScript). These
 /// characters can only occur inside JSON strings, so escaping them everywhere is exact.
 /// No upstream regorus issue found.
-fn go_json_escape(text: &str) -> String {
+pub fn go_json_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -23,6 +23,9 @@ pub mod comparison;
 mod conversions;
 
 mod encoding;
+// GATEHOUSE PATCH: Go's JSON escaping, for Gatehouse's io.jwt.encode_sign (which marshals
+// its operands as OPA's Go code does).
+pub use encoding::go_json_escape;
 #[cfg(feature = "glob")]
 mod glob;
 #[cfg(feature = "graph")]
