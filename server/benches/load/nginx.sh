@@ -16,30 +16,10 @@ nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || { echo "nginx is needed: apt-get install -y nginx" >&2; exit 1; }
 secs=${LOAD_SECS:-8}
 cargo build --release -q -p gatehouse --bin gatehouse --example load-noop-server --example load-open-loop
-work=$(mktemp -d)
-trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.2; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); admin=$(free_port); noop_auth=$(free_port); app=$(free_port)
-cat > "$work/gatehouse.yaml" <<YAML
-listen: 127.0.0.1:$port
-admin_listen: 127.0.0.1:$admin
-public_url: http://127.0.0.1:$port
-database_url: sqlite://$work/gatehouse.db
-policies_dir: $PWD/policies
-cookie:
-  secure: false
-  secret: load-test-cookie-secret-0123456789abcdef
-YAML
-GATEHOUSE_LOG=warn ./target/release/gatehouse serve --config "$work/gatehouse.yaml" 2>"$work/log" &
-echo $! > "$work/gatehouse.pid"
-./target/release/examples/load-noop-server "127.0.0.1:$noop_auth" &
-echo $! > "$work/noop-auth.pid"
-./target/release/examples/load-noop-server "127.0.0.1:$app" &
-echo $! > "$work/app.pid"
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null || { cat "$work/log" >&2; exit 1; }
-COOKIE=$(./target/release/gatehouse session create --config "$work/gatehouse.yaml" \
-  --email ann@example.com --groups kitchen,finance 2>/dev/null)
+. server/benches/load/lib.sh
+start_gatehouse
+noop_auth=$(free_port); start_noop noop-auth "$noop_auth"
+app=$(free_port); start_noop app "$app"
 
 # The shipped file, addresses rewritten; `grep -q` first so a changed file fails loudly.
 start_nginx() { # name auth_port front_port

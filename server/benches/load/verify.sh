@@ -15,28 +15,9 @@ cd "$(dirname "$0")/../../.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2; exit 1; }
 secs=${LOAD_SECS:-8}
 cargo build --release -q -p gatehouse --bin gatehouse --example load-noop-server --example load-open-loop
-work=$(mktemp -d)
-trap 'kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; wait; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=$(free_port); admin=$(free_port); noop=$(free_port)
-cat > "$work/gatehouse.yaml" <<YAML
-listen: 127.0.0.1:$port
-admin_listen: 127.0.0.1:$admin
-public_url: http://127.0.0.1:$port
-database_url: sqlite://$work/gatehouse.db
-policies_dir: $PWD/policies
-cookie:
-  secure: false
-  secret: load-test-cookie-secret-0123456789abcdef
-YAML
-GATEHOUSE_LOG=warn ./target/release/gatehouse serve --config "$work/gatehouse.yaml" 2>"$work/log" &
-echo $! > "$work/gatehouse.pid"
-./target/release/examples/load-noop-server "127.0.0.1:$noop" &
-echo $! > "$work/noop.pid"
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$admin/healthz" >/dev/null || { cat "$work/log" >&2; exit 1; }
-COOKIE=$(./target/release/gatehouse session create --config "$work/gatehouse.yaml" \
-  --email ann@example.com --groups kitchen,finance 2>/dev/null)
+. server/benches/load/lib.sh
+start_gatehouse
+noop=$(free_port); start_noop noop "$noop"
 export COOKIE
 verify="http://127.0.0.1:$port/auth/verify"
 cases=("noop|http://127.0.0.1:$noop/auth/verify|http://localhost/healthz"
