@@ -112,9 +112,16 @@ impl Fixture {
     /// One verify decision for NGINX-style `headers`, with this fixture's session cookie or
     /// none.
     pub async fn decide(&self, headers: &HeaderMap, with_cookie: bool) -> Decision {
-        let cookie = [self.cookie.as_str()];
+        self.decide_with(headers, with_cookie.then_some(self.cookie.as_str()))
+            .await
+    }
+
+    /// One verify decision for NGINX-style `headers` with `cookie`, the session cookie's
+    /// value, or none.
+    pub async fn decide_with(&self, headers: &HeaderMap, cookie: Option<&str>) -> Decision {
+        let cookie = cookie.as_slice();
         let credentials = Credentials {
-            cookies: if with_cookie { &cookie } else { &[] },
+            cookies: cookie,
             bearer: None,
         };
         let call = VerifyCall {
