@@ -28,7 +28,6 @@ mod postgres;
 
 use std::time::{Duration, Instant};
 
-use gatehouse::authorizer::Decision;
 use gatehouse::session::token::CookieSigner;
 use gatehouse::session::{SessionSpec, mint_session};
 use gatehouse::store::GroupSource;
@@ -115,7 +114,7 @@ async fn run(n: usize) {
     let headers = common::nginx_headers(ROUTE);
     // Warm the engine and the process's allocator with the fixture's own session.
     for _ in 0..1_000 {
-        assert!(matches!(fx.decide(&headers, true).await, Decision::Allow(_)));
+        assert!(fx.decide(&headers, true).await.status == 200);
     }
 
     println!("creating {n} users and sessions in Postgres…");
@@ -149,7 +148,7 @@ async fn run(n: usize) {
         let decision = fx.decide_with(&headers, Some(cookie)).await;
         miss_ms.push(started.elapsed().as_secs_f64() * 1e3);
         assert!(
-            matches!(decision, Decision::Allow(_)),
+            decision.status == 200,
             "a session of the kitchen group is allowed on {ROUTE}"
         );
     }
@@ -236,7 +235,7 @@ async fn time_decisions<'a>(
     let started = Instant::now();
     for cookie in cookies {
         let decision = fx.decide_with(headers, Some(cookie)).await;
-        assert!(matches!(decision, Decision::Allow(_)), "cached session allowed");
+        assert!(decision.status == 200, "cached session allowed");
     }
     started.elapsed()
 }
