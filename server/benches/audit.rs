@@ -24,11 +24,7 @@ fn admin_url() -> String {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime(2);
     let name = format!("gatehouse_bench_{}", uuid::Uuid::new_v4().simple());
     let url = format!("{}/{name}", admin_url().rsplit_once('/').expect("url").0);
     rt.block_on(async {

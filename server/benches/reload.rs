@@ -70,11 +70,7 @@ fn bench_build(c: &mut Criterion) {
 }
 
 fn bench_verify_during_reloads(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime(1);
     let fixture = rt.block_on(common::fixture("sqlite::memory:", &["kitchen"], None));
     let live = fixture.bundle.clone();
     let headers = common::nginx_headers("https://apps.example.com/restaurant");

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse::session::token::CookieSigner;
 use gatehouse::session::{SessionSpec, mint_session};
-use gatehouse::store::GroupSource;
+use gatehouse::store::IdpUser;
 
 /// The bound on the whole process with 100k cached sessions.
 const RSS_BUDGET_MIB: f64 = 200.0;
@@ -99,11 +99,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() {
     let n = sessions_arg();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime(2);
     rt.block_on(run(n));
 }
 
@@ -114,7 +110,7 @@ async fn run(n: usize) {
     let headers = common::nginx_headers(ROUTE);
     // Warm the engine and the process's allocator with the fixture's own session.
     for _ in 0..1_000 {
-        assert!(fx.decide(&headers, true).await.status == 200);
+        assert_eq!(fx.decide(&headers, true).await.status, 200);
     }
 
     println!("creating {n} users and sessions in Postgres…");
@@ -147,8 +143,8 @@ async fn run(n: usize) {
         let started = Instant::now();
         let decision = fx.decide_with(&headers, Some(cookie)).await;
         miss_ms.push(started.elapsed().as_secs_f64() * 1e3);
-        assert!(
-            decision.status == 200,
+        assert_eq!(
+            decision.status, 200,
             "a session of the kitchen group is allowed on {ROUTE}"
         );
     }
@@ -191,22 +187,33 @@ async fn run(n: usize) {
     drop(db);
 }
 
-/// User `i` with their groups and a session with IdP claims; returns the session's cookie.
+/// User `i` written as an OIDC login writes them (`Store::upsert_idp_user`: subject, claims
+/// and IdP groups in one transaction) and a session carrying the same claims; returns the
+/// session's cookie.
 async fn create_session(
     store: &gatehouse::store::Store,
     signer: &CookieSigner,
     i: usize,
     now: chrono::DateTime<chrono::Utc>,
 ) -> String {
-    let email = format!("user{i}@example.com");
+    let claims = claims(i);
+    // The user's columns are the claims' values, as `map_claims` takes them.
+    let claim = |key: &str| claims[key].as_str().expect("a string claim");
     let user_id = store
-        .upsert_user_by_email(&email, Some(&format!("User Number {i}")), None, now)
+        .upsert_idp_user(
+            IdpUser {
+                subject: claim("sub"),
+                email: claim("email"),
+                email_verified: Some(true),
+                name: Some(claim("name")),
+                username: Some(claim("preferred_username")),
+                groups: &groups(i),
+                claims: &claims,
+            },
+            now,
+        )
         .await
         .expect("user");
-    store
-        .set_user_groups(&user_id, GroupSource::Idp, &groups(i))
-        .await
-        .expect("groups");
     let spec = SessionSpec {
         id: uuid::Uuid::new_v4().to_string(),
         user_id,
@@ -216,7 +223,7 @@ async fn create_session(
         user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
         device_id: None,
         idp_sid: Some(format!("sid-{i}")),
-        idp_claims: claims(i),
+        idp_claims: claims,
         refresh_token_enc: None,
         id_token_enc: None,
         auth_time: None,
@@ -235,7 +242,7 @@ async fn time_decisions<'a>(
     let started = Instant::now();
     for cookie in cookies {
         let decision = fx.decide_with(headers, Some(cookie)).await;
-        assert!(decision.status == 200, "cached session allowed");
+        assert_eq!(decision.status, 200, "cached session allowed");
     }
     started.elapsed()
 }

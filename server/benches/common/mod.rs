@@ -44,6 +44,15 @@ pub struct Fixture {
 
 /// A migrated store at `database_url`, the example bundle, and a session for
 /// ann@example.com in `groups` (and `tenant` as admin).
+/// The benchmarks' tokio runtime: `workers` threads, I/O and timers enabled.
+pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 pub async fn fixture(database_url: &str, groups: &[&str], tenant: Option<&str>) -> Fixture {
     fixture_with_policies(database_url, &example_policies(), groups, tenant).await
 }
