@@ -123,10 +123,7 @@ fn bench_routes(c: &mut Criterion) {
 fn bench_policy(c: &mut Criterion) {
     use gatehouse::policy::input::{RequestFacts, RouteFacts};
     let bundle = Bundle::load(&common::example_policies()).expect("bundle");
-    let identity = gatehouse::policy::IdentityInput {
-        rego: gatehouse::policy::input::IdentityDocs::anonymous(),
-        cel: gatehouse::policy::input::IdentityDocs::anonymous(),
-    };
+    let identity = gatehouse::policy::IdentityInput::anonymous();
     let mut group = c.benchmark_group("policy");
     for (name, path) in [
         ("rego_restaurant", "/restaurant/orders"),

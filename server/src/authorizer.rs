@@ -334,10 +334,7 @@ impl Authorizer {
             .await
         {
             Ok(Some(device)) => {
-                let mut input = session.identity.clone();
-                input.rego.device = device.rego.clone();
-                input.cel.device = device.cel.clone();
-                with_device = input;
+                with_device = session.identity.with_device(&device.rego, &device.cel);
                 (&with_device, Some(device.id.clone()))
             }
             Ok(None) => (&session.identity, session.device_id.clone()),

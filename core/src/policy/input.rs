@@ -6,7 +6,7 @@
 //! and cached with it; only `request`, `route` and `time` are built per request.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
@@ -21,6 +21,9 @@ pub trait Doc: Sized + Clone {
     fn str(s: &str) -> Self;
     fn list(items: Vec<Self>) -> Self;
     fn map(entries: Vec<(&str, Self)>) -> Self;
+    /// A map kept with a cached session: keys in [`SHARED_KEYS`] are the one shared copy of
+    /// that name instead of a fresh allocation each, which is most of a session's maps.
+    fn cached_map(entries: Vec<(&str, Self)>) -> Self;
 
     fn opt_str(s: Option<&str>) -> Self {
         s.map_or_else(Self::null, Self::str)
@@ -56,6 +59,19 @@ impl Doc for regorus::Value {
             .collect();
         regorus::Value::from(map)
     }
+    fn cached_map(entries: Vec<(&str, Self)>) -> Self {
+        let map: std::collections::BTreeMap<regorus::Value, regorus::Value> = entries
+            .into_iter()
+            .map(|(k, v)| {
+                let key = match shared_key(k) {
+                    Some(i) => REGO_KEYS[i].clone(),
+                    None => regorus::Value::from(k),
+                };
+                (key, v)
+            })
+            .collect();
+        regorus::Value::from(map)
+    }
 }
 
 impl Doc for cel::Value {
@@ -84,9 +100,131 @@ impl Doc for cel::Value {
             .collect();
         cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
     }
+    fn cached_map(entries: Vec<(&str, Self)>) -> Self {
+        let map: std::collections::HashMap<cel::objects::Key, cel::Value> =
+            entries.into_iter().map(|(k, v)| (cel_key(k), v)).collect();
+        cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+    }
 }
 
-/// Converts JSON (claims, posture, `policy eval` inputs) into a document value.
+/// Map keys that every cached session repeats: the input document's own names and the claim
+/// names common IdPs send. Sorted, for binary search (a test checks it). A cached session
+/// holds a few dozen keys per engine; sharing them is a large part of a session's memory.
+/// Only cached documents share them: per-request documents keep their own keys, so requests
+/// on different cores do not contend on these reference counts.
+pub const SHARED_KEYS: &[&str] = &[
+    "acr",
+    "amr",
+    "auth_time",
+    "birthdate",
+    "cert_fingerprint",
+    "claims",
+    "created_at",
+    "department",
+    "email",
+    "email_verified",
+    "expires_at",
+    "family_name",
+    "gender",
+    "given_name",
+    "groups",
+    "hd",
+    "id",
+    "iss",
+    "locale",
+    "managed",
+    "middle_name",
+    "name",
+    "nickname",
+    "oid",
+    "phone_number",
+    "phone_number_verified",
+    "picture",
+    "posture",
+    "preferred_username",
+    "profile",
+    "registered",
+    "roles",
+    "sid",
+    "sub",
+    "subject",
+    "tenants",
+    "tid",
+    "trust",
+    "updated_at",
+    "username",
+    "website",
+    "zoneinfo",
+];
+
+static REGO_KEYS: LazyLock<Vec<regorus::Value>> = LazyLock::new(|| {
+    SHARED_KEYS
+        .iter()
+        .map(|k| regorus::Value::from(*k))
+        .collect()
+});
+static CEL_KEYS: LazyLock<Vec<Arc<String>>> = LazyLock::new(|| {
+    SHARED_KEYS
+        .iter()
+        .map(|k| Arc::new(k.to_string()))
+        .collect()
+});
+
+fn shared_key(name: &str) -> Option<usize> {
+    SHARED_KEYS.binary_search(&name).ok()
+}
+
+fn cel_key(name: &str) -> cel::objects::Key {
+    cel::objects::Key::String(match shared_key(name) {
+        Some(i) => CEL_KEYS[i].clone(),
+        None => Arc::new(name.to_string()),
+    })
+}
+
+/// The CEL twin of a regorus document, as [`Doc`] would have built it for CEL directly: a
+/// session's CEL documents are made from its Rego ones on first use by a CEL route, so
+/// sessions that only meet Rego routes never hold them.
+pub fn rego_to_cel(v: &regorus::Value) -> cel::Value {
+    match v {
+        regorus::Value::Null | regorus::Value::Undefined => cel::Value::Null,
+        regorus::Value::Bool(b) => cel::Value::Bool(*b),
+        regorus::Value::Number(n) => match (n.is_float(), n.as_i64()) {
+            (false, Some(i)) => cel::Value::Int(i),
+            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        regorus::Value::String(s) => cel::Value::String(Arc::new(s.to_string())),
+        regorus::Value::Array(items) => {
+            cel::Value::List(Arc::new(items.iter().map(rego_to_cel).collect()))
+        }
+        regorus::Value::Set(items) => {
+            cel::Value::List(Arc::new(items.iter().map(rego_to_cel).collect()))
+        }
+        regorus::Value::Object(fields) => {
+            let map: std::collections::HashMap<cel::objects::Key, cel::Value> = fields
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        regorus::Value::String(name) => cel_key(name),
+                        regorus::Value::Bool(b) => cel::objects::Key::Bool(*b),
+                        regorus::Value::Number(n) if !n.is_float() && n.as_i64().is_some() => {
+                            cel::objects::Key::Int(n.as_i64().unwrap_or_default())
+                        }
+                        // Documents built by `Doc` only have string keys; anything else keeps
+                        // its JSON text rather than being dropped.
+                        other => cel::objects::Key::String(Arc::new(
+                            other.to_json_str().unwrap_or_default(),
+                        )),
+                    };
+                    (key, rego_to_cel(v))
+                })
+                .collect();
+            cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// Converts JSON (claims, posture, `policy eval` inputs) into a document value. Object keys
+/// are shared ([`Doc::cached_map`]): this JSON is a session's or a device's, kept in cache.
 pub fn from_json<D: Doc>(v: &serde_json::Value) -> D {
     match v {
         serde_json::Value::Null => D::null(),
@@ -98,7 +236,7 @@ pub fn from_json<D: Doc>(v: &serde_json::Value) -> D {
         serde_json::Value::String(s) => D::str(s),
         serde_json::Value::Array(a) => D::list(a.iter().map(from_json).collect()),
         serde_json::Value::Object(o) => {
-            D::map(o.iter().map(|(k, v)| (k.as_str(), from_json(v))).collect())
+            D::cached_map(o.iter().map(|(k, v)| (k.as_str(), from_json(v))).collect())
         }
     }
 }
@@ -149,7 +287,7 @@ pub struct DeviceFacts<'a> {
 
 /// `input.device` for a known device.
 pub fn device_doc<D: Doc>(d: &DeviceFacts<'_>) -> D {
-    D::map(vec![
+    D::cached_map(vec![
         ("id", D::str(d.id)),
         ("registered", D::bool(d.registered)),
         ("managed", D::bool(d.managed)),
@@ -173,7 +311,7 @@ impl<D: Doc> IdentityDocs<D> {
         s: &SessionFacts<'_>,
         device: Option<&DeviceFacts<'_>>,
     ) -> Self {
-        let user = D::map(vec![
+        let user = D::cached_map(vec![
             ("id", D::str(u.id)),
             ("subject", D::opt_str(u.subject)),
             ("email", D::str(u.email)),
@@ -183,7 +321,7 @@ impl<D: Doc> IdentityDocs<D> {
             ("roles", D::strs(u.roles.iter().map(String::as_str))),
             (
                 "tenants",
-                D::map(
+                D::cached_map(
                     u.tenants
                         .iter()
                         .map(|(t, role)| (t.as_str(), D::str(role)))
@@ -192,7 +330,7 @@ impl<D: Doc> IdentityDocs<D> {
             ),
             ("claims", from_json(u.claims)),
         ]);
-        let session = D::map(vec![
+        let session = D::cached_map(vec![
             ("id", D::str(s.id)),
             ("created_at", D::str(&rfc3339(s.created_at))),
             ("expires_at", D::str(&rfc3339(s.expires_at))),
@@ -213,6 +351,17 @@ impl<D: Doc> IdentityDocs<D> {
             user: D::null(),
             session: D::null(),
             device: D::null(),
+        }
+    }
+}
+
+impl IdentityDocs<regorus::Value> {
+    /// The same documents for CEL ([`rego_to_cel`]).
+    pub fn to_cel(&self) -> IdentityDocs<cel::Value> {
+        IdentityDocs {
+            user: rego_to_cel(&self.user),
+            session: rego_to_cel(&self.session),
+            device: rego_to_cel(&self.device),
         }
     }
 }
@@ -342,6 +491,113 @@ mod tests {
         assert_eq!(r, regorus::Value::from(j.clone()));
         let c: cel::Value = from_json(&j);
         assert!(matches!(c, cel::Value::Map(_)));
+    }
+
+    #[test]
+    fn shared_keys_are_sorted_and_unique() {
+        assert!(
+            SHARED_KEYS.windows(2).all(|w| w[0] < w[1]),
+            "{SHARED_KEYS:?}"
+        );
+    }
+
+    fn facts_docs<D: Doc>() -> IdentityDocs<D> {
+        let claims = serde_json::json!({
+            "email": "ann@example.com", "email_verified": true, "score": 2.0, "level": 3,
+            "big": 18446744073709551615u64, "nested": {"groups": ["a", "b"], "x-custom": null},
+        });
+        let groups = vec!["admins".to_string(), "staff".to_string()];
+        let tenants = vec![("acme".to_string(), "owner".to_string())];
+        let amr = vec!["pwd".to_string()];
+        let posture = serde_json::json!({"disk_encrypted": true, "os": "linux"});
+        let t = DateTime::parse_from_rfc3339("2026-11-22T18:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        IdentityDocs::build(
+            &UserFacts {
+                id: "u1",
+                subject: Some("sub-1"),
+                email: "ann@example.com",
+                name: None,
+                username: Some("ann"),
+                groups: &groups,
+                roles: &[],
+                tenants: &tenants,
+                claims: &claims,
+            },
+            &SessionFacts {
+                id: "s1",
+                created_at: t,
+                expires_at: t,
+                auth_time: t,
+                amr: &amr,
+            },
+            Some(&DeviceFacts {
+                id: "d1",
+                registered: true,
+                managed: false,
+                trust: "high",
+                posture: &posture,
+                cert_fingerprint: None,
+            }),
+        )
+    }
+
+    #[test]
+    fn cached_documents_share_their_key_names() {
+        let a: IdentityDocs<regorus::Value> = facts_docs();
+        let b: IdentityDocs<regorus::Value> = facts_docs();
+        let key = |docs: &IdentityDocs<regorus::Value>| -> regorus::Rc<str> {
+            let regorus::Value::Object(fields) = &docs.user else {
+                panic!("user is an object")
+            };
+            let (k, _) = fields
+                .iter()
+                .find(|(k, _)| **k == regorus::Value::from("email"))
+                .unwrap();
+            k.as_string().unwrap().clone()
+        };
+        assert!(regorus::Rc::ptr_eq(&key(&a), &key(&b)));
+        // A name outside the table is the session's own.
+        let regorus::Value::Object(tenants) = &a.user["tenants"] else {
+            panic!("tenants is an object")
+        };
+        assert!(tenants.contains_key(&regorus::Value::from("acme")));
+    }
+
+    #[test]
+    fn cel_documents_made_from_rego_equal_cel_built_directly() {
+        let rego: IdentityDocs<regorus::Value> = facts_docs();
+        let direct: IdentityDocs<cel::Value> = facts_docs();
+        let converted = rego.to_cel();
+        assert_eq!(converted.user, direct.user);
+        assert_eq!(converted.session, direct.session);
+        assert_eq!(converted.device, direct.device);
+        // 2.0 stays a double and 3 an int: CEL tells them apart (`2.0 == 2` is a type error).
+        let cel::Value::Map(user) = &converted.user else {
+            panic!("user is a map")
+        };
+        let claims = user
+            .map
+            .get(&cel::objects::Key::from("claims".to_string()))
+            .unwrap();
+        let cel::Value::Map(claims) = claims else {
+            panic!("claims is a map")
+        };
+        assert_eq!(
+            claims
+                .map
+                .get(&cel::objects::Key::from("score".to_string())),
+            Some(&cel::Value::Float(2.0))
+        );
+        assert_eq!(
+            claims
+                .map
+                .get(&cel::objects::Key::from("level".to_string())),
+            Some(&cel::Value::Int(3))
+        );
+        let anonymous = IdentityDocs::<regorus::Value>::anonymous().to_cel();
+        assert_eq!(anonymous.user, cel::Value::Null);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod testing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -39,22 +40,52 @@ pub struct PolicyOutcome {
     pub status: Option<u16>,
 }
 
-/// A session's identity documents in both engines' value types, built once per session.
+/// A session's identity documents, built once per session and cached with it: Rego's always,
+/// CEL's made from them the first time a CEL route needs them, so a session that only meets
+/// Rego routes never holds a second copy.
 #[derive(Clone, Debug)]
 pub struct IdentityInput {
     pub rego: IdentityDocs<regorus::Value>,
-    pub cel: IdentityDocs<::cel::Value>,
+    cel: OnceLock<IdentityDocs<::cel::Value>>,
 }
 
 impl IdentityInput {
+    pub fn new(rego: IdentityDocs<regorus::Value>) -> IdentityInput {
+        IdentityInput {
+            rego,
+            cel: OnceLock::new(),
+        }
+    }
+
     pub fn build(
         user: &input::UserFacts<'_>,
         session: &input::SessionFacts<'_>,
         device: Option<&input::DeviceFacts<'_>>,
     ) -> IdentityInput {
+        IdentityInput::new(IdentityDocs::build(user, session, device))
+    }
+
+    /// A request without a session.
+    pub fn anonymous() -> IdentityInput {
+        IdentityInput::new(IdentityDocs::anonymous())
+    }
+
+    /// The CEL documents, converted on first use.
+    pub fn cel(&self) -> &IdentityDocs<::cel::Value> {
+        self.cel.get_or_init(|| self.rego.to_cel())
+    }
+
+    /// These documents with `input.device` replaced (a registered client certificate's
+    /// device, per request). The CEL half comes from this session's cached CEL documents, so
+    /// a CEL route does not convert the session again on every such request.
+    pub fn with_device(&self, rego: &regorus::Value, cel: &::cel::Value) -> IdentityInput {
+        let mut docs = self.rego.clone();
+        docs.device = rego.clone();
+        let mut cel_docs = self.cel().clone();
+        cel_docs.device = cel.clone();
         IdentityInput {
-            rego: IdentityDocs::build(user, session, device),
-            cel: IdentityDocs::build(user, session, device),
+            rego: docs,
+            cel: OnceLock::from(cel_docs),
         }
     }
 }
@@ -291,10 +322,7 @@ impl Bundle {
                 tenant: route.tenant.as_deref(),
                 params: &[],
             };
-            let identity = IdentityInput {
-                rego: IdentityDocs::anonymous(),
-                cel: IdentityDocs::anonymous(),
-            };
+            let identity = IdentityInput::anonymous();
             if let Err(PolicyError::Eval { error, .. }) =
                 self.evaluate(route, &request, &facts, &identity, Utc::now())
                 && error.is_unknown_name()
@@ -343,7 +371,7 @@ impl Bundle {
                     } else {
                         null.clone()
                     },
-                    identity: identity.cel.clone(),
+                    identity: identity.cel().clone(),
                     time: if uses.time { time_doc(now) } else { null },
                 }
             },
@@ -505,18 +533,11 @@ mod tests {
         );
         let user =
             serde_json::json!({"email": "ann@example.com", "groups": groups, "tenants": tenants});
-        IdentityInput {
-            rego: IdentityDocs {
-                user: input::from_json(&user),
-                session: regorus::Value::Null,
-                device: input::from_json(&device),
-            },
-            cel: IdentityDocs {
-                user: input::from_json(&user),
-                session: ::cel::Value::Null,
-                device: input::from_json(&device),
-            },
-        }
+        IdentityInput::new(IdentityDocs {
+            user: input::from_json(&user),
+            session: regorus::Value::Null,
+            device: input::from_json(&device),
+        })
     }
 
     fn decide(

@@ -1,15 +1,90 @@
 //! Sessions (`sessions`): creating them, loading one with everything the decision needs
 //! about its user and device, idle-timeout activity, and the server-side refresh of their
 //! IdP claims. Ending sessions is [`super::revocation`]'s. Same SQL on both backends (see
-//! the parent module).
+//! the parent module), except `find_session`'s membership aggregates.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::users::{GROUPS_SQL, ROLES_SQL, TENANTS_SQL};
+use super::users::{Memberships, POSTGRES_MEMBERSHIPS, SQLITE_MEMBERSHIPS};
 use super::{
     Backend, DeviceRecord, NewSession, SessionRecord, Store, StoreError, StoredSession, UserRecord,
 };
+
+/// `find_session`'s statement with a backend's membership aggregates (`u` is the user).
+fn find_session_sql(memberships: &str) -> String {
+    format!(
+        "SELECT s.id, s.user_id, s.device_id, s.created_at, s.expires_at, s.last_seen_at,
+                s.auth_time, s.amr, s.revoked_at, s.idp_claims,
+                u.subject, u.email, u.name, u.username, u.claims,
+                {memberships},
+                d.id AS device_row_id, d.registered, d.managed, d.trust, d.posture,
+                d.cert_fingerprint
+         FROM sessions s
+         JOIN users u ON u.id = s.user_id
+         LEFT JOIN devices d ON d.id = s.device_id
+         WHERE s.token_hash = $1"
+    )
+}
+
+static FIND_SESSION_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| find_session_sql(POSTGRES_MEMBERSHIPS));
+static FIND_SESSION_SQLITE: LazyLock<String> =
+    LazyLock::new(|| find_session_sql(SQLITE_MEMBERSHIPS));
+
+/// One row of `find_session`: the session, its user's columns and memberships, and the
+/// device's columns (all null without a device).
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    #[sqlx(flatten)]
+    session: StoredSession,
+    subject: Option<String>,
+    email: String,
+    name: Option<String>,
+    username: Option<String>,
+    claims: Json<serde_json::Value>,
+    #[sqlx(flatten)]
+    memberships: Memberships,
+    device_row_id: Option<String>,
+    registered: Option<bool>,
+    managed: Option<bool>,
+    trust: Option<String>,
+    posture: Option<Json<serde_json::Value>>,
+    cert_fingerprint: Option<String>,
+}
+
+impl SessionRow {
+    fn into_record(self) -> SessionRecord {
+        let device = self.device_row_id.map(|id| DeviceRecord {
+            id,
+            registered: self.registered.unwrap_or(false),
+            managed: self.managed.unwrap_or(false),
+            trust: self.trust.unwrap_or_default(),
+            posture: self
+                .posture
+                .unwrap_or_else(|| Json(serde_json::Value::Object(Default::default()))),
+            cert_fingerprint: self.cert_fingerprint,
+        });
+        let user = UserRecord {
+            id: self.session.user_id.clone(),
+            subject: self.subject,
+            email: self.email,
+            name: self.name,
+            username: self.username,
+            claims: self.claims,
+        };
+        SessionRecord {
+            session: self.session,
+            user,
+            groups: self.memberships.groups.0,
+            roles: self.memberships.roles.0,
+            tenants: self.memberships.tenants.0,
+            device,
+        }
+    }
+}
 
 /// A session whose IdP claims are due to be re-read.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -41,44 +116,29 @@ impl Store {
         Ok(())
     }
 
-    /// Loads a session by token hash with its user, groups, roles, tenants and device.
+    /// Loads a session by token hash with its user, groups, roles, tenants and device, in
+    /// one statement: this is a session-cache miss, on the verify path, and each sequential
+    /// round trip to Postgres costs about as much as the whole query.
     /// Returns revoked and expired sessions too: the caller decides, and says why.
     pub async fn find_session(
         &self,
         token_hash: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let session_sql = "SELECT id, user_id, device_id, created_at, expires_at, last_seen_at,
-                                  auth_time, amr, revoked_at, idp_claims
-                           FROM sessions WHERE token_hash = $1";
-        let user_sql = "SELECT id, subject, email, name, username, claims FROM users WHERE id = $1";
-        let (groups_sql, roles_sql, tenants_sql) = (GROUPS_SQL, ROLES_SQL, TENANTS_SQL);
-        let device_sql = "SELECT id, registered, managed, trust, posture, cert_fingerprint FROM devices WHERE id = $1";
-        on_pool!(self, pool => {
-            let session: Option<StoredSession> = sqlx::query_as(session_sql)
-                .bind(token_hash).fetch_optional(pool).await?;
-            let Some(session) = session else { return Ok(None) };
-            let user: Option<UserRecord> = sqlx::query_as(user_sql)
-                .bind(&session.user_id).fetch_optional(pool).await?;
-            let Some(user) = user else { return Ok(None) };
-            let groups: Vec<(String,)> = sqlx::query_as(groups_sql)
-                .bind(&user.id).fetch_all(pool).await?;
-            let roles: Vec<(String,)> = sqlx::query_as(roles_sql)
-                .bind(&user.id).fetch_all(pool).await?;
-            let tenants: Vec<(String, String)> = sqlx::query_as(tenants_sql)
-                .bind(&user.id).fetch_all(pool).await?;
-            let device: Option<DeviceRecord> = match &session.device_id {
-                Some(id) => sqlx::query_as(device_sql).bind(id).fetch_optional(pool).await?,
-                None => None,
-            };
-            Ok(Some(SessionRecord {
-                session,
-                user,
-                groups: groups.into_iter().map(|g| g.0).collect(),
-                roles: roles.into_iter().map(|r| r.0).collect(),
-                tenants,
-                device,
-            }))
-        })
+        let row: Option<SessionRow> = match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(FIND_SESSION_POSTGRES.as_str())
+                    .bind(token_hash)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_as(FIND_SESSION_SQLITE.as_str())
+                    .bind(token_hash)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        Ok(row.map(SessionRow::into_record))
     }
 
     /// Records activity for the idle timeout. Called coalesced, not on every request.

@@ -1,6 +1,9 @@
 //! Users, their groups and tenants (`users`, `user_groups`, `tenants`, `tenant_members`):
 //! users made by the CLI (keyed by email) and users an identity provider vouched for (keyed
-//! by its `sub`). Same SQL on both backends (see the parent module).
+//! by its `sub`). Same SQL on both backends (see the parent module), except the JSON
+//! aggregates that load a user's memberships with the user.
+
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -222,11 +225,51 @@ fn is_write_conflict(e: &sqlx::Error) -> bool {
 
 /// A user's groups (IdP and store, without repeats), roles and tenant memberships: what
 /// `input.user` carries besides the user row.
-pub(super) const GROUPS_SQL: &str =
-    "SELECT DISTINCT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name";
-pub(super) const ROLES_SQL: &str = "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role";
-pub(super) const TENANTS_SQL: &str =
-    "SELECT tenant_id, role FROM tenant_members WHERE user_id = $1 ORDER BY tenant_id";
+/// A user's groups (IdP and store, sorted, without duplicates), roles and (tenant, role)
+/// pairs as three JSON columns `groups`, `roles` and `tenants` of the row of user `u`, so a
+/// user and their memberships load in one round trip. The JSON functions differ by backend.
+pub(super) const POSTGRES_MEMBERSHIPS: &str = "\
+    (SELECT COALESCE(json_agg(DISTINCT g.group_name ORDER BY g.group_name), '[]')
+       FROM user_groups g WHERE g.user_id = u.id) AS groups,
+    (SELECT COALESCE(json_agg(r.role ORDER BY r.role), '[]')
+       FROM user_roles r WHERE r.user_id = u.id) AS roles,
+    (SELECT COALESCE(json_agg(json_build_array(t.tenant_id, t.role) ORDER BY t.tenant_id), '[]')
+       FROM tenant_members t WHERE t.user_id = u.id) AS tenants";
+pub(super) const SQLITE_MEMBERSHIPS: &str = "\
+    (SELECT json_group_array(DISTINCT g.group_name ORDER BY g.group_name)
+       FROM user_groups g WHERE g.user_id = u.id) AS groups,
+    (SELECT json_group_array(r.role ORDER BY r.role)
+       FROM user_roles r WHERE r.user_id = u.id) AS roles,
+    (SELECT json_group_array(json_array(t.tenant_id, t.role) ORDER BY t.tenant_id)
+       FROM tenant_members t WHERE t.user_id = u.id) AS tenants";
+
+/// The columns [`POSTGRES_MEMBERSHIPS`] / [`SQLITE_MEMBERSHIPS`] add to a row.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct Memberships {
+    pub groups: Json<Vec<String>>,
+    pub roles: Json<Vec<String>>,
+    pub tenants: Json<Vec<(String, String)>>,
+}
+
+fn user_by_email_sql(memberships: &str) -> String {
+    format!(
+        "SELECT u.id, u.subject, u.email, u.name, u.username, u.claims, {memberships}
+         FROM users u WHERE u.email = $1"
+    )
+}
+
+static USER_BY_EMAIL_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| user_by_email_sql(POSTGRES_MEMBERSHIPS));
+static USER_BY_EMAIL_SQLITE: LazyLock<String> =
+    LazyLock::new(|| user_by_email_sql(SQLITE_MEMBERSHIPS));
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    #[sqlx(flatten)]
+    user: UserRecord,
+    #[sqlx(flatten)]
+    memberships: Memberships,
+}
 
 /// A user as they are now, with everything `input.user` needs: a replayed or re-decided
 /// audit record is judged with these (docs/admin.md).
@@ -244,25 +287,26 @@ impl Store {
     /// The user with `email` and their groups, roles and tenants, if they exist.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<StoredUser>, StoreError> {
         let email = email.trim().to_ascii_lowercase();
-        let user_sql =
-            "SELECT id, subject, email, name, username, claims FROM users WHERE email = $1";
-        on_pool!(self, pool => {
-            let user: Option<UserRecord> = sqlx::query_as(user_sql)
-                .bind(&email).fetch_optional(pool).await?;
-            let Some(user) = user else { return Ok(None) };
-            let groups: Vec<(String,)> = sqlx::query_as(GROUPS_SQL)
-                .bind(&user.id).fetch_all(pool).await?;
-            let roles: Vec<(String,)> = sqlx::query_as(ROLES_SQL)
-                .bind(&user.id).fetch_all(pool).await?;
-            let tenants: Vec<(String, String)> = sqlx::query_as(TENANTS_SQL)
-                .bind(&user.id).fetch_all(pool).await?;
-            Ok(Some(StoredUser {
-                user,
-                groups: groups.into_iter().map(|g| g.0).collect(),
-                roles: roles.into_iter().map(|r| r.0).collect(),
-                tenants,
-            }))
-        })
+        let row: Option<UserRow> = match &self.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(USER_BY_EMAIL_POSTGRES.as_str())
+                    .bind(&email)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_as(USER_BY_EMAIL_SQLITE.as_str())
+                    .bind(&email)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        };
+        Ok(row.map(|r| StoredUser {
+            user: r.user,
+            groups: r.memberships.groups.0,
+            roles: r.memberships.roles.0,
+            tenants: r.memberships.tenants.0,
+        }))
     }
 
     /// A device by id (a replayed audit record's device, as it is now).

@@ -240,3 +240,163 @@ async fn admin_csrf_is_skipped_only_when_the_bearer_authenticated() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Runs one statement with text binds on the test's database, either backend.
+async fn exec(url: &str, sql: &str, binds: &[&str]) {
+    use sqlx::Connection;
+    macro_rules! run {
+        ($conn:ty) => {{
+            let mut c = <$conn>::connect(url).await.unwrap();
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+            for b in binds {
+                q = q.bind(*b);
+            }
+            q.execute(&mut c).await.unwrap();
+        }};
+    }
+    if url.starts_with("postgres") {
+        run!(sqlx::PgConnection)
+    } else {
+        run!(sqlx::SqliteConnection)
+    }
+}
+
+/// Rows of one text-only query, either backend.
+async fn texts(url: &str, sql: &str, bind: &str) -> Vec<Vec<String>> {
+    use sqlx::{Connection, Row};
+    macro_rules! run {
+        ($conn:ty) => {{
+            let mut c = <$conn>::connect(url).await.unwrap();
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                .bind(bind)
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| (0..r.len()).map(|i| r.get::<String, _>(i)).collect())
+                .collect()
+        }};
+    }
+    if url.starts_with("postgres") {
+        run!(sqlx::PgConnection)
+    } else {
+        run!(sqlx::SqliteConnection)
+    }
+}
+
+/// `Store::find_session` loads a session, its user, memberships and device in one statement
+/// (JSON aggregates, different per backend); it must return exactly what plain per-table
+/// queries return: groups of both sources once each and sorted, roles, tenants with roles,
+/// the device, and empty lists (not null) for a user without memberships.
+#[tokio::test]
+async fn find_session_loads_the_same_user_as_the_separate_queries() {
+    for backend in crate::helpers::BACKENDS {
+        let app = spawn_app_with(AppOptions::new(backend)).await;
+        let url = app.db.url.clone();
+        app.login(&Person {
+            email: "ann@example.com",
+            groups: &["kitchen", "admins", "zeta"],
+            tenant: Some("acme"),
+        })
+        .await;
+        app.login(&Person {
+            email: "sam@example.com",
+            groups: &[],
+            tenant: None,
+        })
+        .await;
+        let ann = texts(
+            &url,
+            "SELECT id FROM users WHERE email = $1",
+            "ann@example.com",
+        )
+        .await[0][0]
+            .clone();
+        let now = chrono::Utc::now();
+        // The same group from the IdP as from the store, a second tenant and two roles.
+        app.store
+            .set_user_groups(
+                &ann,
+                gatehouse::store::GroupSource::Idp,
+                &["kitchen".into(), "beta".into()],
+            )
+            .await
+            .unwrap();
+        app.store
+            .add_tenant_member("zeta-corp", &ann, "owner", now)
+            .await
+            .unwrap();
+        for role in ["writer", "auditor"] {
+            exec(
+                &url,
+                "INSERT INTO user_roles (user_id, role) VALUES ($1, $2)",
+                &[&ann, role],
+            )
+            .await;
+        }
+        app.attach_device("ann@example.com", true, "high").await;
+
+        for email in ["ann@example.com", "sam@example.com"] {
+            let session = texts(
+                &url,
+                "SELECT s.token_hash, s.user_id FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.email = $1",
+                email,
+            )
+            .await;
+            let (hash, user_id) = (&session[0][0], &session[0][1]);
+            let record = app.store.find_session(hash).await.unwrap().unwrap();
+            let column = |rows: Vec<Vec<String>>| -> Vec<String> {
+                rows.into_iter().map(|r| r[0].clone()).collect()
+            };
+            let groups = column(
+                texts(
+                    &url,
+                    "SELECT DISTINCT group_name FROM user_groups WHERE user_id = $1 ORDER BY group_name",
+                    user_id,
+                )
+                .await,
+            );
+            let roles = column(
+                texts(
+                    &url,
+                    "SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role",
+                    user_id,
+                )
+                .await,
+            );
+            let tenants: Vec<(String, String)> = texts(
+                &url,
+                "SELECT tenant_id, role FROM tenant_members WHERE user_id = $1 ORDER BY tenant_id",
+                user_id,
+            )
+            .await
+            .into_iter()
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
+            assert_eq!(record.user.id, *user_id, "{backend:?}");
+            assert_eq!(record.user.email, email, "{backend:?}");
+            assert_eq!(record.groups, groups, "{backend:?} {email}");
+            assert_eq!(record.roles, roles, "{backend:?} {email}");
+            assert_eq!(record.tenants, tenants, "{backend:?} {email}");
+            if email == "ann@example.com" {
+                assert_eq!(groups, ["admins", "beta", "kitchen", "zeta"]);
+                assert_eq!(roles, ["auditor", "writer"]);
+                assert_eq!(tenants.len(), 2);
+                let device = record.device.expect("ann's session has a device");
+                assert!(device.registered && device.managed, "{backend:?}");
+                assert_eq!(device.trust, "high");
+                assert_eq!(Some(device.id), record.session.device_id);
+            } else {
+                assert!(groups.is_empty() && roles.is_empty() && tenants.is_empty());
+                assert!(record.device.is_none(), "{backend:?}");
+            }
+        }
+        assert!(
+            app.store
+                .find_session("no-such-token-hash")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1458,6 +1458,14 @@ impl Number {
         }
     }
 
+    // GATEHOUSE PATCH: whether the number is stored as a float (2.0 is, 2 is not). `Number`
+    // is not exported, so a caller converting values into another engine's types (CEL, where
+    // 2 and 2.0 are different types) cannot match on the variant; `is_integer` says true for
+    // 2.0. No upstream regorus issue found.
+    pub fn is_float(&self) -> bool {
+        matches!(self, Number::Float(_))
+    }
+
     #[verus_spec(result =>
         ensures
             match self@ {
