@@ -327,6 +327,10 @@ impl Authorizer {
             }
             Err(e) => return fail(e),
         };
+        let documents = match self.sessions.identity(&session).await {
+            Ok(d) => d,
+            Err(e) => return fail(LookupError::Documents(e)),
+        };
         // A registered client certificate from a trusted ingress is the device.
         let with_device;
         let (input, device_id) = match self
@@ -334,10 +338,10 @@ impl Authorizer {
             .await
         {
             Ok(Some(device)) => {
-                with_device = session.identity.with_device(&device.rego, &device.cel);
+                with_device = documents.with_device(&device.rego, &device.cel);
                 (&with_device, Some(device.id.clone()))
             }
-            Ok(None) => (&session.identity, session.device_id.clone()),
+            Ok(None) => (&*documents, session.device_id.clone()),
             Err(e) => return fail(e),
         };
         let identity = Identity {
@@ -400,12 +404,19 @@ impl Authorizer {
                 return Err(AdminRefusal::StoreFailed);
             }
         };
+        let documents = match self.sessions.identity(&session).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "admin authorization failed closed");
+                return Err(AdminRefusal::StoreFailed);
+            }
+        };
         let identity = Identity {
             email: &session.email,
             username: session.username.as_deref(),
             groups_joined: &session.groups_joined,
             tenants_joined: &session.tenants_joined,
-            input: &session.identity,
+            input: &documents,
         };
         let asking = Asking {
             mode: UnauthenticatedMode::Status,
@@ -526,6 +537,8 @@ enum LookupError {
     Session(Arc<StoreError>),
     #[error("device store: {0}")]
     Device(Arc<StoreError>),
+    #[error("{0}")]
+    Documents(crate::session::resolver::DocumentsError),
 }
 
 /// The decision's metrics and log line.

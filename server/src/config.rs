@@ -127,6 +127,11 @@ pub struct SessionConfig {
     pub cache_ttl: HumanDuration,
     #[serde(default = "default_refresh_interval")]
     pub refresh_interval: HumanDuration,
+    /// How many cached sessions keep their policy documents built (about 6 KB each); the
+    /// other cached sessions keep a compact copy (about 1 KB) and rebuild them on use
+    /// (docs/performance.md, "Sessions at scale").
+    #[serde(default = "default_built_documents")]
+    pub built_documents: u64,
 }
 
 impl Default for SessionConfig {
@@ -136,6 +141,7 @@ impl Default for SessionConfig {
             idle_timeout: default_idle_timeout(),
             cache_ttl: default_cache_ttl(),
             refresh_interval: default_refresh_interval(),
+            built_documents: default_built_documents(),
         }
     }
 }
@@ -262,6 +268,9 @@ fn default_idle_timeout() -> HumanDuration {
 }
 fn default_cache_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(10))
+}
+fn default_built_documents() -> u64 {
+    10_000
 }
 fn default_refresh_interval() -> HumanDuration {
     HumanDuration(Duration::from_secs(15 * 60))

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub policy_eval_duration: Histogram,
     pub session_cache_hits: IntCounter,
     pub session_cache_misses: IntCounter,
+    pub session_documents_rebuilt: IntCounter,
     pub policy_reloads: IntCounterVec,
     pub policy_reload_errors: IntCounter,
     pub policy_bundle_info: IntGaugeVec,
@@ -69,6 +70,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let session_cache_misses = IntCounter::new(
         "gatehouse_session_cache_misses_total",
         "Sessions loaded from the store",
+    )?;
+    let session_documents_rebuilt = IntCounter::new(
+        "gatehouse_session_documents_rebuilt_total",
+        "Cached sessions whose policy documents were rebuilt from their compact form (not among the built ones)",
     )?;
     let policy_reloads = IntCounterVec::new(
         Opts::new(
@@ -147,6 +152,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(policy_eval_duration.clone()))?;
     registry.register(Box::new(session_cache_hits.clone()))?;
     registry.register(Box::new(session_cache_misses.clone()))?;
+    registry.register(Box::new(session_documents_rebuilt.clone()))?;
     registry.register(Box::new(policy_reloads.clone()))?;
     registry.register(Box::new(policy_reload_errors.clone()))?;
     registry.register(Box::new(policy_bundle_info.clone()))?;
@@ -159,6 +165,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         policy_eval_duration,
         session_cache_hits,
         session_cache_misses,
+        session_documents_rebuilt,
         policy_reloads,
         policy_reload_errors,
         policy_bundle_info,
@@ -190,6 +197,10 @@ pub fn session_cache_hit() {
 
 pub fn session_cache_miss() {
     METRICS.session_cache_misses.inc();
+}
+
+pub fn session_documents_rebuilt() {
+    METRICS.session_documents_rebuilt.inc();
 }
 
 /// Marks `version` as the live bundle (the previous version's series is removed).
@@ -234,6 +245,7 @@ mod tests {
             "gatehouse_policy_eval_duration_seconds",
             "gatehouse_session_cache_hits_total",
             "gatehouse_session_cache_misses_total",
+            "gatehouse_session_documents_rebuilt_total",
             "gatehouse_policy_reloads_total",
             "gatehouse_policy_reload_errors_total",
             "gatehouse_policy_bundle_info{version=\"abc\"} 1",

@@ -107,6 +107,40 @@ impl Doc for cel::Value {
     }
 }
 
+/// JSON: a session's documents kept as compact text when they are not kept built (the
+/// service's session cache), and read back with [`from_json`] to the same values.
+impl Doc for serde_json::Value {
+    fn null() -> Self {
+        serde_json::Value::Null
+    }
+    fn bool(b: bool) -> Self {
+        serde_json::Value::Bool(b)
+    }
+    fn int(i: i64) -> Self {
+        serde_json::Value::from(i)
+    }
+    fn float(f: f64) -> Self {
+        serde_json::Value::from(f)
+    }
+    fn str(s: &str) -> Self {
+        serde_json::Value::from(s)
+    }
+    fn list(items: Vec<Self>) -> Self {
+        serde_json::Value::Array(items)
+    }
+    fn map(entries: Vec<(&str, Self)>) -> Self {
+        serde_json::Value::Object(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    }
+    fn cached_map(entries: Vec<(&str, Self)>) -> Self {
+        Self::map(entries)
+    }
+}
+
 /// Map keys that every cached session repeats: the input document's own names and the claim
 /// names common IdPs send. Sorted, for binary search (a test checks it). A cached session
 /// holds a few dozen keys per engine; sharing them is a large part of a session's memory.
@@ -598,6 +632,23 @@ mod tests {
         );
         let anonymous = IdentityDocs::<regorus::Value>::anonymous().to_cel();
         assert_eq!(anonymous.user, cel::Value::Null);
+    }
+
+    #[test]
+    fn documents_read_back_from_json_text_equal_the_direct_build() {
+        let json: IdentityDocs<serde_json::Value> = facts_docs();
+        let text = serde_json::to_string(&[&json.user, &json.session, &json.device]).unwrap();
+        let back: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let direct: IdentityDocs<regorus::Value> = facts_docs();
+        assert_eq!(from_json::<regorus::Value>(&back[0]), direct.user);
+        assert_eq!(from_json::<regorus::Value>(&back[1]), direct.session);
+        assert_eq!(from_json::<regorus::Value>(&back[2]), direct.device);
+        // And the CEL made from them keeps 2.0 a double.
+        let cel_direct: IdentityDocs<cel::Value> = facts_docs();
+        assert_eq!(
+            rego_to_cel(&from_json::<regorus::Value>(&back[0])),
+            cel_direct.user
+        );
     }
 
     #[test]

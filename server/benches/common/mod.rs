@@ -80,6 +80,7 @@ pub async fn fixture_with_policies(
             idle_timeout: Duration::from_secs(3600),
             cache_ttl: Duration::from_secs(3600),
         },
+        config.session.built_documents,
     );
     let grant = SessionGrant {
         email: "ann@example.com".into(),

@@ -38,6 +38,7 @@ pub(super) async fn build(
             idle_timeout: config.session.idle_timeout.0,
             cache_ttl: config.session.cache_ttl.0,
         },
+        config.session.built_documents,
     );
     let devices = DeviceResolver::new(store.clone(), config.session.cache_ttl.0);
     let reloader = Arc::new(PolicyReloader::new(

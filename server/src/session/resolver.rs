@@ -1,23 +1,30 @@
 //! Session resolution: cache first, then the store; expiry, idle timeout and revocation.
 //!
-//! A resolved session is cached for `session.cache_ttl` under the SHA-256 of its token, with
-//! its policy input documents already built, so a cache hit costs a hash and a lookup.
-//! Activity for the idle timeout is kept in memory and written back at most once per
-//! `touch_interval`, not on every request.
+//! A resolved session is cached for `session.cache_ttl` under the SHA-256 of its token, so a
+//! cache hit costs a hash and a lookup. Its policy documents (`input.user`, `input.session`,
+//! `input.device`) live in two tiers, because built engine values are about five times the
+//! size of the session itself (regorus objects are B-trees): the most used sessions' documents
+//! stay built in a second, smaller cache; every cached session also keeps them as compact
+//! JSON text, from which a session outside that set rebuilds them in microseconds, without a
+//! store round trip. Activity for the idle timeout is kept in memory and written back at most
+//! once per `touch_interval`, not on every request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::token::SessionToken;
 use crate::policy::IdentityInput;
-use crate::policy::input::{SessionFacts, UserFacts};
+use crate::policy::input::{IdentityDocs, SessionFacts, UserFacts, from_json};
 use crate::store::{SessionRecord, Store, StoreError};
 
 /// Upper bound on cached sessions; beyond it the least used are evicted.
 const MAX_CACHED_SESSIONS: u64 = 200_000;
+
+/// Numbers each load of a session from the store: the key of its built documents.
+static LOADS: AtomicU64 = AtomicU64::new(0);
 
 /// Why a presented session is not valid. Every reason is a 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,22 +46,32 @@ impl InvalidSession {
     }
 }
 
+/// A cached session's documents could not be read back from their JSON text. It cannot
+/// happen for text this module wrote; if it did, the request fails closed (500).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cached session documents unreadable: {0}")]
+pub struct DocumentsError(String);
+
 /// A live session with what verify answers and policies need.
 #[derive(Debug)]
 pub struct ResolvedSession {
     pub session_id: String,
     pub user_id: String,
     pub email: String,
-    pub subject: Option<String>,
     pub username: Option<String>,
-    pub groups: Vec<String>,
-    /// Groups comma-joined, ready for the groups header.
+    /// Groups comma-joined, ready for the groups header (group names never hold a comma:
+    /// `oidc::claims` refuses them).
     pub groups_joined: String,
     /// Tenant ids the user belongs to, comma-joined.
     pub tenants_joined: String,
     pub device_id: Option<String>,
     pub expires_at: DateTime<Utc>,
-    pub identity: IdentityInput,
+    /// `[input.user, input.session, input.device]` as JSON text: what the documents are
+    /// rebuilt from when they are not among the built ones.
+    documents: Box<str>,
+    /// Which load of the session this is: documents built for an earlier load (before a
+    /// device change, say) are under another key and never used for this one.
+    load: u64,
     /// Unix seconds of the last request seen on this replica.
     last_seen: AtomicI64,
     /// Unix seconds of the last `last_seen_at` written to the store.
@@ -63,15 +80,16 @@ pub struct ResolvedSession {
 }
 
 impl ResolvedSession {
-    fn from_record(record: &SessionRecord) -> ResolvedSession {
+    /// The session and its documents, built: the first request needs them at once.
+    fn from_record(record: &SessionRecord) -> (ResolvedSession, IdentityInput) {
         let last_seen = record.session.last_seen_at.timestamp();
-        ResolvedSession {
+        let (built, json) = identity_docs(record);
+        let documents = serde_json::Value::Array(vec![json.user, json.session, json.device]);
+        let session = ResolvedSession {
             session_id: record.session.id.clone(),
             user_id: record.user.id.clone(),
             email: record.user.email.clone(),
-            subject: record.user.subject.clone(),
             username: record.user.username.clone(),
-            groups: record.groups.clone(),
             groups_joined: record.groups.join(","),
             tenants_joined: record
                 .tenants
@@ -81,17 +99,43 @@ impl ResolvedSession {
                 .join(","),
             device_id: record.session.device_id.clone(),
             expires_at: record.session.expires_at,
-            identity: identity_input(record),
+            documents: documents.to_string().into_boxed_str(),
+            load: LOADS.fetch_add(1, Ordering::Relaxed),
             last_seen: AtomicI64::new(last_seen),
             last_written: AtomicI64::new(last_seen),
             write_in_flight: AtomicBool::new(false),
-        }
+        };
+        (session, IdentityInput::new(built))
+    }
+
+    /// The user's groups, sorted.
+    pub fn groups(&self) -> impl Iterator<Item = &str> {
+        self.groups_joined.split(',').filter(|g| !g.is_empty())
+    }
+
+    /// The documents again, from their JSON text.
+    fn rebuild_documents(&self) -> Result<IdentityInput, DocumentsError> {
+        let parts: Vec<serde_json::Value> =
+            serde_json::from_str(&self.documents).map_err(|e| DocumentsError(e.to_string()))?;
+        let [user, session, device] = <[serde_json::Value; 3]>::try_from(parts)
+            .map_err(|p| DocumentsError(format!("{} parts, not 3", p.len())))?;
+        crate::metrics::session_documents_rebuilt();
+        Ok(IdentityInput::new(IdentityDocs {
+            user: from_json(&user),
+            session: from_json(&session),
+            device: from_json(&device),
+        }))
     }
 }
 
-/// The policy documents of a stored session: the store's rows translated into the facts the
-/// core's policies read (`input.user`, `input.session`, `input.device`).
-fn identity_input(record: &SessionRecord) -> IdentityInput {
+/// The policy documents of a stored session, built and as JSON: the store's rows translated
+/// into the facts the core's policies read (`input.user`, `input.session`, `input.device`).
+fn identity_docs(
+    record: &SessionRecord,
+) -> (
+    IdentityDocs<regorus::Value>,
+    IdentityDocs<serde_json::Value>,
+) {
     let (u, s) = (&record.user, &record.session);
     let user = UserFacts {
         id: &u.id,
@@ -112,7 +156,10 @@ fn identity_input(record: &SessionRecord) -> IdentityInput {
         amr: &s.amr.0,
     };
     let device = record.device.as_ref().map(super::device::device_facts);
-    IdentityInput::build(&user, &session, device.as_ref())
+    (
+        IdentityDocs::build(&user, &session, device.as_ref()),
+        IdentityDocs::build(&user, &session, device.as_ref()),
+    )
 }
 
 /// Resolution result: a live session or why not. Store failures are a separate `Err`.
@@ -138,6 +185,8 @@ impl SessionTimeouts {
 pub struct SessionResolver {
     store: Store,
     cache: moka::future::Cache<[u8; 32], Arc<ResolvedSession>>,
+    /// Built documents of the most used sessions, by [`ResolvedSession::load`].
+    documents: moka::future::Cache<u64, Arc<IdentityInput>>,
     timeouts: SessionTimeouts,
 }
 
@@ -149,16 +198,40 @@ enum Miss {
 }
 
 impl SessionResolver {
-    pub fn new(store: Store, timeouts: SessionTimeouts) -> SessionResolver {
+    /// `built_documents` bounds the sessions whose documents stay built
+    /// (`session.built_documents`); 0 rebuilds them on every request.
+    pub fn new(store: Store, timeouts: SessionTimeouts, built_documents: u64) -> SessionResolver {
         let cache = moka::future::Cache::builder()
             .max_capacity(MAX_CACHED_SESSIONS)
+            .time_to_live(timeouts.cache_ttl)
+            .build();
+        let documents = moka::future::Cache::builder()
+            .max_capacity(built_documents)
             .time_to_live(timeouts.cache_ttl)
             .build();
         SessionResolver {
             store,
             cache,
+            documents,
             timeouts,
         }
+    }
+
+    /// The session's policy documents: built already, or rebuilt from its JSON text (and
+    /// kept built if the cache admits them: moka keeps the more frequently used).
+    pub async fn identity(
+        &self,
+        session: &ResolvedSession,
+    ) -> Result<Arc<IdentityInput>, DocumentsError> {
+        if let Some(built) = self.documents.get(&session.load).await {
+            return Ok(built);
+        }
+        self.documents
+            .try_get_with(session.load, async {
+                session.rebuild_documents().map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())
     }
 
     /// Resolves `token` at `now`. Concurrent misses for one token share one store load.
@@ -176,12 +249,17 @@ impl SessionResolver {
             None => {
                 crate::metrics::session_cache_miss();
                 let store = self.store.clone();
+                let documents = self.documents.clone();
                 let loaded = self
                     .cache
                     .try_get_with(key, async move {
                         match store.find_session(&token.hash().0).await {
                             Ok(Some(record)) => match check_stored(&record, now) {
-                                Ok(()) => Ok(Arc::new(ResolvedSession::from_record(&record))),
+                                Ok(()) => {
+                                    let (session, built) = ResolvedSession::from_record(&record);
+                                    documents.insert(session.load, Arc::new(built)).await;
+                                    Ok(Arc::new(session))
+                                }
                                 Err(invalid) => Err(Miss::Invalid(invalid)),
                             },
                             Ok(None) => Err(Miss::Invalid(InvalidSession::Unknown)),

@@ -47,6 +47,29 @@ async fn decision_cases_hold_through_http_verify_on_every_backend() {
     }
 }
 
+/// The same cases when no session keeps its documents built (`session.built_documents: 0`):
+/// every decision reads them back from the session's compact copy, and must decide alike.
+#[tokio::test]
+async fn decision_cases_hold_when_documents_are_rebuilt_from_the_compact_copy() {
+    for backend in BACKENDS {
+        let mut options = crate::helpers::AppOptions::new(backend);
+        options.extra_yaml = "session:\n  built_documents: 0\n".into();
+        let mut target = HttpVerify {
+            app: crate::helpers::spawn_app_with(options).await,
+            cookies: BTreeMap::new(),
+        };
+        let failures = run_all(&mut target).await;
+        assert!(failures.is_empty(), "{backend:?}:\n{}", failures.join("\n"));
+        let metrics = target.app.admin_text("/metrics").await;
+        let rebuilt: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("gatehouse_session_documents_rebuilt_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the rebuilt documents counter");
+        assert!(rebuilt > 0.0, "{backend:?}: documents were never rebuilt");
+    }
+}
+
 #[tokio::test]
 async fn oauth2_proxy_alias_answers_like_verify() {
     let app = spawn_app(crate::helpers::Backend::Sqlite).await;

@@ -119,7 +119,7 @@ pub async fn csrf(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         .json(json!({
             "token": token,
             "email": session.email,
-            "groups": session.groups,
+            "groups": session.groups().collect::<Vec<_>>(),
             "logout_url": logout_url,
         })))
 }
