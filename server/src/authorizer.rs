@@ -327,7 +327,7 @@ impl Authorizer {
             }
             Err(e) => return fail(e),
         };
-        let documents = match self.sessions.identity(&session).await {
+        let documents = match self.sessions.identity(&session) {
             Ok(d) => d,
             Err(e) => return fail(LookupError::Documents(e)),
         };
@@ -404,7 +404,7 @@ impl Authorizer {
                 return Err(AdminRefusal::StoreFailed);
             }
         };
-        let documents = match self.sessions.identity(&session).await {
+        let documents = match self.sessions.identity(&session) {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "admin authorization failed closed");

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -21,7 +21,7 @@ use crate::policy::input::{IdentityDocs, SessionFacts, UserFacts, from_json};
 use crate::store::{SessionRecord, Store, StoreError};
 
 /// Upper bound on cached sessions; beyond it the least used are evicted.
-const MAX_CACHED_SESSIONS: u64 = 200_000;
+const MAX_CACHED_SESSIONS: usize = 200_000;
 
 /// Numbers each load of a session from the store: the key of its built documents.
 static LOADS: AtomicU64 = AtomicU64::new(0);
@@ -72,6 +72,8 @@ pub struct ResolvedSession {
     /// Which load of the session this is: documents built for an earlier load (before a
     /// device change, say) are under another key and never used for this one.
     load: u64,
+    /// When it was loaded from the store: it is cached for `session.cache_ttl` from then.
+    loaded: Instant,
     /// Unix seconds of the last request seen on this replica.
     last_seen: AtomicI64,
     /// Unix seconds of the last `last_seen_at` written to the store.
@@ -101,6 +103,7 @@ impl ResolvedSession {
             expires_at: record.session.expires_at,
             documents: documents.to_string().into_boxed_str(),
             load: LOADS.fetch_add(1, Ordering::Relaxed),
+            loaded: Instant::now(),
             last_seen: AtomicI64::new(last_seen),
             last_written: AtomicI64::new(last_seen),
             write_in_flight: AtomicBool::new(false),
@@ -184,54 +187,59 @@ impl SessionTimeouts {
 #[derive(Clone)]
 pub struct SessionResolver {
     store: Store,
-    cache: moka::future::Cache<[u8; 32], Arc<ResolvedSession>>,
-    /// Built documents of the most used sessions, by [`ResolvedSession::load`].
-    documents: moka::future::Cache<u64, Arc<IdentityInput>>,
+    /// quick_cache rather than moka: at 100k sessions moka's per-entry bookkeeping (several
+    /// hundred bytes) was a fifth of a session's memory, and a hit is one shard read lock.
+    /// It has no TTL: an entry older than `cache_ttl` is treated as absent (see `cached`).
+    cache: Arc<quick_cache::sync::Cache<[u8; 32], Arc<ResolvedSession>>>,
+    /// Built documents of the most used sessions, by [`ResolvedSession::load`]. No TTL
+    /// needed: a session reloaded from the store gets a new load number, and the documents
+    /// of a session no longer cached are the first to be evicted.
+    documents: Arc<quick_cache::sync::Cache<u64, Arc<IdentityInput>>>,
+    /// False for `session.built_documents: 0`: documents are rebuilt on every request.
+    keep_built: bool,
     timeouts: SessionTimeouts,
-}
-
-/// What a cache fill can end in besides a session: not cached.
-#[derive(Debug, Clone)]
-enum Miss {
-    Invalid(InvalidSession),
-    Store(Arc<StoreError>),
 }
 
 impl SessionResolver {
     /// `built_documents` bounds the sessions whose documents stay built
     /// (`session.built_documents`); 0 rebuilds them on every request.
     pub fn new(store: Store, timeouts: SessionTimeouts, built_documents: u64) -> SessionResolver {
-        let cache = moka::future::Cache::builder()
-            .max_capacity(MAX_CACHED_SESSIONS)
-            .time_to_live(timeouts.cache_ttl)
-            .build();
-        let documents = moka::future::Cache::builder()
-            .max_capacity(built_documents)
-            .time_to_live(timeouts.cache_ttl)
-            .build();
+        let keep_built = built_documents > 0;
+        // quick_cache wants a capacity of at least 1; with 0 its one slot is never used.
+        let built_documents = usize::try_from(built_documents.max(1)).unwrap_or(usize::MAX);
         SessionResolver {
             store,
-            cache,
-            documents,
+            cache: Arc::new(quick_cache::sync::Cache::new(MAX_CACHED_SESSIONS)),
+            documents: Arc::new(quick_cache::sync::Cache::new(built_documents)),
+            keep_built,
             timeouts,
         }
     }
 
-    /// The session's policy documents: built already, or rebuilt from its JSON text (and
-    /// kept built if the cache admits them: moka keeps the more frequently used).
-    pub async fn identity(
+    /// The session's policy documents: built already, or rebuilt from its JSON text and
+    /// kept built (quick_cache's CLOCK-Pro keeps the often used ones).
+    pub fn identity(
         &self,
         session: &ResolvedSession,
     ) -> Result<Arc<IdentityInput>, DocumentsError> {
-        if let Some(built) = self.documents.get(&session.load).await {
+        if let Some(built) = self.documents.get(&session.load) {
             return Ok(built);
         }
-        self.documents
-            .try_get_with(session.load, async {
-                session.rebuild_documents().map(Arc::new)
-            })
-            .await
-            .map_err(|e| (*e).clone())
+        let built = Arc::new(session.rebuild_documents()?);
+        if self.keep_built {
+            self.documents.insert(session.load, built.clone());
+        }
+        Ok(built)
+    }
+
+    /// A cached session for `key` younger than `cache_ttl`; an older one is dropped.
+    fn cached(&self, key: &[u8; 32]) -> Option<Arc<ResolvedSession>> {
+        let session = self.cache.get(key)?;
+        if session.loaded.elapsed() < self.timeouts.cache_ttl {
+            return Some(session);
+        }
+        self.cache.remove_if(key, |s| Arc::ptr_eq(s, &session));
+        None
     }
 
     /// Resolves `token` at `now`. Concurrent misses for one token share one store load.
@@ -241,41 +249,35 @@ impl SessionResolver {
         now: DateTime<Utc>,
     ) -> Result<Resolution, Arc<StoreError>> {
         let key = token.digest();
-        let session = match self.cache.get(&key).await {
-            Some(s) => {
+        let session = loop {
+            if let Some(s) = self.cached(&key) {
                 crate::metrics::session_cache_hit();
-                s
+                break s;
             }
-            None => {
-                crate::metrics::session_cache_miss();
-                let store = self.store.clone();
-                let documents = self.documents.clone();
-                let loaded = self
-                    .cache
-                    .try_get_with(key, async move {
-                        match store.find_session(&token.hash().0).await {
-                            Ok(Some(record)) => match check_stored(&record, now) {
-                                Ok(()) => {
-                                    let (session, built) = ResolvedSession::from_record(&record);
-                                    documents.insert(session.load, Arc::new(built)).await;
-                                    Ok(Arc::new(session))
-                                }
-                                Err(invalid) => Err(Miss::Invalid(invalid)),
-                            },
-                            Ok(None) => Err(Miss::Invalid(InvalidSession::Unknown)),
-                            Err(e) => Err(Miss::Store(Arc::new(e))),
+            let guard = match self.cache.get_value_or_guard_async(&key).await {
+                // Another request loaded it meanwhile (an older entry: `cached` drops it).
+                Ok(s) if s.loaded.elapsed() < self.timeouts.cache_ttl => break s,
+                Ok(_) => continue,
+                Err(guard) => guard,
+            };
+            crate::metrics::session_cache_miss();
+            // Returning without inserting (an invalid session, a store failure) drops the
+            // guard and lets the next waiter load: only live sessions are cached.
+            match self.store.find_session(&token.hash().0).await {
+                Ok(Some(record)) => match check_stored(&record, now) {
+                    Ok(()) => {
+                        let (session, built) = ResolvedSession::from_record(&record);
+                        if self.keep_built {
+                            self.documents.insert(session.load, Arc::new(built));
                         }
-                    })
-                    .await;
-                match loaded {
-                    Ok(s) => s,
-                    Err(miss) => {
-                        return match miss.as_ref() {
-                            Miss::Invalid(i) => Ok(Err(*i)),
-                            Miss::Store(e) => Err(e.clone()),
-                        };
+                        let session = Arc::new(session);
+                        let _ = guard.insert(session.clone());
+                        break session;
                     }
-                }
+                    Err(invalid) => return Ok(Err(invalid)),
+                },
+                Ok(None) => return Ok(Err(InvalidSession::Unknown)),
+                Err(e) => return Err(Arc::new(e)),
             }
         };
         Ok(self.check_live(&key, session, now).await)
@@ -290,12 +292,12 @@ impl SessionResolver {
     ) -> Resolution {
         let now_secs = now.timestamp();
         if now >= session.expires_at {
-            self.cache.invalidate(key).await;
+            self.cache.remove(key);
             return Err(InvalidSession::Expired);
         }
         let idle = self.timeouts.idle_timeout.as_secs() as i64;
         if now_secs - session.last_seen.load(Ordering::Relaxed) > idle {
-            self.cache.invalidate(key).await;
+            self.cache.remove(key);
             return Err(InvalidSession::Idle);
         }
         session.last_seen.fetch_max(now_secs, Ordering::Relaxed);
@@ -320,20 +322,20 @@ impl SessionResolver {
         for h in hashes {
             let mut key = [0u8; 32];
             if hex::decode_to_slice(h, &mut key).is_ok() {
-                self.cache.invalidate(&key).await;
+                self.cache.remove(&key);
             }
         }
     }
 
-    /// Sessions held in this replica's cache (approximate; expired entries linger until
-    /// moka's housekeeping runs).
+    /// Sessions held in this replica's cache (entries older than `cache_ttl` linger until
+    /// they are next asked for or evicted).
     pub fn cached_sessions(&self) -> u64 {
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
     /// Drops every cached session (e.g. `session revoke --all` seen from another replica).
     pub fn evict_all(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 }
 
