@@ -10,9 +10,10 @@
 //! once per `touch_interval`, not on every request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 
 use super::token::SessionToken;
@@ -79,15 +80,20 @@ pub struct ResolvedSession {
     /// Unix seconds of the last `last_seen_at` written to the store.
     last_written: AtomicI64,
     write_in_flight: AtomicBool,
+    /// The documents built at load, taken by the request that loaded the session.
+    first_documents: ArcSwapOption<IdentityInput>,
+    /// How often this load rebuilt its documents: from the second time on they are kept
+    /// built, so sessions seen once per cache lifetime never displace often used ones.
+    rebuilds: AtomicU32,
 }
 
 impl ResolvedSession {
-    /// The session and its documents, built: the first request needs them at once.
-    fn from_record(record: &SessionRecord) -> (ResolvedSession, IdentityInput) {
+    /// The session, with its documents built for the request that loaded it.
+    fn from_record(record: &SessionRecord) -> ResolvedSession {
         let last_seen = record.session.last_seen_at.timestamp();
         let (built, json) = identity_docs(record);
         let documents = serde_json::Value::Array(vec![json.user, json.session, json.device]);
-        let session = ResolvedSession {
+        ResolvedSession {
             session_id: record.session.id.clone(),
             user_id: record.user.id.clone(),
             email: record.user.email.clone(),
@@ -107,8 +113,9 @@ impl ResolvedSession {
             last_seen: AtomicI64::new(last_seen),
             last_written: AtomicI64::new(last_seen),
             write_in_flight: AtomicBool::new(false),
-        };
-        (session, IdentityInput::new(built))
+            first_documents: ArcSwapOption::from_pointee(IdentityInput::new(built)),
+            rebuilds: AtomicU32::new(0),
+        }
     }
 
     /// The user's groups, sorted.
@@ -216,8 +223,9 @@ impl SessionResolver {
         }
     }
 
-    /// The session's policy documents: built already, or rebuilt from its JSON text and
-    /// kept built (quick_cache's CLOCK-Pro keeps the often used ones).
+    /// The session's policy documents: built already (kept, or built at load for the request
+    /// that loaded it), or rebuilt from the JSON text; from a load's second rebuild on they
+    /// are kept built (quick_cache's CLOCK-Pro then keeps the often used ones).
     pub fn identity(
         &self,
         session: &ResolvedSession,
@@ -225,8 +233,11 @@ impl SessionResolver {
         if let Some(built) = self.documents.get(&session.load) {
             return Ok(built);
         }
+        if let Some(first) = session.first_documents.swap(None) {
+            return Ok(first);
+        }
         let built = Arc::new(session.rebuild_documents()?);
-        if self.keep_built {
+        if self.keep_built && session.rebuilds.fetch_add(1, Ordering::Relaxed) >= 1 {
             self.documents.insert(session.load, built.clone());
         }
         Ok(built)
@@ -266,11 +277,7 @@ impl SessionResolver {
             match self.store.find_session(&token.hash().0).await {
                 Ok(Some(record)) => match check_stored(&record, now) {
                     Ok(()) => {
-                        let (session, built) = ResolvedSession::from_record(&record);
-                        if self.keep_built {
-                            self.documents.insert(session.load, Arc::new(built));
-                        }
-                        let session = Arc::new(session);
+                        let session = Arc::new(ResolvedSession::from_record(&record));
                         let _ = guard.insert(session.clone());
                         break session;
                     }
