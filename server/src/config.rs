@@ -127,9 +127,9 @@ pub struct SessionConfig {
     pub cache_ttl: HumanDuration,
     #[serde(default = "default_refresh_interval")]
     pub refresh_interval: HumanDuration,
-    /// How many cached sessions keep their policy documents built (about 6 KB each); the
-    /// other cached sessions keep a compact copy (about 1 KB) and rebuild them on use
-    /// (docs/performance.md, "Sessions at scale").
+    /// How many cached sessions keep their policy documents built (about 4 KB each); every
+    /// cached session keeps a compact copy (about 1.5 KB in all) and the others rebuild them
+    /// on use (docs/operations.md, "Session cache").
     #[serde(default = "default_built_documents")]
     pub built_documents: u64,
 }
