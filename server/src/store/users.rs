@@ -223,9 +223,8 @@ fn is_write_conflict(e: &sqlx::Error) -> bool {
         .is_some_and(|c| c & 0xff == 5)
 }
 
-/// A user's groups (IdP and store, without repeats), roles and tenant memberships: what
-/// `input.user` carries besides the user row.
-/// A user's groups (IdP and store, sorted, without duplicates), roles and (tenant, role)
+/// What `input.user` carries besides the user row: a user's groups (IdP and store, sorted,
+/// without duplicates), roles and (tenant, role)
 /// pairs as three JSON columns `groups`, `roles` and `tenants` of the row of user `u`, so a
 /// user and their memberships load in one round trip. The JSON functions differ by backend.
 pub(super) const POSTGRES_MEMBERSHIPS: &str = "\
