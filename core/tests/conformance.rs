@@ -5,15 +5,15 @@
 //! `KNOWN_DIFFERENCES`, which docs/policies.md lists for policy authors too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test crate
 
-use gatehouse_core::policy::rego::evaluate_on_both_engines;
+use gatehouse_core::policy::rego::{
+    RegoSource, evaluate_modules_on_both_engines, evaluate_on_both_engines,
+};
 
 /// Expressions where Gatehouse still answers differently from OPA (docs/policies.md,
 /// "Differences from OPA"). Each must really differ: once fixed, remove it here.
 const KNOWN_DIFFERENCES: &[&str] = &[
     // Go's text/template is not implemented.
     r#"strings.render_template("Hello {{.name}}", {"name": "ann"})"#,
-    // Go formats an integer with a float verb as an error marker; Gatehouse prints "3".
-    r#"sprintf("%.2f", [3])"#,
     // ring, which does Gatehouse's signatures, has no P-521: ES512 never verifies.
     "io.jwt.verify_es512(input.token, input.key)",
     // ring refuses RSA keys under 2,048 bits; OPA takes 1,024.
@@ -72,6 +72,55 @@ fn both_engines_answer_as_opa_does() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Annotations and `rego.metadata.rule()` / `chain()` over the modules of
+/// `conformance/metadata/` (package, subpackages across files, document scope, several
+/// definitions of one rule, functions, `else`), against OPA's answers recorded by
+/// `scripts/opa-metadata-conformance`.
+#[test]
+fn annotations_read_as_in_opa_on_both_engines() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/metadata");
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rego") {
+            sources.push(RegoSource {
+                path: path.file_name().unwrap().to_string_lossy().into_owned(),
+                text: std::fs::read_to_string(&path).unwrap(),
+            });
+        }
+    }
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("answers.json")).unwrap()).unwrap();
+    assert!(rows.len() >= 10, "the table lost rows");
+    let mut failures = Vec::new();
+    for row in &rows {
+        let query = row["query"].as_str().unwrap();
+        let want = &row["opa"]["value"];
+        assert!(
+            !want.is_null(),
+            "OPA gave no value for {query}: {}",
+            row["opa"]
+        );
+        let input = row["input"]
+            .as_str()
+            .map(|text| regorus::Value::from_json_str(text).unwrap())
+            .unwrap_or(regorus::Value::Undefined);
+        let answers = evaluate_modules_on_both_engines(&sources, query, input);
+        for (engine, answer) in ["rvm", "interpreter"].iter().zip(answers) {
+            let ok = answer.as_ref().is_ok_and(|value| {
+                *value != regorus::Value::Undefined
+                    && same(&serde_json::from_str(&value.to_string()).unwrap(), want)
+            });
+            if !ok {
+                failures.push(format!(
+                    "{query} ({engine})\n    OPA: {want}\n    got: {answer:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// JSON equality where numbers compare by value (OPA's `1000.0` and regorus's `1000`).

@@ -8,6 +8,7 @@ pub mod cel;
 pub mod data;
 pub mod error;
 pub mod input;
+pub mod metadata;
 pub mod rego;
 pub mod routes;
 pub mod testing;
@@ -663,6 +664,39 @@ mod tests {
         let line: usize = parts.next().unwrap().parse().unwrap();
         let col: usize = parts.next().unwrap().parse().unwrap();
         assert!((3..=5).contains(&line) && col >= 1, "{text}");
+    }
+
+    #[test]
+    fn route_policies_and_tests_read_their_annotations() {
+        // The custom text is long enough that the resolved chain is wider than regorus's
+        // default 1,024-column limit.
+        let long = "x".repeat(1_100);
+        let policy = format!(
+            "# METADATA\n# custom:\n#   note: {long}\npackage routes.app\n\ndefault allow := false\n\n# METADATA\n# title: kitchen\n# custom:\n#   reason: cooks only\nallow if {{\n\t\"kitchen\" in input.user.groups\n\tcount(rego.metadata.chain()[1].annotations.custom.note) > 1000\n}}\n\nreason := rego.metadata.chain()[1].annotations.scope if not allow\n"
+        );
+        let test = "package routes.app_test\n\n# METADATA\n# title: the kitchen may enter\ntest_kitchen if {\n\trego.metadata.rule().title == \"the kitchen may enter\"\n\tdata.routes.app.allow with input as {\"user\": {\"groups\": [\"kitchen\"]}}\n}\n";
+        let bundle = Bundle::build(&files(&[
+            ("routes.yaml", ONE_ROUTE),
+            ("app.rego", &policy),
+            ("app_test.rego", test),
+        ]))
+        .unwrap();
+        let kitchen = identity(&["kitchen"], &[], None);
+        assert!(decide(&bundle, None, "/app", &kitchen).unwrap().allow);
+        let out = decide(&bundle, None, "/app", &identity(&["x"], &[], None)).unwrap();
+        assert!(!out.allow);
+        assert_eq!(out.reason.as_deref(), Some("package"));
+
+        let broken = policy.replace("#   reason: cooks only", "#   reason: [cooks");
+        let err = Bundle::build(&files(&[("routes.yaml", ONE_ROUTE), ("app.rego", &broken)]))
+            .unwrap_err()
+            .to_string();
+        // The flow sequence never closes: YAML stops at its line or at the block's end.
+        assert!(
+            (err.starts_with("bundle/app.rego:11:") || err.starts_with("bundle/app.rego:12:"))
+                && err.contains("invalid METADATA YAML"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::instructions::{ComprehensionMode, Instruction, LoopMode};
 use regorus::rvm::program::{Program, RuleType};
 use regorus::rvm::vm::RegoVM;
+use regorus::unstable::{Module, Parser, Source};
+use regorus::utils::limits::PolicyLengthConfig;
 
 use super::error::{Engine, EvalError, PolicyError};
 
@@ -122,6 +124,44 @@ fn wrapper_module(index: usize, package: &str) -> String {
     )
 }
 
+/// regorus's length limits, widened to the longest line of `texts`. OPA has no limit on a
+/// line's width and regorus refuses lines over 1,024 columns; a resolved
+/// `rego.metadata.chain()` (policy/metadata.rs) alone can be longer. The file size limit
+/// (1 MiB) still bounds what a module can hold.
+fn length_limits<'a>(texts: impl IntoIterator<Item = &'a str>) -> PolicyLengthConfig {
+    let longest = texts
+        .into_iter()
+        .flat_map(str::lines)
+        // regorus counts a tab as four columns.
+        .map(|l| {
+            l.chars()
+                .map(|c| if c == '\t' { 4 } else { 1 })
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    let mut limits = PolicyLengthConfig::default();
+    if let Some(width) = u32::try_from(longest)
+        .ok()
+        .and_then(|w| std::num::NonZeroU32::new(w.saturating_add(2)))
+        .filter(|w| *w > limits.max_col)
+    {
+        limits.max_col = width;
+    }
+    limits
+}
+
+/// One module's syntax tree, parsed as the engines parse it (Rego v1, the same limits).
+pub(crate) fn parse_module(source: &RegoSource) -> Result<Module, PolicyError> {
+    let error = |e: &dyn std::fmt::Display| PolicyError::from_rego(&source.path, &format!("{e:#}"));
+    let parsed_source =
+        Source::from_contents(source.path.clone(), source.text.clone()).map_err(|e| error(&e))?;
+    let mut parser = Parser::new(&parsed_source).map_err(|e| error(&e))?;
+    parser.set_max_col(length_limits([source.text.as_str()]).max_col);
+    parser.enable_rego_v1().map_err(|e| error(&e))?;
+    parser.parse().map_err(|e| error(&e))
+}
+
 /// Parses every module into a fresh engine; returns the engine and package → files.
 pub fn load_engine(
     sources: &[RegoSource],
@@ -130,6 +170,8 @@ pub fn load_engine(
     super::builtins::register();
     let mut engine = regorus::Engine::new();
     engine.set_rego_v0(false);
+    let limits = length_limits(sources.iter().map(|s| s.text.as_str()));
+    engine.set_policy_length_config(limits);
     // OPA's default (and the RVM's): a builtin that fails, such as `to_number("abc")`, is
     // undefined rather than an error, so `not to_number(x)` means what policy authors
     // read in OPA's documentation. regorus's interpreter defaults to strict.
@@ -226,6 +268,7 @@ impl RegoPolicies {
         data: &Value,
         required: &BTreeMap<String, (String, usize, usize)>,
     ) -> Result<Option<RegoPolicies>, PolicyError> {
+        let sources = &*super::metadata::resolve(sources)?;
         // Parse everything once: every file must compile, used by a route or not.
         let (engine, packages) = load_engine(sources, data)?;
         if required.is_empty() {
@@ -538,7 +581,18 @@ pub fn evaluate_on_both_engines(
         path: "conformance.rego".into(),
         text: text.into(),
     }];
-    let mut engine = match load_engine(&source, &Value::new_object()) {
+    evaluate_modules_on_both_engines(&source, rule, input)
+}
+
+/// [`evaluate_on_both_engines`] over several modules (annotations across files, for one).
+pub fn evaluate_modules_on_both_engines(
+    sources: &[RegoSource],
+    rule: &str,
+    input: Value,
+) -> [Result<Value, EvalError>; 2] {
+    let loaded = super::metadata::resolve(sources)
+        .and_then(|sources| load_engine(&sources, &Value::new_object()));
+    let mut engine = match loaded {
         Ok((engine, _)) => engine,
         Err(e) => {
             let e = EvalError::engine(Engine::RegoInterpreter, e);

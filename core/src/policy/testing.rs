@@ -21,10 +21,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use regorus::Value;
-use regorus::unstable::{Expr, Literal, Parser, Rule, RuleHead, Source};
+use regorus::unstable::{Expr, Literal, Rule, RuleHead};
 
 use super::error::PolicyError;
-use super::rego::{RegoSource, load_engine};
+use super::rego::{RegoSource, load_engine, parse_module};
 
 /// OPA's prefixes for tests and for tests to skip.
 const TEST_PREFIX: &str = "test_";
@@ -251,16 +251,7 @@ fn prepare_module(
     next_cases: &mut usize,
     probes: &mut Vec<InputProbe>,
 ) -> Result<(String, Vec<Found>), PolicyError> {
-    let parsed_source = Source::from_contents(source.path.clone(), source.text.clone())
-        .map_err(|e| PolicyError::from_rego(&source.path, &format!("{e:#}")))?;
-    let mut parser = Parser::new(&parsed_source)
-        .map_err(|e| PolicyError::from_rego(&source.path, &format!("{e:#}")))?;
-    parser
-        .enable_rego_v1()
-        .map_err(|e| PolicyError::from_rego(&source.path, &format!("{e:#}")))?;
-    let module = parser
-        .parse()
-        .map_err(|e| PolicyError::from_rego(&source.path, &format!("{e:#}")))?;
+    let module = parse_module(source)?;
     let package = format!("data.{}", module.package.refr.span().text());
 
     // Names a `with input as` document may use and still be evaluated outside the test's
@@ -424,6 +415,7 @@ pub fn run_tests_with_inputs(
     sources: &[RegoSource],
     data: &Value,
 ) -> Result<(Vec<TestResult>, Vec<TestInput>), PolicyError> {
+    let sources = &*super::metadata::resolve(sources)?;
     let mut counts = BTreeMap::new();
     let mut next_cases = 0;
     let mut prepared = Vec::with_capacity(sources.len());

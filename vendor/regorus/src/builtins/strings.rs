@@ -440,6 +440,28 @@ fn sprintf(span: &Span, params: &[Ref<Expr>], args: &[Value], _strict: bool) -> 
                 s += sign;
                 s += apply_width(width, v.format_big_hex()).as_str()
             }
+            // GATEHOUSE PATCH: OPA hands Go's fmt an integer (int64) for every integral
+            // number (3 and 3.0 alike), and Go prints a float verb given an integer as an error
+            // marker, the value formatted by %v with the verb's flags: sprintf("%.2f", [3])
+            // is "%!f(int64=03)", not "3.00". A policy that builds a string to compare must
+            // get OPA's string.
+            ('e' | 'E' | 'f' | 'F' | 'g' | 'G', Value::Number(f))
+                if f.is_integer() && f.as_i64().is_some() =>
+            {
+                let n = f.as_i64().unwrap_or_default();
+                let digits = n.unsigned_abs().to_string();
+                let sign = if n < 0 { "-" } else { "" };
+                let shown = match width {
+                    Width::Decimals(p) => format!("{sign}{digits:0>p$}"),
+                    Width::LeadingZeros(w) => {
+                        let w = w.saturating_sub(sign.len());
+                        format!("{sign}{digits:0>w$}")
+                    }
+                    Width::Cell(w) => format!("{:>w$}", format!("{sign}{digits}")),
+                    Width::None => format!("{sign}{digits}"),
+                };
+                s += &format!("%!{verb}(int64={shown})");
+            }
             ('e', Value::Number(f)) => s += &f.format_scientific(),
             ('E', Value::Number(f)) => s += &f.format_scientific().replace('e', "E"),
             ('f' | 'F', Value::Number(f)) => {
