@@ -1869,95 +1869,179 @@ fn sprint(out: &mut String, args: &[V]) -> R<()> {
     Ok(())
 }
 
-fn sprintf(out: &mut String, format: &str, args: &[V]) -> R<()> {
-    let mut next_arg = 0;
-    let mut chars = format.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
+/// Go's `tooLarge`: widths and precisions beyond a million are refused.
+const MAX_WIDTH: i64 = 1_000_000;
+
+/// Go's `parsenum`: digits from `i`; an absurd number gives up on the rest of the format.
+fn parse_num(b: &[u8], mut i: usize, end: usize) -> (i64, bool, usize) {
+    let mut num = 0i64;
+    let mut is_num = false;
+    while i < end && b[i].is_ascii_digit() {
+        if num > MAX_WIDTH {
+            return (0, false, end);
         }
+        num = num * 10 + i64::from(b[i] - b'0');
+        is_num = true;
+        i += 1;
+    }
+    (num, is_num, i)
+}
+
+/// Go's `intFromArg`: a `*` width or precision.
+fn int_from_arg(args: &[V], arg_num: usize) -> (i64, bool, usize) {
+    match args.get(arg_num) {
+        None => (0, false, arg_num),
+        Some(v) => match v {
+            V::Int(_) | V::Byte(_) => {
+                let n = int_of(v) as i64;
+                if n.abs() > MAX_WIDTH {
+                    (0, false, arg_num + 1)
+                } else {
+                    (n, true, arg_num + 1)
+                }
+            }
+            _ => (0, false, arg_num + 1),
+        },
+    }
+}
+
+/// `fmt.Sprintf`, following Go's `doPrintf` (explicit `[n]` argument indexes included).
+fn sprintf(out: &mut String, format: &str, args: &[V]) -> R<()> {
+    let b = format.as_bytes();
+    let end = b.len();
+    let mut arg_num = 0usize;
+    let mut reordered = false;
+    let mut i = 0;
+    // Go's `argNumber`: an optional `[n]` at `i`.
+    let arg_number = |arg_num: usize, i: usize, reordered: &mut bool, good: &mut bool| {
+        if i >= end || b[i] != b'[' {
+            return (arg_num, i, false);
+        }
+        *reordered = true;
+        let close = b[i..].iter().position(|&c| c == b']');
+        match close {
+            Some(c) if c >= 2 => {
+                let (n, ok, newi) = parse_num(b, i + 1, i + c);
+                if ok && newi == i + c && n >= 1 && (n as usize) <= args.len() {
+                    return ((n - 1) as usize, i + c + 1, true);
+                }
+                *good = false;
+                (arg_num, i + c + 1, ok && newi == i + c)
+            }
+            Some(c) => {
+                *good = false;
+                (arg_num, i + c + 1, false)
+            }
+            None => {
+                *good = false;
+                (arg_num, i + 1, false)
+            }
+        }
+    };
+    while i < end {
+        let last = i;
+        while i < end && b[i] != b'%' {
+            i += 1;
+        }
+        out.push_str(&format[last..i]);
+        if i >= end {
+            break;
+        }
+        i += 1;
         let mut spec = Spec::default();
-        while let Some(&(_, f)) = chars.peek() {
-            match f {
-                '+' => spec.plus = true,
-                '-' => spec.minus = true,
-                '#' => spec.sharp = true,
-                ' ' => spec.space = true,
-                '0' => spec.zero = true,
+        while i < end {
+            match b[i] {
+                b'#' => spec.sharp = true,
+                b'0' => spec.zero = !spec.minus,
+                b'+' => spec.plus = true,
+                b'-' => {
+                    spec.minus = true;
+                    spec.zero = false;
+                }
+                b' ' => spec.space = true,
                 _ => break,
             }
-            chars.next();
+            i += 1;
         }
-        // Width and precision, from digits or `*`; Go gives up on numbers over 10^6.
-        let number = |chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
-                      next_arg: &mut usize|
-         -> Result<Option<usize>, &'static str> {
-            if chars.peek().map(|&(_, c)| c) == Some('*') {
-                chars.next();
-                let v = args.get(*next_arg);
-                *next_arg += 1;
-                return match v {
-                    Some(V::Int(i)) if i.unsigned_abs() <= 1_000_000 => Ok(Some(*i as usize)),
-                    _ => Err("%!(BADWIDTH)"),
-                };
+        let mut good = true;
+        let mut after_index;
+        (arg_num, i, after_index) = arg_number(arg_num, i, &mut reordered, &mut good);
+        if i < end && b[i] == b'*' {
+            i += 1;
+            let (w, ok, n) = int_from_arg(args, arg_num);
+            arg_num = n;
+            if !ok {
+                out.push_str("%!(BADWIDTH)");
+            } else if w < 0 {
+                spec.width = Some(w.unsigned_abs() as usize);
+                spec.minus = true;
+                spec.zero = false;
+            } else {
+                spec.width = Some(w as usize);
             }
-            let mut n: Option<usize> = None;
-            while let Some(d) = chars.peek().and_then(|&(_, c)| c.to_digit(10)) {
-                chars.next();
-                let v = n.unwrap_or(0) * 10 + d as usize;
-                if v > 1_000_000 {
-                    return Err("%!(NOVERB)");
-                }
-                n = Some(v);
-            }
-            Ok(n)
-        };
-        match number(&mut chars, &mut next_arg) {
-            Ok(w) => spec.width = w,
-            Err(e) => {
-                out.push_str(e);
-                if e == "%!(NOVERB)" {
-                    return Ok(());
+            after_index = false;
+        } else {
+            let (w, is_num, newi) = parse_num(b, i, end);
+            i = newi;
+            if is_num {
+                spec.width = Some(w as usize);
+                if after_index {
+                    good = false;
                 }
             }
         }
-        if chars.peek().map(|&(_, c)| c) == Some('.') {
-            chars.next();
-            match number(&mut chars, &mut next_arg) {
-                Ok(p) => spec.prec = Some(p.unwrap_or(0)),
-                Err(e) => {
-                    out.push_str(if e == "%!(BADWIDTH)" {
-                        "%!(BADPREC)"
-                    } else {
-                        e
-                    });
-                    if e == "%!(NOVERB)" {
-                        return Ok(());
-                    }
+        if i + 1 < end && b[i] == b'.' {
+            i += 1;
+            if after_index {
+                good = false;
+            }
+            (arg_num, i, after_index) = arg_number(arg_num, i, &mut reordered, &mut good);
+            if i < end && b[i] == b'*' {
+                i += 1;
+                let (p, ok, n) = int_from_arg(args, arg_num);
+                arg_num = n;
+                if ok && p >= 0 {
+                    spec.prec = Some(p as usize);
+                } else {
+                    out.push_str("%!(BADPREC)");
                 }
+                after_index = false;
+            } else {
+                let (p, is_num, newi) = parse_num(b, i, end);
+                i = newi;
+                spec.prec = Some(if is_num { p as usize } else { 0 });
             }
         }
-        let Some((_, verb)) = chars.next() else {
+        if !after_index {
+            (arg_num, i, _) = arg_number(arg_num, i, &mut reordered, &mut good);
+        }
+        let Some(verb) = format.get(i..).and_then(|rest| rest.chars().next()) else {
             out.push_str("%!(NOVERB)");
             break;
         };
+        i += verb.len_utf8();
         spec.verb = verb;
-        if verb == '%' {
-            out.push('%');
-            continue;
+        if verb == 'v' {
+            // `%+v` and `%#v` are struct-field and Go syntax: `+` and `#` are not flags there.
+            spec.plus = false;
+            spec.sharp = false;
         }
-        let Some(arg) = args.get(next_arg) else {
+        if verb == '%' {
+            // A percent takes no operand and ignores width and precision.
+            out.push('%');
+        } else if !good {
+            let _ = write!(out, "%!{verb}(BADINDEX)");
+        } else if let Some(arg) = args.get(arg_num) {
+            arg_num += 1;
+            fmt_value(out, arg, &spec, 0)?;
+        } else {
             let _ = write!(out, "%!{verb}(MISSING)");
-            continue;
-        };
-        next_arg += 1;
-        fmt_value(out, arg, &spec, 0)?;
+        }
         check_len(out)?;
     }
-    if next_arg < args.len() {
+    if !reordered && arg_num < args.len() {
         out.push_str("%!(EXTRA ");
-        for (i, v) in args[next_arg..].iter().enumerate() {
+        for (i, v) in args[arg_num..].iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
@@ -1970,7 +2054,9 @@ fn sprintf(out: &mut String, format: &str, args: &[V]) -> R<()> {
     Ok(())
 }
 
-fn pad(out: &mut String, text: &str, spec: &Spec, zero_ok: bool) {
+/// Pads to the width. Go pads with zeros for the `0` flag whatever the operand; for a
+/// number the zeros go after its sign.
+fn pad(out: &mut String, text: &str, spec: &Spec, numeric: bool) {
     let n = text.chars().count();
     let width = spec.width.unwrap_or(0);
     if n >= width {
@@ -1981,10 +2067,9 @@ fn pad(out: &mut String, text: &str, spec: &Spec, zero_ok: bool) {
     if spec.minus {
         out.push_str(text);
         out.extend(std::iter::repeat_n(' ', fill));
-    } else if spec.zero && zero_ok {
-        // Zeros go after the sign.
+    } else if spec.zero {
         let (sign, digits) = match text.chars().next() {
-            Some(c @ ('+' | '-' | ' ')) => (Some(c), &text[1..]),
+            Some(c @ ('+' | '-' | ' ')) if numeric => (Some(c), &text[1..]),
             _ => (None, text),
         };
         out.extend(sign);
@@ -2011,6 +2096,10 @@ fn bad_verb(out: &mut String, v: &V, verb: char) -> R<()> {
 /// One operand under one verb, as Go's `fmt` prints it; `depth` > 0 inside a slice or map.
 fn fmt_value(out: &mut String, v: &V, spec: &Spec, depth: usize) -> R<()> {
     check_len(out)?;
+    // Go takes widths and precisions up to ten million; the output could not hold them.
+    if spec.width.max(spec.prec).unwrap_or(0) > MAX_OUTPUT {
+        return Err(format!("width or precision exceeds {MAX_OUTPUT}"));
+    }
     let verb = if spec.verb == '\0' { 'v' } else { spec.verb };
     if verb == 'T' {
         pad(out, v.type_name(), spec, false);
@@ -2037,7 +2126,18 @@ fn fmt_value(out: &mut String, v: &V, spec: &Spec, depth: usize) -> R<()> {
                 };
                 pad(out, &text, spec, false);
             }
-            'q' => pad(out, &go_quote(s), spec, false),
+            'q' => {
+                let text: String = match spec.prec {
+                    Some(p) => s.chars().take(p).collect(),
+                    None => s.to_string(),
+                };
+                let quoted = if spec.sharp && can_backquote(&text) {
+                    format!("`{text}`")
+                } else {
+                    go_quote(&text, spec.plus)
+                };
+                pad(out, &quoted, spec, false);
+            }
             'x' | 'X' => {
                 let mut text = String::new();
                 for (i, b) in s.bytes().enumerate() {
@@ -2075,12 +2175,23 @@ fn fmt_value(out: &mut String, v: &V, spec: &Spec, depth: usize) -> R<()> {
                         .ok()
                         .and_then(char::from_u32)
                         .unwrap_or('\u{FFFD}');
-                    pad(out, &go_quote_rune(c), spec, false);
+                    pad(out, &go_quote_rune(c, spec.plus), spec, false);
+                    return Ok(());
+                }
+                'U' => {
+                    let mut text = format!("U+{:04X}", i.max(0));
+                    let c = u32::try_from(i).ok().and_then(char::from_u32);
+                    if let Some(c) = c.filter(|&c| spec.sharp && is_print(c)) {
+                        let _ = write!(text, " '{c}'");
+                    }
+                    pad(out, &text, spec, false);
                     return Ok(());
                 }
                 _ => return bad_verb(out, v, verb),
             };
             let digits = match spec.prec {
+                // Go prints nothing for a zero under a zero precision.
+                Some(0) if i == 0 => String::new(),
                 Some(p) if digits.len() < p => format!("{}{digits}", "0".repeat(p - digits.len())),
                 _ => digits,
             };
@@ -2101,25 +2212,23 @@ fn fmt_value(out: &mut String, v: &V, spec: &Spec, depth: usize) -> R<()> {
             } else {
                 ""
             };
-            pad(
-                out,
-                &format!("{sign}{prefix}{digits}"),
-                spec,
-                spec.prec.is_none(),
-            );
+            // With a precision, the `0` flag pads with spaces.
+            let mut spec = spec.clone();
+            spec.zero &= spec.prec.is_none();
+            pad(out, &format!("{sign}{prefix}{digits}"), &spec, true);
         }
         V::Float(f) => {
             let text = match verb {
-                'v' => fmt_g(*f, None, 'e'),
+                'v' => fmt_g(*f, spec.prec, 'e'),
                 'g' => fmt_g(*f, spec.prec, 'e'),
                 'G' => fmt_g(*f, spec.prec, 'E'),
                 'e' | 'E' => fmt_e(*f, spec.prec.unwrap_or(6), verb),
                 'f' | 'F' => format!("{:.*}", spec.prec.unwrap_or(6), f),
                 _ => return bad_verb(out, v, verb),
             };
-            let text = if spec.plus && *f >= 0.0 {
+            let text = if spec.plus && !f.is_sign_negative() {
                 format!("+{text}")
-            } else if spec.space && *f >= 0.0 {
+            } else if spec.space && !f.is_sign_negative() {
                 format!(" {text}")
             } else {
                 text
@@ -2228,24 +2337,30 @@ fn fmt_g(f: f64, prec: Option<usize>, e: char) -> String {
     }
 }
 
-/// strconv.Quote.
-fn go_quote(s: &str) -> String {
+/// strconv.Quote, or QuoteToASCII for `%+q`.
+fn go_quote(s: &str, ascii: bool) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
-        quote_char(&mut out, c, '"');
+        quote_char(&mut out, c, '"', ascii);
     }
     out.push('"');
     out
 }
 
-fn go_quote_rune(c: char) -> String {
+fn go_quote_rune(c: char, ascii: bool) -> String {
     let mut out = String::from("'");
-    quote_char(&mut out, c, '\'');
+    quote_char(&mut out, c, '\'', ascii);
     out.push('\'');
     out
 }
 
-fn quote_char(out: &mut String, c: char, quote: char) {
+/// strconv.CanBackquote, for `%#q`.
+fn can_backquote(s: &str) -> bool {
+    s.chars()
+        .all(|c| c != '`' && c != '\u{FEFF}' && (c == '\t' || !c.is_control()))
+}
+
+fn quote_char(out: &mut String, c: char, quote: char, ascii: bool) {
     match c {
         c if c == quote || c == '\\' => {
             out.push('\\');
@@ -2258,7 +2373,7 @@ fn quote_char(out: &mut String, c: char, quote: char) {
         '\r' => out.push_str("\\r"),
         '\t' => out.push_str("\\t"),
         '\x0b' => out.push_str("\\v"),
-        c if is_print(c) => out.push(c),
+        c if is_print(c) && (!ascii || c.is_ascii()) => out.push(c),
         c if (c as u32) < 0x80 => {
             let _ = write!(out, "\\x{:02x}", c as u32);
         }
