@@ -37,6 +37,11 @@ const MAX_OUTPUT: usize = 1 << 20;
 /// Every string built while rendering (output included), so that variables holding large
 /// `printf` results cannot pile up.
 const MAX_BUILT: usize = 8 << 20;
+/// The template text: its tokens and tree take several times its size.
+const MAX_TEMPLATE: usize = 1 << 20;
+/// Variables in scope at once. Lookups scan them (as Go's do), so the count bounds the cost
+/// of each; real templates have a handful.
+const MAX_VARS: usize = 1000;
 
 pub(super) fn render_template(_: &Span, _: &[Ref<Expr>], args: Args<'_>, _: bool) -> Result<Value> {
     let name = "strings.render_template";
@@ -643,6 +648,14 @@ impl Parser {
         Ok(())
     }
 
+    fn declare(&mut self, name: String) -> Result<(), String> {
+        if self.vars.len() >= MAX_VARS {
+            return Err(format!("more than {MAX_VARS} variables in scope"));
+        }
+        self.vars.push(name);
+        Ok(())
+    }
+
     fn enter(&mut self) -> Result<(), String> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -828,13 +841,13 @@ impl Parser {
                     self.next_non_space();
                     pipe.is_assign = t == Tok::Assign;
                     pipe.decl.push(name.clone());
-                    self.vars.push(name);
+                    self.declare(name)?;
                     break;
                 }
                 Tok::Char(',') => {
                     self.next_non_space();
                     pipe.decl.push(name.clone());
-                    self.vars.push(name);
+                    self.declare(name)?;
                     if context == "range" && pipe.decl.len() < 2 {
                         if let Tok::Var(_) | Tok::Right | Tok::RParen = self.peek_non_space() {
                             continue 'decls;
@@ -1084,6 +1097,9 @@ struct State<'t> {
 type R<T> = Result<T, String>;
 
 fn render(text: &str, data: V) -> R<String> {
+    if text.len() > MAX_TEMPLATE {
+        return Err(format!("template longer than {MAX_TEMPLATE} bytes"));
+    }
     let trees = parse(text)?;
     let root = trees
         .get("template")
@@ -1296,13 +1312,19 @@ impl State<'_> {
         Ok(value)
     }
 
-    fn var(&self, name: &str) -> R<V> {
-        self.vars
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("undefined variable: {name}"))
+    fn var(&mut self, name: &str) -> R<V> {
+        let found = self.vars.iter().rev().position(|(n, _)| n == name);
+        // The scan is work too.
+        self.charge(found.unwrap_or(self.vars.len()) * 16)?;
+        let at = found.ok_or_else(|| format!("undefined variable: {name}"))?;
+        Ok(self.vars[self.vars.len() - 1 - at].1.clone())
+    }
+
+    /// Charges work proportional to `bytes` (comparing or copying) to the step budget,
+    /// so that each step stays cheap whatever the size of the values.
+    fn charge(&mut self, bytes: usize) -> R<()> {
+        self.steps += (bytes / 256) as u64;
+        self.step()
     }
 
     /// `final` is the value piped in from the previous command.
@@ -1414,6 +1436,10 @@ impl State<'_> {
             argv.push(self.arg(dot, arg)?);
         }
         argv.extend(final_);
+        if matches!(name, "eq" | "ne" | "lt" | "le" | "gt" | "ge") {
+            // Comparing strings reads them.
+            self.charge(argv.iter().map(|v| str_of(v).len()).sum())?;
+        }
         let result = match name {
             "not" => {
                 want(1, false)?;
@@ -1439,7 +1465,13 @@ impl State<'_> {
             }
             "slice" => {
                 want(1, true)?;
-                slice(&argv[0], &argv[1..])?
+                let v = slice(&argv[0], &argv[1..])?;
+                self.charge(match &v {
+                    V::Str(s) | V::Num(s) => s.len(),
+                    V::Arr(a) => a.len() * 16,
+                    _ => 0,
+                })?;
+                v
             }
             "eq" => {
                 want(1, true)?;
@@ -2462,6 +2494,48 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("steps"), "{e}");
+    }
+
+    #[test]
+    fn work_on_large_values_counts_against_the_step_budget() {
+        // A megabyte string compared a million times would be a trillion byte reads.
+        let t = r#"{{$s := printf "%999999d" 1}}{{range 1000000}}{{if eq $s $s}}{{end}}{{end}}"#;
+        let e = run(t, serde_json::json!({})).unwrap_err();
+        assert!(e.contains("steps"), "{e}");
+        let t = r#"{{$s := printf "%999999d" 1}}{{range 1000000}}{{slice $s 1}}{{end}}"#;
+        assert!(run(t, serde_json::json!({})).is_err());
+        // Variables: at most MAX_VARS in scope, each lookup charged for its scan.
+        let many: String = (0..MAX_VARS + 1)
+            .map(|i| format!("{{{{$v{i} := 1}}}}"))
+            .collect();
+        let e = run(&many, serde_json::json!({})).unwrap_err();
+        assert!(e.contains("variables"), "{e}");
+        let mut t: String = (0..MAX_VARS - 1)
+            .map(|i| format!("{{{{$v{i} := 1}}}}"))
+            .collect();
+        t.push_str("{{range 1000000}}{{$}}{{end}}");
+        let e = run(&t, serde_json::json!({})).unwrap_err();
+        assert!(e.contains("steps"), "{e}");
+        let e = run(&"x".repeat(MAX_TEMPLATE + 1), serde_json::json!({})).unwrap_err();
+        assert!(e.contains("longer"), "{e}");
+    }
+
+    #[test]
+    fn the_deepest_allowed_nesting_fits_a_small_stack() {
+        // Policies run on request threads; 100 levels must fit well within their stacks
+        // even in a debug build.
+        let worker = std::thread::Builder::new().stack_size(1 << 20).spawn(|| {
+            let t = r#"{{define "r"}}{{if .}}{{template "r" (slice . 1)}}{{end}}{{end}}{{template "r" .a}}ok"#;
+            let a: Vec<u32> = (0..48).collect();
+            let ok = run(t, serde_json::json!({ "a": a }));
+            let parens = format!("{{{{{}1{}}}}}", "(".repeat(99), ")".repeat(99));
+            let ifs = format!("{}x{}", "{{if 1}}".repeat(99), "{{end}}".repeat(99));
+            (ok, run(&parens, serde_json::json!({})), run(&ifs, serde_json::json!({})))
+        });
+        let (ok, parens, ifs) = worker.unwrap().join().unwrap();
+        assert_eq!(ok.unwrap(), "ok");
+        assert_eq!(parens.unwrap(), "1");
+        assert_eq!(ifs.unwrap(), "x");
     }
 
     #[test]
