@@ -95,6 +95,8 @@ enum V {
     /// A byte of a string, from `index`.
     Byte(u8),
     Float(f64),
+    /// Only from an imaginary literal (`1i`): Go's `complex128`.
+    Complex(f64, f64),
     Arr(Rc<Vec<V>>),
     Map(Rc<BTreeMap<String, V>>),
 }
@@ -109,6 +111,7 @@ impl V {
             V::Int(_) => "int",
             V::Byte(_) => "uint8",
             V::Float(_) => "float64",
+            V::Complex(..) => "complex128",
             V::Arr(_) => "[]interface {}",
             V::Map(_) => "map[string]interface {}",
         }
@@ -127,6 +130,7 @@ impl V {
             V::Int(i) => *i != 0,
             V::Byte(b) => *b != 0,
             V::Float(f) => *f != 0.0,
+            V::Complex(re, im) => *re != 0.0 || *im != 0.0,
             V::Arr(a) => !a.is_empty(),
             V::Map(m) => !m.is_empty(),
         }
@@ -990,8 +994,13 @@ fn number(text: &str) -> Result<Result<V, String>, String> {
             _ => Err(format!("malformed character constant: {text}")),
         };
     }
-    if text.ends_with('i') {
-        return Err(format!("complex numbers are not supported: {text}"));
+    if let Some(imaginary) = text.strip_suffix('i') {
+        // Go's lexer makes only pure imaginary literals: `1i`, `-2.5i`.
+        let im = match parse_int(imaginary) {
+            Some(i) if !imaginary.contains(['.', 'e', 'E', 'p', 'P']) => i as f64,
+            _ => parse_float(imaginary).ok_or_else(bad)?,
+        };
+        return Ok(Ok(V::Complex(0.0, im)));
     }
     let int = parse_int(text);
     let is_float_syntax = text.contains(['.', 'e', 'E', 'p', 'P'])
@@ -1061,11 +1070,16 @@ fn underscores_ok(digits: &str, prefixed: bool) -> bool {
     true
 }
 
-/// Decimal floats as strconv.ParseFloat takes them; hexadecimal floats are not supported.
+/// Floats as strconv.ParseFloat takes Go's literals: decimal, or hexadecimal with a
+/// binary exponent (`0x1.8p1`).
 fn parse_float(text: &str) -> Option<f64> {
     let lower = text.to_ascii_lowercase();
     let body = lower.trim_start_matches(['+', '-']);
-    if body.starts_with("0x") || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+    if let Some(hex) = body.strip_prefix("0x") {
+        let f = parse_hex_float(hex)?;
+        return Some(if lower.starts_with('-') { -f } else { f });
+    }
+    if !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         return None;
     }
     let mantissa = body.split('e').next().unwrap_or("");
@@ -1073,6 +1087,30 @@ fn parse_float(text: &str) -> Option<f64> {
         return None;
     }
     let f: f64 = lower.replace('_', "").parse().ok()?;
+    f.is_finite().then_some(f)
+}
+
+/// `h.hhhp±d` after the `0x`: the exponent is required, as in Go.
+fn parse_hex_float(hex: &str) -> Option<f64> {
+    let (mantissa, exp) = hex.split_once('p')?;
+    if !mantissa
+        .split('.')
+        .enumerate()
+        .all(|(i, part)| underscores_ok(part, i == 0))
+    {
+        return None;
+    }
+    let mantissa = mantissa.replace('_', "");
+    let (int, frac) = mantissa.split_once('.').unwrap_or((&mantissa, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let mut value = 0f64;
+    for c in int.chars().chain(frac.chars()) {
+        value = value * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let exp: i32 = exp.replace('_', "").parse().ok()?;
+    let f = value * 2f64.powi(exp.checked_sub(4 * i32::try_from(frac.len()).ok()?)?);
     f.is_finite().then_some(f)
 }
 
@@ -1682,6 +1720,7 @@ enum Kind {
     Int,
     Uint,
     Float,
+    Complex,
     Str,
     Invalid,
 }
@@ -1692,6 +1731,7 @@ fn kind(v: &V) -> Kind {
         V::Int(_) => Kind::Int,
         V::Byte(_) => Kind::Uint,
         V::Float(_) => Kind::Float,
+        V::Complex(..) => Kind::Complex,
         V::Str(_) | V::Num(_) => Kind::Str,
         _ => Kind::Invalid,
     }
@@ -1735,6 +1775,9 @@ fn eq(a: &V, others: &[V]) -> R<bool> {
                 Kind::Bool => matches!((&a, &b), (V::Bool(x), V::Bool(y)) if x == y),
                 Kind::Int | Kind::Uint => int_of(&a) == int_of(&b),
                 Kind::Float => matches!((&a, &b), (V::Float(x), V::Float(y)) if x == y),
+                Kind::Complex => {
+                    matches!((&a, &b), (V::Complex(r1, i1), V::Complex(r2, i2)) if r1 == r2 && i1 == i2)
+                }
                 Kind::Str => str_of(&a) == str_of(&b),
                 Kind::Invalid => {
                     let same_type = std::mem::discriminant(&a) == std::mem::discriminant(&b);
@@ -1769,7 +1812,7 @@ fn lt(a: &V, b: &V) -> R<bool> {
         };
     }
     match (&a, &b) {
-        (V::Bool(_), _) => Err("invalid type for comparison".into()),
+        (V::Bool(_) | V::Complex(..), _) => Err("invalid type for comparison".into()),
         (V::Float(x), V::Float(y)) => Ok(x < y),
         _ if k1 == Kind::Str => Ok(str_of(&a) < str_of(&b)),
         _ => Ok(int_of(&a) < int_of(&b)),
@@ -2266,6 +2309,18 @@ fn fmt_value(out: &mut String, v: &V, spec: &Spec, depth: usize) -> R<()> {
                 text
             };
             pad(out, &text, spec, true);
+        }
+        V::Complex(re, im) => {
+            if !"vbgGxXfFeE".contains(verb) {
+                return bad_verb(out, v, verb);
+            }
+            // Go prints both parts with the verb, the imaginary one always signed.
+            out.push('(');
+            fmt_value(out, &V::Float(*re), spec, depth)?;
+            let mut signed = spec.clone();
+            signed.plus = true;
+            fmt_value(out, &V::Float(*im), &signed, depth)?;
+            out.push_str("i)");
         }
         V::Arr(items) => {
             out.push('[');
