@@ -1269,11 +1269,17 @@ impl State<'_> {
         let mut iteration = |s: &mut Self, index: V, elem: V| -> R<bool> {
             ran = true;
             s.step()?;
-            if n_decl > 0 {
-                s.vars[mark - 1].1 = elem.clone();
+            // Go sets the top one or two variables of the stack: those the range declared
+            // (or, for `$v = …`, whatever is on top).
+            if n_decl > 0
+                && let Some(slot) = mark.checked_sub(1).and_then(|i| s.vars.get_mut(i))
+            {
+                slot.1 = elem.clone();
             }
-            if n_decl > 1 {
-                s.vars[mark - 2].1 = index;
+            if n_decl > 1
+                && let Some(slot) = mark.checked_sub(2).and_then(|i| s.vars.get_mut(i))
+            {
+                slot.1 = index;
             }
             let flow = s.nested(|s| s.walk_list(&elem, list));
             s.vars.truncate(mark);
@@ -1597,11 +1603,7 @@ fn field_chain(mut receiver: V, idents: &[String], has_args: bool) -> R<V> {
             other => {
                 return Err(format!(
                     "can't evaluate field {name} in type {}",
-                    if i == 0 && matches!(other, V::Bool(_) | V::Int(_) | V::Float(_)) {
-                        other.type_name()
-                    } else {
-                        "interface {}"
-                    }
+                    other.type_name()
                 ));
             }
         };
