@@ -1918,6 +1918,8 @@ struct Spec {
     zero: bool,
     width: Option<usize>,
     prec: Option<usize>,
+    /// `%#v`: Go syntax.
+    sharp_v: bool,
 }
 
 fn check_len(out: &str) -> R<()> {
@@ -2099,7 +2101,9 @@ fn sprintf(out: &mut String, format: &str, args: &[V]) -> R<()> {
         i += verb.len_utf8();
         spec.verb = verb;
         if verb == 'v' {
-            // `%+v` and `%#v` are struct-field and Go syntax: `+` and `#` are not flags there.
+            // `%#v` is Go syntax and `%+v` struct-field syntax (nothing here has fields):
+            // neither `#` nor `+` is a flag there.
+            spec.sharp_v = spec.sharp;
             spec.plus = false;
             spec.sharp = false;
         }
@@ -2181,6 +2185,9 @@ fn fmt_value(out: &mut String, v: &V, spec: &Spec, depth: usize) -> R<()> {
     if verb == 'T' {
         pad(out, v.type_name(), spec, false);
         return Ok(());
+    }
+    if spec.sharp_v {
+        return go_syntax(out, v, depth);
     }
     match v {
         V::Missing | V::Nil => {
@@ -2301,6 +2308,8 @@ fn fmt_value(out: &mut String, v: &V, spec: &Spec, depth: usize) -> R<()> {
                 'G' => fmt_g(*f, spec.prec, 'E'),
                 'e' | 'E' => fmt_e(*f, spec.prec.unwrap_or(6), verb),
                 'f' | 'F' => format!("{:.*}", spec.prec.unwrap_or(6), f),
+                'x' | 'X' => fmt_hex_float(*f, spec.prec, verb == 'X'),
+                'b' => fmt_binary_float(*f),
                 _ => return bad_verb(out, v, verb),
             };
             let text = if spec.plus && !f.is_sign_negative() {
@@ -2380,6 +2389,111 @@ fn fmt_e(f: f64, prec: usize, e: char) -> String {
     let s = format!("{:.*e}", prec, f);
     let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
     format!("{mantissa}{}", exp_suffix(exp.parse().unwrap_or(0), e))
+}
+
+/// `%#v`, Go syntax, for the types a template holds (widths are not applied).
+fn go_syntax(out: &mut String, v: &V, depth: usize) -> R<()> {
+    check_len(out)?;
+    match v {
+        // A nil inside a slice or map is a nil `interface {}`.
+        V::Missing | V::Nil if depth > 0 => out.push_str("interface {}(nil)"),
+        V::Missing | V::Nil => out.push_str("<nil>"),
+        V::Str(s) | V::Num(s) => out.push_str(&go_quote(s, false)),
+        V::Byte(b) => {
+            let _ = write!(out, "0x{b:x}");
+        }
+        V::Arr(items) => {
+            out.push_str("[]interface {}{");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                go_syntax(out, item, depth + 1)?;
+            }
+            out.push('}');
+        }
+        V::Map(map) => {
+            out.push_str("map[string]interface {}{");
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&go_quote(k, false));
+                out.push(':');
+                go_syntax(out, item, depth + 1)?;
+            }
+            out.push('}');
+        }
+        // Booleans, ints, floats and complex numbers print as with `%v`.
+        other => fmt_value(out, other, &Spec::default(), depth)?,
+    }
+    Ok(())
+}
+
+/// strconv's `%x` of a float: `0x1.8p+00`, the mantissa's hex digits rounded (half to
+/// even) to the precision if one is given, else as few as exact.
+fn fmt_hex_float(f: f64, prec: Option<usize>, upper: bool) -> String {
+    if !f.is_finite() {
+        return fmt_special(f);
+    }
+    let bits = f.abs().to_bits();
+    let (mut mant, mut exp) = match ((bits >> 52) & 0x7ff) as i32 {
+        0 if bits == 0 => (0u64, 0i32),
+        0 => (bits & ((1 << 52) - 1), -1022),
+        e => ((bits & ((1 << 52) - 1)) | (1 << 52), e - 1023),
+    };
+    // Subnormals are normalised, so that the leading digit is 1.
+    while mant != 0 && mant & (1 << 52) == 0 {
+        mant <<= 1;
+        exp -= 1;
+    }
+    let mut lead = mant >> 52;
+    let mut frac = mant & ((1 << 52) - 1);
+    let digits = match prec {
+        Some(p) if p < 13 => {
+            // Round the whole mantissa, leading digit included (it is the last digit kept
+            // for a zero precision).
+            let shift = (13 - p) * 4;
+            let rem = mant & ((1u64 << shift) - 1);
+            let half = 1u64 << (shift - 1);
+            let mut kept = mant >> shift;
+            if rem > half || (rem == half && kept & 1 == 1) {
+                kept += 1;
+            }
+            lead = kept >> (p * 4);
+            frac = kept & ((1u64 << (p * 4)) - 1);
+            if p == 0 {
+                String::new()
+            } else {
+                format!("{frac:0p$x}")
+            }
+        }
+        Some(p) => format!("{frac:013x}{}", "0".repeat(p - 13)),
+        None => format!("{frac:013x}").trim_end_matches('0').to_string(),
+    };
+    if lead == 2 {
+        lead = 1;
+        exp += 1;
+    }
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    let point = if digits.is_empty() { "" } else { "." };
+    let text = format!("{sign}0x{lead}{point}{digits}{}", exp_suffix(exp, 'p'));
+    if upper { text.to_uppercase() } else { text }
+}
+
+/// strconv's `%b` of a float: the integer mantissa and binary exponent.
+fn fmt_binary_float(f: f64) -> String {
+    let bits = f.abs().to_bits();
+    let (mant, exp) = match ((bits >> 52) & 0x7ff) as i32 {
+        0 => (bits & ((1 << 52) - 1), -1074),
+        e => ((bits & ((1 << 52) - 1)) | (1 << 52), e - 1075),
+    };
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    format!(
+        "{sign}{mant}p{}{}",
+        if exp < 0 { '-' } else { '+' },
+        exp.unsigned_abs()
+    )
 }
 
 fn fmt_special(f: f64) -> String {
