@@ -4,12 +4,13 @@
 //! OPA converts the object through its Rego text into Go's `map[string]interface{}` with
 //! `json.Number` numbers (a string type to `text/template`: `eq .n 1` is an error, `eq .n "1"`
 //! is true, `printf "%d" .n` prints `%!d(json.Number=1)`), parses the template, executes it,
-//! and replaces every `<no value>` in the output with `<undefined>` (the OPA bundled with
-//! the conformance engine does; a missing key is then not an error, whatever the older
-//! `missingkey=error` source says). So this module is a lexer, a parser to a tree and an
-//! executor of Go's template language, following `text/template` (Go 1.26, which OPA's
-//! build uses: `break`/`continue`, `else with`, `range` over integers), with Go's `fmt` for
-//! the printing.
+//! and replaces every `<no value>` in the output with `<undefined>`. That is what OPA 1.20.2
+//! (the conformance engine's) does: a missing key is not an error there, whatever the older
+//! `missingkey=error` source says, and even a literal `<no value>` in the text is replaced.
+//! So this module is a lexer, a parser to a tree and an executor of Go's template
+//! language, following `text/template` as of Go 1.26, which that OPA was built with
+//! (`break`/`continue`, `else with`, `range` over integers), with Go's `fmt` for the
+//! printing. docs/policies.md lists what still differs.
 //!
 //! Any error (syntax, unknown function, wrong types, …) fails the builtin, which the engines
 //! turn into undefined, as in OPA. Hostile templates are bounded: nesting (of blocks,
