@@ -14,6 +14,7 @@
 mod crypto;
 mod jwt;
 mod net;
+mod template;
 
 use std::sync::Once;
 
@@ -59,6 +60,7 @@ pub fn register() {
                 (net::net_cidr_contains_matches, 2),
             ),
             ("net.cidr_merge", (net::net_cidr_merge, 1)),
+            ("strings.render_template", (template::render_template, 2)),
         ];
         if let Err(e) = regorus::unstable::register_host_builtins(table) {
             // Only possible if something resolved a builtin before the first bundle was
