@@ -91,7 +91,14 @@ impl ResolvedSession {
     /// The session, with its documents built for the request that loaded it.
     fn from_record(record: &SessionRecord) -> ResolvedSession {
         let last_seen = record.session.last_seen_at.timestamp();
-        let (built, json) = identity_docs(record);
+        let json = identity_docs(record);
+        // The engine documents come from the JSON, as every later rebuild's do, so the first
+        // request and the rest see the very same documents (and they are built once).
+        let built = IdentityDocs {
+            user: from_json(&json.user),
+            session: from_json(&json.session),
+            device: from_json(&json.device),
+        };
         let documents = serde_json::Value::Array(vec![json.user, json.session, json.device]);
         ResolvedSession {
             session_id: record.session.id.clone(),
@@ -138,14 +145,9 @@ impl ResolvedSession {
     }
 }
 
-/// The policy documents of a stored session, built and as JSON: the store's rows translated
+/// The policy documents of a stored session, as JSON: the store's rows translated
 /// into the facts the core's policies read (`input.user`, `input.session`, `input.device`).
-fn identity_docs(
-    record: &SessionRecord,
-) -> (
-    IdentityDocs<regorus::Value>,
-    IdentityDocs<serde_json::Value>,
-) {
+fn identity_docs(record: &SessionRecord) -> IdentityDocs<serde_json::Value> {
     let (u, s) = (&record.user, &record.session);
     let user = UserFacts {
         id: &u.id,
@@ -166,10 +168,7 @@ fn identity_docs(
         amr: &s.amr.0,
     };
     let device = record.device.as_ref().map(super::device::device_facts);
-    (
-        IdentityDocs::build(&user, &session, device.as_ref()),
-        IdentityDocs::build(&user, &session, device.as_ref()),
-    )
+    IdentityDocs::build(&user, &session, device.as_ref())
 }
 
 /// Resolution result: a live session or why not. Store failures are a separate `Err`.
