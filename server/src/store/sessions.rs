@@ -3,12 +3,10 @@
 //! IdP claims. Ending sessions is [`super::revocation`]'s. Same SQL on both backends (see
 //! the parent module), except `find_session`'s membership aggregates.
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::users::{Memberships, POSTGRES_MEMBERSHIPS, SQLITE_MEMBERSHIPS};
+use super::users::{Memberships, WithMemberships};
 use super::{
     Backend, DeviceRecord, NewSession, SessionRecord, Store, StoreError, StoredSession, UserRecord,
 };
@@ -29,10 +27,7 @@ fn find_session_sql(memberships: &str) -> String {
     )
 }
 
-static FIND_SESSION_POSTGRES: LazyLock<String> =
-    LazyLock::new(|| find_session_sql(POSTGRES_MEMBERSHIPS));
-static FIND_SESSION_SQLITE: LazyLock<String> =
-    LazyLock::new(|| find_session_sql(SQLITE_MEMBERSHIPS));
+static FIND_SESSION: WithMemberships = WithMemberships::new(find_session_sql);
 
 /// One row of `find_session`: the session, its user's columns and memberships, and the
 /// device's columns (all null without a device).
@@ -124,20 +119,11 @@ impl Store {
         &self,
         token_hash: &str,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let row: Option<SessionRow> = match &self.backend {
-            Backend::Postgres(pool) => {
-                sqlx::query_as(FIND_SESSION_POSTGRES.as_str())
-                    .bind(token_hash)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_as(FIND_SESSION_SQLITE.as_str())
-                    .bind(token_hash)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let sql = FIND_SESSION.sql(&self.backend);
+        let row: Option<SessionRow> = on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await)?;
         Ok(row.map(SessionRow::into_record))
     }
 

@@ -3,7 +3,7 @@
 //! by its `sub`). Same SQL on both backends (see the parent module), except the JSON
 //! aggregates that load a user's memberships with the user.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
@@ -227,20 +227,47 @@ fn is_write_conflict(e: &sqlx::Error) -> bool {
 /// without duplicates), roles and (tenant, role)
 /// pairs as three JSON columns `groups`, `roles` and `tenants` of the row of user `u`, so a
 /// user and their memberships load in one round trip. The JSON functions differ by backend.
-pub(super) const POSTGRES_MEMBERSHIPS: &str = "\
+const POSTGRES_MEMBERSHIPS: &str = "\
     (SELECT COALESCE(json_agg(DISTINCT g.group_name ORDER BY g.group_name), '[]')
        FROM user_groups g WHERE g.user_id = u.id) AS groups,
     (SELECT COALESCE(json_agg(r.role ORDER BY r.role), '[]')
        FROM user_roles r WHERE r.user_id = u.id) AS roles,
     (SELECT COALESCE(json_agg(json_build_array(t.tenant_id, t.role) ORDER BY t.tenant_id), '[]')
        FROM tenant_members t WHERE t.user_id = u.id) AS tenants";
-pub(super) const SQLITE_MEMBERSHIPS: &str = "\
+const SQLITE_MEMBERSHIPS: &str = "\
     (SELECT json_group_array(DISTINCT g.group_name ORDER BY g.group_name)
        FROM user_groups g WHERE g.user_id = u.id) AS groups,
     (SELECT json_group_array(r.role ORDER BY r.role)
        FROM user_roles r WHERE r.user_id = u.id) AS roles,
     (SELECT json_group_array(json_array(t.tenant_id, t.role) ORDER BY t.tenant_id)
        FROM tenant_members t WHERE t.user_id = u.id) AS tenants";
+
+/// A statement that selects a user's memberships, in each backend's dialect: `build` puts
+/// the backend's membership columns into it, once per backend, on first use. sqlx wants
+/// `&'static str` SQL, which these give.
+pub(super) struct WithMemberships {
+    build: fn(&str) -> String,
+    postgres: OnceLock<String>,
+    sqlite: OnceLock<String>,
+}
+
+impl WithMemberships {
+    pub(super) const fn new(build: fn(&str) -> String) -> WithMemberships {
+        WithMemberships {
+            build,
+            postgres: OnceLock::new(),
+            sqlite: OnceLock::new(),
+        }
+    }
+
+    pub(super) fn sql(&'static self, backend: &Backend) -> &'static str {
+        let (cell, memberships) = match backend {
+            Backend::Postgres(_) => (&self.postgres, POSTGRES_MEMBERSHIPS),
+            Backend::Sqlite(_) => (&self.sqlite, SQLITE_MEMBERSHIPS),
+        };
+        cell.get_or_init(|| (self.build)(memberships))
+    }
+}
 
 /// The columns [`POSTGRES_MEMBERSHIPS`] / [`SQLITE_MEMBERSHIPS`] add to a row.
 #[derive(Debug, sqlx::FromRow)]
@@ -257,10 +284,7 @@ fn user_by_email_sql(memberships: &str) -> String {
     )
 }
 
-static USER_BY_EMAIL_POSTGRES: LazyLock<String> =
-    LazyLock::new(|| user_by_email_sql(POSTGRES_MEMBERSHIPS));
-static USER_BY_EMAIL_SQLITE: LazyLock<String> =
-    LazyLock::new(|| user_by_email_sql(SQLITE_MEMBERSHIPS));
+static USER_BY_EMAIL: WithMemberships = WithMemberships::new(user_by_email_sql);
 
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -286,20 +310,9 @@ impl Store {
     /// The user with `email` and their groups, roles and tenants, if they exist.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<StoredUser>, StoreError> {
         let email = email.trim().to_ascii_lowercase();
-        let row: Option<UserRow> = match &self.backend {
-            Backend::Postgres(pool) => {
-                sqlx::query_as(USER_BY_EMAIL_POSTGRES.as_str())
-                    .bind(&email)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_as(USER_BY_EMAIL_SQLITE.as_str())
-                    .bind(&email)
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
+        let sql = USER_BY_EMAIL.sql(&self.backend);
+        let row: Option<UserRow> =
+            on_pool!(self, pool => sqlx::query_as(sql).bind(&email).fetch_optional(pool).await)?;
         Ok(row.map(|r| StoredUser {
             user: r.user,
             groups: r.memberships.groups.0,
