@@ -28,6 +28,9 @@ pub(super) mod sig {
     pub(crate) const SHA384_RSA: u8 = 5;
     pub(crate) const SHA512_RSA: u8 = 6;
     pub(crate) const ECDSA_SHA256: u8 = 10;
+    pub(crate) const SHA256_RSA_PSS: u8 = 13;
+    pub(crate) const SHA384_RSA_PSS: u8 = 14;
+    pub(crate) const SHA512_RSA_PSS: u8 = 15;
     pub(crate) const ECDSA_SHA384: u8 = 11;
     pub(crate) const PURE_ED25519: u8 = 16;
 }
@@ -946,12 +949,12 @@ fn bit_string_bytes(item: &Tlv<'_>) -> Result<Vec<u8>> {
     Ok(bytes.to_vec())
 }
 
-/// Go's `getSignatureAlgorithmFromAI` (RSA-PSS, whose hash sits in the parameters, is
-/// reported as unknown here).
+/// Go's `getSignatureAlgorithmFromAI`.
 fn signature_algorithm(alg: &Tlv<'_>) -> Result<u8> {
-    let (oid, _) = tlv(alg.content)?;
+    let (oid, params) = tlv(alg.content)?;
     ensure!(oid.tag == OID, malformed());
     Ok(match oid_string(oid.content)?.as_str() {
+        "1.2.840.113549.1.1.10" => pss_algorithm(params).unwrap_or(0),
         "1.2.840.113549.1.1.2" => 1,
         "1.2.840.113549.1.1.4" => 2,
         "1.2.840.113549.1.1.5" | "1.3.14.3.2.29" => 3,
@@ -967,6 +970,50 @@ fn signature_algorithm(alg: &Tlv<'_>) -> Result<u8> {
         "1.3.101.112" => sig::PURE_ED25519,
         _ => 0,
     })
+}
+
+/// RSA-PSS as Go takes it: the MGF1 hash the message hash, parameters absent or NULL, the
+/// salt as long as the hash, the default trailer; anything else is an unknown algorithm.
+fn pss_algorithm(params: &[u8]) -> Option<u8> {
+    let seq = expect(params, SEQUENCE).ok()?;
+    let fields = children(seq.content).ok()?;
+    let field = |tag: u8| fields.iter().find(|f| f.tag == tag);
+    // An AlgorithmIdentifier whose parameters are absent or NULL: its OID.
+    let hash_of = |alg: &[u8]| -> Option<String> {
+        let alg = expect(alg, SEQUENCE).ok()?;
+        let parts = children(alg.content).ok()?;
+        match parts.as_slice() {
+            [oid] if oid.tag == OID => oid_string(oid.content).ok(),
+            [oid, null] if oid.tag == OID && null.whole == [0x05, 0x00] => {
+                oid_string(oid.content).ok()
+            }
+            _ => None,
+        }
+    };
+    let hash = hash_of(field(0xa0)?.content)?;
+    let mgf = expect(field(0xa1)?.content, SEQUENCE).ok()?;
+    let mgf_parts = children(mgf.content).ok()?;
+    let [mgf_oid, mgf_hash] = mgf_parts.as_slice() else {
+        return None;
+    };
+    if mgf_oid.tag != OID || oid_string(mgf_oid.content).ok()? != "1.2.840.113549.1.1.8" {
+        return None;
+    }
+    if hash_of(mgf_hash.whole)? != hash {
+        return None;
+    }
+    let salt = small_int(expect(field(0xa2)?.content, INTEGER).ok()?.content).ok()?;
+    if let Some(trailer) = field(0xa3) {
+        if small_int(expect(trailer.content, INTEGER).ok()?.content).ok()? != 1 {
+            return None;
+        }
+    }
+    match (hash.as_str(), salt) {
+        ("2.16.840.1.101.3.4.2.1", 32) => Some(sig::SHA256_RSA_PSS),
+        ("2.16.840.1.101.3.4.2.2", 48) => Some(sig::SHA384_RSA_PSS),
+        ("2.16.840.1.101.3.4.2.3", 64) => Some(sig::SHA512_RSA_PSS),
+        _ => None,
+    }
 }
 
 /// Go's `parsePublicKey`: the algorithm, the key, and the key as Go's JSON writes it
@@ -1089,13 +1136,14 @@ pub(super) fn parse_spki(spki: &Tlv<'_>) -> Result<(u8, PublicKey, Value)> {
 }
 
 /// Go's `elliptic.Unmarshal` refuses points off the curve. ring checks a peer's point in an
-/// ECDH agreement, which is the check; P-224 and P-521, which ring lacks, are refused.
+/// ECDH agreement, which is the check; P-224 and P-521, which ring lacks, go unchecked here
+/// (their keys never verify a signature here either).
 pub(super) fn on_curve(curve: Curve, point: &[u8]) -> bool {
     use ring::agreement;
     let alg = match curve {
         Curve::P256 => &agreement::ECDH_P256,
         Curve::P384 => &agreement::ECDH_P384,
-        Curve::P224 | Curve::P521 => return false,
+        Curve::P224 | Curve::P521 => return true,
     };
     let rng = ring::rand::SystemRandom::new();
     let Ok(mine) = agreement::EphemeralPrivateKey::generate(alg, &rng) else {

@@ -7,7 +7,7 @@
 //! the extended key usages asked for.
 //!
 //! Fail closed: what Go would check but this module does not reproduce (name constraints,
-//! policy mappings and constraints, RSA-PSS, P-224/P-521 and RSA keys under 2,048 bits, which
+//! policy mappings and constraints, P-224/P-521 and RSA keys under 2,048 bits, which
 //! ring lacks) makes a certificate unusable as a link, so the answer is `false` where Go
 //! might say `true`, never the reverse.
 
@@ -191,6 +191,15 @@ fn check_signature_from(child: &Cert, parent: &Cert) -> bool {
             (sig::SHA384_RSA, PublicKey::Rsa { der, .. }) => {
                 (&signature::RSA_PKCS1_2048_8192_SHA384, der)
             }
+            (sig::SHA256_RSA_PSS, PublicKey::Rsa { der, .. }) => {
+                (&signature::RSA_PSS_2048_8192_SHA256, der)
+            }
+            (sig::SHA384_RSA_PSS, PublicKey::Rsa { der, .. }) => {
+                (&signature::RSA_PSS_2048_8192_SHA384, der)
+            }
+            (sig::SHA512_RSA_PSS, PublicKey::Rsa { der, .. }) => {
+                (&signature::RSA_PSS_2048_8192_SHA512, der)
+            }
             (sig::SHA512_RSA, PublicKey::Rsa { der, .. }) => {
                 (&signature::RSA_PKCS1_2048_8192_SHA512, der)
             }
@@ -223,7 +232,7 @@ fn check_signature_from(child: &Cert, parent: &Cert) -> bool {
                 },
             ) => (&signature::ECDSA_P384_SHA384_ASN1, point),
             (sig::PURE_ED25519, PublicKey::Ed25519(key)) => (&signature::ED25519, key),
-            // MD5 and SHA-1 (which Go refuses too), RSA-PSS, DSA, P-224, P-521, ECDSA with
+            // MD5 and SHA-1 (which Go refuses too), DSA, P-224, P-521, ECDSA with
             // SHA-512, or a signature algorithm that does not fit the key.
             _ => return false,
         };
