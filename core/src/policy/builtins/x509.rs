@@ -330,3 +330,214 @@ pub(super) fn parse_keypair(_: &Span, _: &[Ref<Expr>], args: Args<'_>, _: bool) 
         ("SupportedSignatureAlgorithms", Value::Null),
     ]))
 }
+
+#[cfg(test)]
+mod tests {
+    use regorus::Value;
+
+    use crate::policy::rego::evaluate_on_both_engines;
+
+    use super::cert::parse_certificates;
+    use super::keys::keys_from_pem_data;
+    use super::verify::{Options, verify};
+    use super::{certs_from_string, der};
+
+    // An EC root and a leaf it signed (SPIFFE ID and a DNS name), valid 2025–2124, and the
+    // leaf's key: made with Python's `cryptography`.
+    const ROOT: &str = concat!(
+        "-----BEGIN CERTIFICATE-----\n",
+        "MIIBKjCB0qADAgECAgEBMAoGCCqGSM49BAMCMBQxEjAQBgNVBAMMCVRlc3QgUm9v\n",
+        "dDAgFw0yNTAxMDEwMDAwMDBaGA8yMTI0MTIwODAwMDAwMFowFDESMBAGA1UEAwwJ\n",
+        "VGVzdCBSb290MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEbOUBpqessBGPaqTv\n",
+        "Dr/al/VIaOiEaDkOQ+xwJafWbnhXyb2RuXosqPaUQO15fwAABbIu3ic/B2z8YoeV\n",
+        "uodFhqMTMBEwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBEAiAhThqE\n",
+        "dbJHQYPwLaTRBubOXfOhWl7kmC4Jz4OF5ECBWgIgDh9rBQVkgqmcimC3VPmaVT7G\n",
+        "gFAjOKrUAazTDCai3YU=\n",
+        "-----END CERTIFICATE-----\n",
+    );
+    const LEAF: &str = concat!(
+        "-----BEGIN CERTIFICATE-----\n",
+        "MIIBVTCB/KADAgECAgECMAoGCCqGSM49BAMCMBQxEjAQBgNVBAMMCVRlc3QgUm9v\n",
+        "dDAgFw0yNTAxMDEwMDAwMDBaGA8yMTI0MTIwODAwMDAwMFowDjEMMAoGA1UEAwwD\n",
+        "c3ZjMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7YtgndoFi0hbudkHBRaGLRfz\n",
+        "X4chU7CkJ8yT+8bJFwDz9NVQYEXFMGYfVYzaR+9xK2fXWyBFSi/oXJaOZ+avxqND\n",
+        "MEEwPwYDVR0RBDgwNoYjc3BpZmZlOi8vZXhhbXBsZS5vcmcvbnMvcHJvZC9zYS9h\n",
+        "cGmCD3N2Yy5leGFtcGxlLmNvbTAKBggqhkjOPQQDAgNIADBFAiB5bSCQ6SZKQoSp\n",
+        "AuByVo7YCR/E/1KW+CTeDXppF23JfAIhALtdDJYWJjGepGDWnwMz3fVG4HV2vNiR\n",
+        "u2bsb9IugAfq\n",
+        "-----END CERTIFICATE-----\n",
+    );
+    const LEAF_KEY: &str = concat!(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgVZV+Ih0c+vbM2Ica\n",
+        "ODXdgy64jcfoh6LLuVd7njhA9g2hRANCAATti2Cd2gWLSFu52QcFFoYtF/NfhyFT\n",
+        "sKQnzJP7xskXAPP01VBgRcUwZh9VjNpH73ErZ9dbIEVKL+hclo5n5q/G\n",
+        "-----END PRIVATE KEY-----\n",
+    );
+
+    fn der_of(pem: &str) -> Vec<u8> {
+        der::pem_decode(pem.as_bytes()).unwrap().0.bytes
+    }
+
+    fn opts() -> Options {
+        Options {
+            dns_name: String::new(),
+            now: 1_800_000_000_000_000_000,
+            key_usages: Vec::new(),
+        }
+    }
+
+    fn eval(expression: &str, input: serde_json::Value) -> Vec<Value> {
+        let module = format!("package c\nx := {expression}\n");
+        evaluate_on_both_engines(&module, "data.c.x", Value::from(input))
+            .into_iter()
+            .map(|answer| answer.unwrap_or(Value::Undefined))
+            .collect()
+    }
+
+    #[test]
+    fn policies_read_spiffe_ids_and_verify_chains_on_both_engines() {
+        let input = serde_json::json!({"certs": format!("{ROOT}{LEAF}"), "now": 1_800_000_000_000_000_000i64});
+        for answer in eval(
+            "crypto.x509.parse_certificates(input.certs)[1].URIStrings[0]",
+            input.clone(),
+        ) {
+            assert_eq!(answer, Value::from("spiffe://example.org/ns/prod/sa/api"));
+        }
+        let verified = "crypto.x509.parse_and_verify_certificates_with_options(input.certs, {\"CurrentTime\": input.now, \"DNSName\": \"svc.example.com\"})[0]";
+        for answer in eval(verified, input.clone()) {
+            assert_eq!(answer, Value::from(true));
+        }
+        // Without the root there is nothing to verify against.
+        let alone = serde_json::json!({"certs": LEAF, "now": 1_800_000_000_000_000_000i64});
+        for answer in eval(verified, alone) {
+            assert_eq!(answer, Value::from(false));
+        }
+    }
+
+    #[test]
+    fn a_tampered_signature_or_a_wrong_root_never_verifies() {
+        let root = der_of(ROOT);
+        let mut leaf = der_of(LEAF);
+        let certs = parse_certificates(&[root.clone(), leaf.clone()].concat()).unwrap();
+        assert!(verify(&certs, &opts()).is_some());
+        // Flip one bit of the signature (the DER's last byte).
+        let last = leaf.len() - 1;
+        leaf[last] ^= 1;
+        let certs = parse_certificates(&[root.clone(), leaf.clone()].concat()).unwrap();
+        assert!(verify(&certs, &opts()).is_none());
+        // The leaf given as the root is trusted as it is, CA or not (Go's `Roots.contains`),
+        // as OPA answers.
+        let leaf = der_of(LEAF);
+        let certs =
+            parse_certificates(&[leaf.clone(), leaf.clone(), leaf.clone()].concat()).unwrap();
+        assert_eq!(verify(&certs, &opts()).map(|chain| chain.len()), Some(1));
+        // A root that did not sign the leaf.
+        let certs =
+            parse_certificates(&[leaf.clone(), leaf.clone(), root.clone()].concat()).unwrap();
+        assert!(verify(&certs, &opts()).is_none());
+        // Outside the validity period.
+        let certs = parse_certificates(&[root, der_of(LEAF)].concat()).unwrap();
+        assert!(verify(&certs, &Options { now: 0, ..opts() }).is_none());
+    }
+
+    #[test]
+    fn hostile_certificates_are_errors_never_panics() {
+        let leaf = der_of(LEAF);
+        // Every truncation, and every byte flipped, of a real certificate.
+        for end in 0..leaf.len() {
+            assert!(parse_certificates(&leaf[..end]).is_err() || end == 0);
+        }
+        let root = der_of(ROOT);
+        for i in 0..leaf.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bad = leaf.clone();
+                bad[i] ^= flip;
+                if let Ok(certs) = parse_certificates(&[root.clone(), bad].concat()) {
+                    let _ = verify(&certs, &opts());
+                    for c in &certs {
+                        let _ = c.to_value(true);
+                    }
+                }
+            }
+        }
+        // Garbage, lengths that overrun, deep or huge lengths.
+        for garbage in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x84\xff\xff\xff\xff",
+            b"\x30\x80\x00\x00",
+            b"\x1f\x01\x00",
+            &[0x30; 4096][..],
+        ] {
+            let _ = parse_certificates(garbage);
+        }
+        for text in [
+            "",
+            "not base64!",
+            "-----BEGIN CERTIFICATE-----\n",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            assert!(
+                certs_from_string(text)
+                    .map(|c| c.is_empty())
+                    .unwrap_or(true)
+            );
+        }
+    }
+
+    #[test]
+    fn huge_input_is_refused_quickly() {
+        let started = std::time::Instant::now();
+        // 8 MiB of BEGIN lines without an END: Go's decoder is quadratic on it.
+        let many_begins = "-----BEGIN CERTIFICATE-----\n".repeat(300_000);
+        assert!(certs_from_string(&many_begins).unwrap().is_empty());
+        let _ = keys_from_pem_data(&many_begins);
+        // A 100,000-byte serial number.
+        let mut big = vec![
+            0x30, 0x83, 0x01, 0x86, 0xaa, 0x30, 0x83, 0x01, 0x86, 0xa5, 0x02, 0x83, 0x01, 0x86,
+            0xa0, 0x01,
+        ];
+        big.resize(100_016, 0x11);
+        assert!(parse_certificates(&big).is_err());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn hostile_keys_and_requests_are_undefined() {
+        for (expression, input) in [
+            ("crypto.x509.parse_certificates(input.x)", "garbage"),
+            (
+                "crypto.x509.parse_certificate_request(input.x)",
+                "-----BEGIN CERTIFICATE REQUEST-----\nMAA=\n-----END CERTIFICATE REQUEST-----\n",
+            ),
+            (
+                "crypto.x509.parse_rsa_private_key(input.x)",
+                "-----BEGIN RSA PRIVATE KEY-----\nMAMCAQA=\n-----END RSA PRIVATE KEY-----\n",
+            ),
+            (
+                "crypto.parse_private_keys(input.x)",
+                "-----BEGIN EC PRIVATE KEY-----\nMAMCAQE=\n-----END EC PRIVATE KEY-----\n",
+            ),
+            ("crypto.x509.parse_keypair(input.x, input.x)", "AAAA"),
+        ] {
+            for answer in eval(expression, serde_json::json!({"x": input})) {
+                assert_eq!(answer, Value::Undefined, "{expression}");
+            }
+        }
+        // The leaf with its own key: a pair.
+        let pair = "crypto.x509.parse_keypair(input.cert, input.key).Leaf.Subject.CommonName";
+        for answer in eval(pair, serde_json::json!({"cert": LEAF, "key": LEAF_KEY})) {
+            assert_eq!(answer, Value::from("svc"));
+        }
+        // Every truncation of the key.
+        let key = der_of(LEAF_KEY);
+        for end in 0..key.len() {
+            assert!(super::keys::parse_pkcs8(&key[..end]).is_err());
+        }
+    }
+}

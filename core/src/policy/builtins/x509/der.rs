@@ -65,6 +65,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// `None` (Go returns `nil, data`). Malformed candidates are skipped, as Go does.
 pub(super) fn pem_decode(data: &[u8]) -> Option<(Block<'_>, &[u8])> {
     let mut rest = data;
+    // Where the next END line is, from where it was looked for (both offsets into `data`):
+    // each candidate's body is a suffix of the previous one's, so one search serves them all
+    // and hostile input of many BEGIN lines stays linear (Go's decoder is quadratic there).
+    let mut end_cache: Option<(usize, Option<usize>)> = None;
     loop {
         if let Some(after) = rest.strip_prefix(b"-----BEGIN ") {
             rest = after;
@@ -94,8 +98,18 @@ pub(super) fn pem_decode(data: &[u8]) -> Option<(Block<'_>, &[u8])> {
         let (end_index, trailer_index) = if headers == 0 && body.starts_with(b"-----END ") {
             (0, 9)
         } else {
-            match find(body, b"\n-----END ") {
-                Some(i) => (i, i + 10),
+            let start = data.len() - body.len();
+            let found = match end_cache {
+                Some((from, Some(at))) if from <= start && at >= start => Some(at),
+                Some((from, None)) if from <= start => None,
+                _ => {
+                    let found = find(body, b"\n-----END ").map(|i| i + start);
+                    end_cache = Some((start, found));
+                    found
+                }
+            };
+            match found {
+                Some(at) => (at - start, at - start + 10),
                 None => continue,
             }
         };
@@ -278,8 +292,15 @@ pub(super) fn big_number(bytes: &[u8]) -> Value {
     Value::from_numeric_string(&decimal(bytes)).unwrap_or(Value::Null)
 }
 
+/// The largest integer taken (16,384 bits): decimal conversion is quadratic, and no
+/// certificate or key needs more.
+const MAX_INTEGER_BYTES: usize = 2049;
+
 /// A DER INTEGER's contents as a non-negative magnitude, or an error when negative.
 pub(super) fn unsigned(content: &[u8]) -> Result<&[u8]> {
+    if content.len() > MAX_INTEGER_BYTES {
+        bail!("integer too large");
+    }
     match content.first() {
         None => bail!("empty integer"),
         Some(b) if b & 0x80 != 0 => bail!("negative integer"),
