@@ -356,7 +356,7 @@ pub(super) fn parse_certificate_request(raw: &[u8]) -> Result<Value> {
         _ => bail!("x509: unsupported certificate request version"),
     };
     let signature_algorithm = signature_algorithm(alg)?;
-    let (public_key_algorithm, _, public_key_json) = parse_spki(&spki)?;
+    let (public_key_algorithm, _, public_key_json) = parse_spki(spki)?;
     let signature = bit_string_bytes(signature)?;
     let mut attributes = Vec::new();
     let mut extensions = Vec::new();
@@ -1003,10 +1003,10 @@ fn pss_algorithm(params: &[u8]) -> Option<u8> {
         return None;
     }
     let salt = small_int(expect(field(0xa2)?.content, INTEGER).ok()?.content).ok()?;
-    if let Some(trailer) = field(0xa3) {
-        if small_int(expect(trailer.content, INTEGER).ok()?.content).ok()? != 1 {
-            return None;
-        }
+    if let Some(trailer) = field(0xa3)
+        && small_int(expect(trailer.content, INTEGER).ok()?.content).ok()? != 1
+    {
+        return None;
     }
     match (hash.as_str(), salt) {
         ("2.16.840.1.101.3.4.2.1", 32) => Some(sig::SHA256_RSA_PSS),
@@ -1281,7 +1281,7 @@ fn asn1_string(value: &Tlv<'_>) -> Result<String> {
             .map_err(|_| anyhow!("invalid UTF-8 string"))?
             .to_string()),
         0x1e => {
-            ensure!(bytes.len() % 2 == 0, "invalid BMPString");
+            ensure!(bytes.len().is_multiple_of(2), "invalid BMPString");
             let mut units: Vec<u16> = bytes
                 .chunks(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))

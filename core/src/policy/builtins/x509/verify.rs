@@ -315,7 +315,7 @@ fn match_exactly(a: &str, b: &str) -> bool {
     if a.is_empty() || a == "." || b.is_empty() || b == "." {
         return false;
     }
-    a.to_ascii_lowercase() == b.to_ascii_lowercase()
+    a.eq_ignore_ascii_case(b)
 }
 
 fn match_hostnames(pattern: &str, host: &str) -> bool {
