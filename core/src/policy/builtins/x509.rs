@@ -508,6 +508,24 @@ mod tests {
     }
 
     #[test]
+    fn integers_beyond_f64_print_with_all_their_digits() {
+        // A 2,048-bit number (617 digits): serde_json alone cannot write it, and Value's
+        // Display failed (a panic in `to_string`) before regorus's Number was patched.
+        let n = der::big_number(&[0xff; 256]);
+        assert_eq!(n.to_string().len(), 617);
+        let chain = serde_json::json!({"certs": format!("{ROOT}{LEAF}")});
+        for answer in eval(
+            "json.marshal(crypto.x509.parse_certificates(input.certs)[0].PublicKey)",
+            chain,
+        ) {
+            let Value::String(text) = answer else {
+                panic!("{answer:?}")
+            };
+            assert!(text.starts_with("{\"Curve\":{},\"X\":"), "{text}");
+        }
+    }
+
+    #[test]
     fn hostile_keys_and_requests_are_undefined() {
         for (expression, input) in [
             ("crypto.x509.parse_certificates(input.x)", "garbage"),
