@@ -1,10 +1,11 @@
 //! OPA's `io.jwt.*` (OPA's `topdown/tokens.go`): decoding; verification with a secret, a
 //! PEM public key or certificate, or a JWK (set); `decode_verify` with its constraints; and
-//! signing with a JWK. Signatures and MACs are ring's (in the build already, for rustls).
+//! signing with a JWK. Signatures and MACs are ring's (in the build already, for rustls),
+//! except ES512: ring has no P-521, so that is RustCrypto's `p521`.
 //!
-//! Two differences from OPA, listed in docs/policies.md: ES512 (P-521) is not available,
-//! since ring has no P-521, and RSA keys need at least 2,048 bits (ring refuses smaller
-//! ones; OPA takes 1,024). Such a token does not verify; signing with such a key is an error.
+//! Differences from OPA, listed in docs/policies.md: RSA keys need at least 2,048 bits
+//! (ring refuses smaller ones; OPA takes 1,024): such a token does not verify, signing with
+//! such a key is an error; and an EC key must be on the algorithm's curve to sign.
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use base64::Engine as _;
@@ -446,7 +447,23 @@ impl Jwk {
                 .map_err(|e| refused(&e))?;
                 Ok(pair.sign(message).as_ref().to_vec())
             }
-            ("EC", "ES512") => Err(refused(&"P-521 is not supported")),
+            ("EC", "ES512") => {
+                use p521::ecdsa::signature::Signer as _;
+                if self.curve()? != Curve::P521 {
+                    return Err(refused(&"the key is on another curve"));
+                }
+                let key = p521::ecdsa::SigningKey::from_slice(&self.coordinate("d", Curve::P521)?)
+                    .map_err(|e| refused(&e))?;
+                // ring checks a key pair's halves agree; the same here.
+                if key.verifying_key().to_sec1_point(false).as_bytes()
+                    != self.ec_point(Curve::P521)?.as_slice()
+                {
+                    return Err(refused(&"x and y are not d's public key"));
+                }
+                // RFC 6979 (deterministic) signatures; OPA's are random, both verify alike.
+                let signed: p521::ecdsa::Signature = key.sign(message);
+                Ok(signed.to_bytes().to_vec())
+            }
             (kty, _) => Err(refused(&format!("a {kty} key"))),
         }
     }
@@ -487,13 +504,32 @@ fn verifies(key: &PublicKey, alg: &str, signed: &[u8], signature: &[u8]) -> bool
         "PS512" => rsa(&s::RSA_PSS_2048_8192_SHA512),
         "ES256" => ec(Curve::P256, &s::ECDSA_P256_SHA256_FIXED),
         "ES384" => ec(Curve::P384, &s::ECDSA_P384_SHA384_FIXED),
+        "ES512" => {
+            matches!(key, PublicKey::Ec(Curve::P521, point) if p521_verifies(point, signed, signature))
+        }
         "EdDSA" => matches!(key, PublicKey::Ed25519(x)
             if s::UnparsedPublicKey::new(&s::ED25519, x).verify(signed, signature).is_ok()),
         "HS256" | "HS384" | "HS512" => matches!(key, PublicKey::Secret(secret)
             if hmac::verify(&hmac::Key::new(hmac_algorithm(alg), secret), signed, signature).is_ok()),
-        // ES512 (P-521, which ring lacks), `none` and anything else.
+        // `none` and anything else.
         _ => false,
     }
+}
+
+/// ES512 with RustCrypto's P-521 (ring has no P-521): an uncompressed point, as Go's key
+/// parsers require, and the fixed-size `r || s` signature of JWS.
+fn p521_verifies(point: &[u8], signed: &[u8], signature: &[u8]) -> bool {
+    use p521::ecdsa::signature::Verifier as _;
+    if point.len() != 133 || point[0] != 4 {
+        return false;
+    }
+    let (Ok(key), Ok(signature)) = (
+        p521::ecdsa::VerifyingKey::from_sec1_bytes(point),
+        p521::ecdsa::Signature::from_slice(signature),
+    ) else {
+        return false;
+    };
+    key.verify(signed, &signature).is_ok()
 }
 
 /// OPA's choice of keys: the one whose `kid` is the token's, alone; otherwise any key that
