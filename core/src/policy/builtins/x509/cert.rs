@@ -32,6 +32,7 @@ pub(super) mod sig {
     pub(crate) const SHA384_RSA_PSS: u8 = 14;
     pub(crate) const SHA512_RSA_PSS: u8 = 15;
     pub(crate) const ECDSA_SHA384: u8 = 11;
+    pub(crate) const ECDSA_SHA512: u8 = 12;
     pub(crate) const PURE_ED25519: u8 = 16;
 }
 
@@ -966,7 +967,7 @@ fn signature_algorithm(alg: &Tlv<'_>) -> Result<u8> {
         "1.2.840.10045.4.1" => 9,
         "1.2.840.10045.4.3.2" => sig::ECDSA_SHA256,
         "1.2.840.10045.4.3.3" => sig::ECDSA_SHA384,
-        "1.2.840.10045.4.3.4" => 12,
+        "1.2.840.10045.4.3.4" => sig::ECDSA_SHA512,
         "1.3.101.112" => sig::PURE_ED25519,
         _ => 0,
     })
@@ -1136,14 +1137,15 @@ pub(super) fn parse_spki(spki: &Tlv<'_>) -> Result<(u8, PublicKey, Value)> {
 }
 
 /// Go's `elliptic.Unmarshal` refuses points off the curve. ring checks a peer's point in an
-/// ECDH agreement, which is the check; P-224 and P-521, which ring lacks, go unchecked here
-/// (their keys never verify a signature here either).
+/// ECDH agreement, which is the check; RustCrypto's `p521` checks P-521 points; P-224 points,
+/// which neither has, go unchecked here (such keys never verify a signature here either).
 pub(super) fn on_curve(curve: Curve, point: &[u8]) -> bool {
     use ring::agreement;
     let alg = match curve {
         Curve::P256 => &agreement::ECDH_P256,
         Curve::P384 => &agreement::ECDH_P384,
-        Curve::P224 | Curve::P521 => return true,
+        Curve::P521 => return p521::ecdsa::VerifyingKey::from_sec1_bytes(point).is_ok(),
+        Curve::P224 => return true,
     };
     let rng = ring::rand::SystemRandom::new();
     let Ok(mine) = agreement::EphemeralPrivateKey::generate(alg, &rng) else {

@@ -2,14 +2,15 @@
 //! `crypto.x509.parse_and_verify_certificates*`: the first certificate is the only root, the
 //! last the leaf, the others intermediates; every path from the leaf to the root is built
 //! (Go's `buildChains`, in Go's candidate order, with Go's limit of 100 signature checks),
-//! each link's signature checked with ring, validity times, CA and path-length constraints,
+//! each link's signature checked with ring (P-521: RustCrypto's `p521`), validity times, CA and path-length constraints,
 //! key usage (`keyCertSign`) of issuers, unhandled critical extensions, the host name and
 //! the extended key usages asked for.
 //!
 //! Fail closed: what Go would check but this module does not reproduce (name constraints,
-//! policy mappings and constraints, P-224/P-521 and RSA keys under 2,048 bits, which
-//! ring lacks) makes a certificate unusable as a link, so the answer is `false` where Go
-//! might say `true`, never the reverse.
+//! policy mappings and constraints; P-224, ECDSA with SHA-512 on P-256/P-384, P-521 with
+//! SHA-256 and RSA keys under 2,048 or over 8,192 bits, which ring and `p521` lack) makes a
+//! certificate unusable as a link, so the answer is `false` where Go might say `true`, never
+//! the reverse.
 
 use std::net::IpAddr;
 
@@ -232,13 +233,49 @@ fn check_signature_from(child: &Cert, parent: &Cert) -> bool {
                 },
             ) => (&signature::ECDSA_P384_SHA384_ASN1, point),
             (sig::PURE_ED25519, PublicKey::Ed25519(key)) => (&signature::ED25519, key),
-            // MD5 and SHA-1 (which Go refuses too), DSA, P-224, P-521, ECDSA with
-            // SHA-512, or a signature algorithm that does not fit the key.
+            (
+                sig::ECDSA_SHA384 | sig::ECDSA_SHA512,
+                PublicKey::Ec {
+                    curve: Curve::P521,
+                    point,
+                },
+            ) => {
+                return p521_verifies(
+                    child.signature_algorithm,
+                    point,
+                    &child.raw_tbs,
+                    &child.signature,
+                );
+            }
+            // MD5 and SHA-1 (which Go refuses too), DSA, P-224, P-256/P-384 with SHA-512,
+            // P-521 with SHA-256, or a signature algorithm that does not fit the key.
             _ => return false,
         };
     UnparsedPublicKey::new(algorithm, key)
         .verify(&child.raw_tbs, &child.signature)
         .is_ok()
+}
+
+/// ECDSA on P-521 (RustCrypto's `p521`; ring has no P-521), the signature in ASN.1 DER as
+/// in certificates, over SHA-512 or SHA-384 (the digest left-padded to the field, as Go's
+/// `hashToInt` reads it).
+fn p521_verifies(algorithm: u8, point: &[u8], signed: &[u8], der: &[u8]) -> bool {
+    use p521::ecdsa::signature::hazmat::PrehashVerifier as _;
+    let (Ok(key), Ok(signature)) = (
+        p521::ecdsa::VerifyingKey::from_sec1_bytes(point),
+        p521::ecdsa::DerSignature::from_bytes(der),
+    ) else {
+        return false;
+    };
+    let digest = ring::digest::digest(
+        if algorithm == sig::ECDSA_SHA512 {
+            &ring::digest::SHA512
+        } else {
+            &ring::digest::SHA384
+        },
+        signed,
+    );
+    key.verify_prehash(digest.as_ref(), &signature).is_ok()
 }
 
 /// Go's `checkChainForKeyUsage`.
