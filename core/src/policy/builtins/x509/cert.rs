@@ -237,10 +237,16 @@ pub(super) fn parse_certificate(raw: &[u8]) -> Result<Cert> {
         ),
         ("DNSNames", strings_or_null(&ext.dns_names)),
         ("EmailAddresses", strings_or_null(&ext.email_addresses)),
-        ("ExcludedDNSDomains", Value::Null),
-        ("ExcludedEmailAddresses", Value::Null),
-        ("ExcludedIPRanges", Value::Null),
-        ("ExcludedURIDomains", Value::Null),
+        ("ExcludedDNSDomains", strings_or_null(&ext.excluded.dns)),
+        (
+            "ExcludedEmailAddresses",
+            strings_or_null(&ext.excluded.emails),
+        ),
+        ("ExcludedIPRanges", ext.excluded.ips_value()),
+        (
+            "ExcludedURIDomains",
+            strings_or_null(&ext.excluded.uri_domains),
+        ),
         ("ExtKeyUsage", numbers_or_null(&ext.ext_key_usage)),
         ("Extensions", extensions_json),
         ("ExtraExtensions", Value::Null),
@@ -264,11 +270,20 @@ pub(super) fn parse_certificate(raw: &[u8]) -> Result<Cert> {
         ("NotAfter", Value::from(go_time(not_after)?)),
         ("NotBefore", Value::from(go_time(not_before)?)),
         ("OCSPServer", strings_or_null(&ext.ocsp_server)),
-        ("PermittedDNSDomains", Value::Null),
-        ("PermittedDNSDomainsCritical", Value::from(false)),
-        ("PermittedEmailAddresses", Value::Null),
-        ("PermittedIPRanges", Value::Null),
-        ("PermittedURIDomains", Value::Null),
+        ("PermittedDNSDomains", strings_or_null(&ext.permitted.dns)),
+        (
+            "PermittedDNSDomainsCritical",
+            Value::from(ext.permitted_critical),
+        ),
+        (
+            "PermittedEmailAddresses",
+            strings_or_null(&ext.permitted.emails),
+        ),
+        ("PermittedIPRanges", ext.permitted.ips_value()),
+        (
+            "PermittedURIDomains",
+            strings_or_null(&ext.permitted.uri_domains),
+        ),
         ("Policies", strings_or_null(&ext.policies)),
         ("PolicyIdentifiers", arcs_or_null(&ext.policy_identifiers)),
         ("PolicyMappings", Value::Null),
@@ -559,6 +574,119 @@ struct Extensions {
     issuing_certificate_url: Vec<String>,
     unhandled_critical: Vec<Vec<u64>>,
     unsupported_for_verification: bool,
+    permitted: Subtrees,
+    excluded: Subtrees,
+    permitted_critical: bool,
+}
+
+/// One side of a name constraints extension (Go's `Permitted*` or `Excluded*` fields).
+#[derive(Default)]
+struct Subtrees {
+    dns: Vec<String>,
+    /// `net.IPNet` as Go's JSON writes it: `{"IP": "10.0.0.0", "Mask": base64}`.
+    ips: Vec<Value>,
+    emails: Vec<String>,
+    uri_domains: Vec<String>,
+}
+
+impl Subtrees {
+    fn ips_value(&self) -> Value {
+        if self.ips.is_empty() {
+            Value::Null
+        } else {
+            Value::from(self.ips.clone())
+        }
+    }
+}
+
+/// Go's `parseNameConstraintsExtension`: whether some constraint is of a type Go does not
+/// handle (then a critical extension is unhandled). Mailbox constraints are checked for one
+/// `@` and a valid domain, less than Go's RFC 2821 parser.
+fn parse_subtrees(content: &[u8], out: &mut Subtrees) -> Result<bool> {
+    let mut unhandled = false;
+    let domain_ok = |text: &str| valid_reverse_labels(text.strip_prefix('.').unwrap_or(text));
+    for subtree in children(content)? {
+        ensure!(
+            subtree.tag == SEQUENCE,
+            "x509: invalid NameConstraints extension"
+        );
+        let (value, _) =
+            tlv(subtree.content).map_err(|_| anyhow!("x509: invalid NameConstraints extension"))?;
+        let text = || -> Result<String> {
+            ensure!(value.content.is_ascii(), "x509: invalid constraint value");
+            Ok(String::from_utf8_lossy(value.content).into_owned())
+        };
+        match value.tag {
+            0x82 => {
+                let domain = text()?;
+                ensure!(
+                    domain_ok(&domain),
+                    "x509: failed to parse dnsName constraint {domain:?}"
+                );
+                out.dns.push(domain);
+            }
+            0x87 => {
+                let (ip, mask) = match value.content.len() {
+                    8 | 32 => value.content.split_at(value.content.len() / 2),
+                    n => bail!("x509: IP constraint contained value of length {n}"),
+                };
+                let ones = mask.iter().map(|b| b.leading_ones()).sum::<u32>() as usize;
+                let contiguous = mask
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| *b == expected_mask_byte(ones, i));
+                ensure!(contiguous, "x509: IP constraint contained invalid mask");
+                let ip = match ip.len() {
+                    4 => IpAddr::from(<[u8; 4]>::try_from(ip)?),
+                    _ => IpAddr::from(<[u8; 16]>::try_from(ip)?),
+                };
+                out.ips.push(object(vec![
+                    ("IP", Value::from(ip.to_canonical().to_string())),
+                    ("Mask", b64(mask)),
+                ]));
+            }
+            0x81 => {
+                let constraint = text()?;
+                let ok = match constraint.split_once('@') {
+                    Some((local, domain)) => {
+                        !local.is_empty() && !domain.contains('@') && valid_reverse_labels(domain)
+                    }
+                    None => domain_ok(&constraint),
+                };
+                ensure!(
+                    ok,
+                    "x509: failed to parse rfc822Name constraint {constraint:?}"
+                );
+                out.emails.push(constraint);
+            }
+            0x86 => {
+                let domain = text()?;
+                ensure!(
+                    domain.parse::<IpAddr>().is_err(),
+                    "x509: failed to parse URI constraint {domain:?}: cannot be IP address"
+                );
+                ensure!(
+                    domain_ok(&domain),
+                    "x509: failed to parse URI constraint {domain:?}"
+                );
+                out.uri_domains.push(domain);
+            }
+            _ => unhandled = true,
+        }
+    }
+    Ok(unhandled)
+}
+
+/// Byte `i` of a mask with `ones` leading one bits.
+fn expected_mask_byte(ones: usize, i: usize) -> u8 {
+    let full = ones / 8;
+    if i < full {
+        0xff
+    } else if i == full {
+        !(0xffu8.checked_shr((ones % 8) as u32).unwrap_or(0))
+    } else {
+        0
+    }
 }
 
 /// Go's `extKeyUsageOIDs`.
@@ -615,7 +743,34 @@ impl Extensions {
                             && self.ip_addresses.is_empty()
                             && self.uris.is_empty();
                     }
-                    30 | 33 | 36 | 54 => self.unsupported_for_verification = true,
+                    30 => {
+                        self.unsupported_for_verification = true;
+                        let seq = expect(e.value, SEQUENCE)
+                            .map_err(|_| anyhow!("x509: invalid NameConstraints extension"))?;
+                        let parts = children(seq.content)?;
+                        let mut permitted = None;
+                        let mut excluded = None;
+                        for part in &parts {
+                            match part.tag {
+                                0xa0 if permitted.is_none() && excluded.is_none() => {
+                                    permitted = Some(part.content)
+                                }
+                                0xa1 if excluded.is_none() => excluded = Some(part.content),
+                                _ => bail!("x509: invalid NameConstraints extension"),
+                            }
+                        }
+                        if permitted.is_none_or(<[u8]>::is_empty)
+                            && excluded.is_none_or(<[u8]>::is_empty)
+                        {
+                            bail!("x509: empty name constraints extension");
+                        }
+                        unhandled |=
+                            parse_subtrees(permitted.unwrap_or_default(), &mut self.permitted)?;
+                        unhandled |=
+                            parse_subtrees(excluded.unwrap_or_default(), &mut self.excluded)?;
+                        self.permitted_critical = e.critical;
+                    }
+                    33 | 36 | 54 => self.unsupported_for_verification = true,
                     31 => {
                         let seq = expect(e.value, SEQUENCE)?;
                         for dp in children(seq.content)? {
