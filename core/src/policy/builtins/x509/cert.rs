@@ -251,10 +251,22 @@ pub(super) fn parse_certificate(raw: &[u8]) -> Result<Cert> {
         ("Extensions", extensions_json),
         ("ExtraExtensions", Value::Null),
         ("IPAddresses", ips_value(&ext.ip_addresses)),
-        ("InhibitAnyPolicy", Value::from(0)),
-        ("InhibitAnyPolicyZero", Value::from(false)),
-        ("InhibitPolicyMapping", Value::from(0)),
-        ("InhibitPolicyMappingZero", Value::from(false)),
+        (
+            "InhibitAnyPolicy",
+            Value::from(ext.inhibit_any_policy.unwrap_or(0)),
+        ),
+        (
+            "InhibitAnyPolicyZero",
+            Value::from(ext.inhibit_any_policy == Some(0)),
+        ),
+        (
+            "InhibitPolicyMapping",
+            Value::from(ext.inhibit_policy_mapping.unwrap_or(0)),
+        ),
+        (
+            "InhibitPolicyMappingZero",
+            Value::from(ext.inhibit_policy_mapping == Some(0)),
+        ),
         ("IsCA", Value::from(ext.is_ca)),
         ("Issuer", issuer_json),
         (
@@ -286,7 +298,14 @@ pub(super) fn parse_certificate(raw: &[u8]) -> Result<Cert> {
         ),
         ("Policies", strings_or_null(&ext.policies)),
         ("PolicyIdentifiers", arcs_or_null(&ext.policy_identifiers)),
-        ("PolicyMappings", Value::Null),
+        (
+            "PolicyMappings",
+            if ext.policy_mappings.is_empty() {
+                Value::Null
+            } else {
+                Value::from(ext.policy_mappings.clone())
+            },
+        ),
         ("PublicKey", public_key_json),
         (
             "PublicKeyAlgorithm",
@@ -297,8 +316,14 @@ pub(super) fn parse_certificate(raw: &[u8]) -> Result<Cert> {
         ("RawSubject", b64(subject.whole)),
         ("RawSubjectPublicKeyInfo", b64(spki.whole)),
         ("RawTBSCertificate", b64(tbs.whole)),
-        ("RequireExplicitPolicy", Value::from(0)),
-        ("RequireExplicitPolicyZero", Value::from(false)),
+        (
+            "RequireExplicitPolicy",
+            Value::from(ext.require_explicit_policy.unwrap_or(0)),
+        ),
+        (
+            "RequireExplicitPolicyZero",
+            Value::from(ext.require_explicit_policy == Some(0)),
+        ),
         ("SerialNumber", big_number(serial_bytes)),
         ("Signature", b64(&signature)),
         (
@@ -577,6 +602,10 @@ struct Extensions {
     permitted: Subtrees,
     excluded: Subtrees,
     permitted_critical: bool,
+    policy_mappings: Vec<Value>,
+    require_explicit_policy: Option<i64>,
+    inhibit_policy_mapping: Option<i64>,
+    inhibit_any_policy: Option<i64>,
 }
 
 /// One side of a name constraints extension (Go's `Permitted*` or `Excluded*` fields).
@@ -770,7 +799,46 @@ impl Extensions {
                             parse_subtrees(excluded.unwrap_or_default(), &mut self.excluded)?;
                         self.permitted_critical = e.critical;
                     }
-                    33 | 36 | 54 => self.unsupported_for_verification = true,
+                    33 => {
+                        self.unsupported_for_verification = true;
+                        let seq = expect(e.value, SEQUENCE)?;
+                        for mapping in children(seq.content)? {
+                            let oids = children(mapping.content)?;
+                            let [issuer, subject, ..] = oids.as_slice() else {
+                                bail!("x509: invalid policy mappings extension")
+                            };
+                            ensure!(
+                                mapping.tag == SEQUENCE && issuer.tag == OID && subject.tag == OID,
+                                "x509: invalid policy mappings extension"
+                            );
+                            self.policy_mappings.push(object(vec![
+                                (
+                                    "IssuerDomainPolicy",
+                                    Value::from(oid_string(issuer.content)?),
+                                ),
+                                (
+                                    "SubjectDomainPolicy",
+                                    Value::from(oid_string(subject.content)?),
+                                ),
+                            ]));
+                        }
+                    }
+                    36 => {
+                        self.unsupported_for_verification = true;
+                        let seq = expect(e.value, SEQUENCE)?;
+                        let mut items = children(seq.content)?.into_iter().peekable();
+                        if let Some(v) = items.next_if(|t| t.tag == 0x80) {
+                            self.require_explicit_policy = Some(small_int(v.content)?);
+                        }
+                        if let Some(v) = items.next_if(|t| t.tag == 0x81) {
+                            self.inhibit_policy_mapping = Some(small_int(v.content)?);
+                        }
+                    }
+                    54 => {
+                        self.unsupported_for_verification = true;
+                        self.inhibit_any_policy =
+                            Some(small_int(expect(e.value, INTEGER)?.content)?);
+                    }
                     31 => {
                         let seq = expect(e.value, SEQUENCE)?;
                         for dp in children(seq.content)? {
