@@ -291,6 +291,9 @@ fn chain_allows_usages(chain: &[&Cert], requested: &[u32]) -> bool {
         }
         for slot in &mut usages {
             let Some(requested) = *slot else { continue };
+            // Exact matches only: the Go that OPA is built with no longer takes the
+            // server-gated-crypto usages for server authentication, as older Go did
+            // (a conformance row holds this).
             if cert.ext_key_usage.contains(&requested) {
                 continue;
             }
