@@ -284,6 +284,16 @@ impl Serialize for Number {
         S: Serializer,
     {
         let s = self.format_decimal();
+        // GATEHOUSE PATCH: an integer beyond 64 bits is written with all its digits, as Go's
+        // encoding/json writes a big.Int (OPA's json.marshal, and the RSA moduli and
+        // certificate serials of crypto.x509.*). serde_json without arbitrary_precision
+        // made it a rounded float, or failed beyond f64 (and Value's Display with it). No
+        // upstream regorus issue found.
+        if let Number::BigInt(_) = self {
+            let raw = serde_json::value::RawValue::from_string(s)
+                .map_err(|_| serde::ser::Error::custom("could not serialize number"))?;
+            return raw.serialize(serializer);
+        }
         let v = serde_json::Number::from_str(&s)
             .map_err(|_| serde::ser::Error::custom("could not serialize number"))?;
         v.serialize(serializer)

@@ -1,12 +1,13 @@
 //! OPA's `io.jwt.*` (OPA's `topdown/tokens.go`): decoding; verification with a secret, a
 //! PEM public key or certificate, or a JWK (set); `decode_verify` with its constraints; and
 //! signing with a JWK. Signatures and MACs are ring's (in the build already, for rustls),
-//! except ES512: ring has no P-521, so RustCrypto's `p521` does it.
+//! except ES512: ring has no P-521, so that is RustCrypto's `p521`.
 //!
-//! One difference from OPA, listed in docs/policies.md: RSA keys need at least 2,048 bits
-//! (ring refuses smaller ones; OPA takes 1,024). Such a token does not verify; signing with
-//! such a key is an error. Gatehouse keeps this on purpose: a 1,024-bit RSA key can be
-//! factored, and a token it signs must not open a route.
+//! Differences from OPA, listed in docs/policies.md: RSA keys need at least 2,048 bits
+//! (ring refuses smaller ones; OPA takes 1,024): such a token does not verify, signing with
+//! such a key is an error; and an EC key must be on the algorithm's curve to sign. The RSA
+//! floor is on purpose: a 1,024-bit RSA key can be factored, and a token it signs must not
+//! open a route.
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use base64::Engine as _;
@@ -163,7 +164,7 @@ impl Header {
 enum Curve {
     P256,
     P384,
-    /// ring has no P-521: RustCrypto's `p521` signs and verifies with it.
+    /// Parsed so that a key set holding one still loads; nothing verifies with it.
     P521,
 }
 
@@ -449,19 +450,19 @@ impl Jwk {
                 Ok(pair.sign(message).as_ref().to_vec())
             }
             ("EC", "ES512") => {
-                use p521::ecdsa::signature::Signer;
+                use p521::ecdsa::signature::Signer as _;
                 if self.curve()? != Curve::P521 {
                     return Err(refused(&"the key is on another curve"));
                 }
                 let key = p521::ecdsa::SigningKey::from_slice(&self.coordinate("d", Curve::P521)?)
                     .map_err(|e| refused(&e))?;
-                // As ring does for P-256/P-384: a private key whose public half is not the
-                // JWK's `x`/`y` is refused rather than signing as another key.
+                // ring checks a key pair's halves agree; the same here.
                 if key.verifying_key().to_sec1_point(false).as_bytes()
-                    != self.ec_point(Curve::P521)?
+                    != self.ec_point(Curve::P521)?.as_slice()
                 {
-                    return Err(refused(&"the private key does not match x and y"));
+                    return Err(refused(&"x and y are not d's public key"));
                 }
+                // RFC 6979 (deterministic) signatures; OPA's are random, both verify alike.
                 let signed: p521::ecdsa::Signature = key.sign(message);
                 Ok(signed.to_bytes().to_vec())
             }
@@ -505,7 +506,6 @@ fn verifies(key: &PublicKey, alg: &str, signed: &[u8], signature: &[u8]) -> bool
         "PS512" => rsa(&s::RSA_PSS_2048_8192_SHA512),
         "ES256" => ec(Curve::P256, &s::ECDSA_P256_SHA256_FIXED),
         "ES384" => ec(Curve::P384, &s::ECDSA_P384_SHA384_FIXED),
-        // ring has no P-521; RustCrypto's p521 verifies it (SHA-512, r || s of 66 bytes each).
         "ES512" => {
             matches!(key, PublicKey::Ec(Curve::P521, point) if p521_verifies(point, signed, signature))
         }
@@ -518,12 +518,17 @@ fn verifies(key: &PublicKey, alg: &str, signed: &[u8], signature: &[u8]) -> bool
     }
 }
 
+/// ES512 with RustCrypto's P-521 (ring has no P-521): an uncompressed point, as Go's key
+/// parsers require, and the fixed-size `r || s` signature of JWS.
 fn p521_verifies(point: &[u8], signed: &[u8], signature: &[u8]) -> bool {
-    use p521::ecdsa::signature::Verifier;
-    let Ok(key) = p521::ecdsa::VerifyingKey::from_sec1_bytes(point) else {
+    use p521::ecdsa::signature::Verifier as _;
+    if point.len() != 133 || point[0] != 4 {
         return false;
-    };
-    let Ok(signature) = p521::ecdsa::Signature::from_slice(signature) else {
+    }
+    let (Ok(key), Ok(signature)) = (
+        p521::ecdsa::VerifyingKey::from_sec1_bytes(point),
+        p521::ecdsa::Signature::from_slice(signature),
+    ) else {
         return false;
     };
     key.verify(signed, &signature).is_ok()

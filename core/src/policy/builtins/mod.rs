@@ -15,6 +15,7 @@ mod crypto;
 mod jwt;
 mod net;
 mod template;
+mod x509;
 
 use std::sync::Once;
 
@@ -61,6 +62,28 @@ pub fn register() {
             ),
             ("net.cidr_merge", (net::net_cidr_merge, 1)),
             ("strings.render_template", (template::render_template, 2)),
+            (
+                "crypto.x509.parse_certificates",
+                (x509::parse_certificates, 1),
+            ),
+            (
+                "crypto.x509.parse_and_verify_certificates",
+                (x509::parse_and_verify_certificates, 1),
+            ),
+            (
+                "crypto.x509.parse_and_verify_certificates_with_options",
+                (x509::parse_and_verify_certificates_with_options, 2),
+            ),
+            (
+                "crypto.x509.parse_certificate_request",
+                (x509::parse_certificate_request, 1),
+            ),
+            ("crypto.x509.parse_keypair", (x509::parse_keypair, 2)),
+            (
+                "crypto.x509.parse_rsa_private_key",
+                (x509::parse_rsa_private_key, 1),
+            ),
+            ("crypto.parse_private_keys", (x509::parse_private_keys, 1)),
         ];
         if let Err(e) = regorus::unstable::register_host_builtins(table) {
             // Only possible if something resolved a builtin before the first bundle was
