@@ -123,6 +123,10 @@ pub(super) struct Cert {
     /// Name constraints, policy mappings, policy constraints or inhibitAnyPolicy: the parts
     /// of Go's verification not reproduced here, so such a certificate never verifies.
     pub(super) unsupported_for_verification: bool,
+    /// Policy mappings, policy constraints or inhibitAnyPolicy: on a leaf they can fail Go's
+    /// policy check (`requireExplicitPolicy: 0`), which is not reproduced, so such a leaf
+    /// never verifies (name constraints on a leaf do not matter to Go).
+    pub(super) policy_controls: bool,
     uri_strings: Vec<String>,
     json: Vec<(&'static str, Value)>,
 }
@@ -207,7 +211,10 @@ pub(super) fn parse_certificate(raw: &[u8]) -> Result<Cert> {
     for item in items {
         match item.tag {
             0x81 | 0x82 => {}
-            0xa3 => extensions_tlv = Some(expect(item.content, SEQUENCE)?),
+            // Go reads extensions of v3 certificates only (a v1 certificate's are ignored: it
+            // is never a CA, its SANs name nothing).
+            0xa3 if version == 3 => extensions_tlv = Some(expect(item.content, SEQUENCE)?),
+            0xa3 => {}
             _ => return Err(malformed()),
         }
     }
@@ -368,6 +375,7 @@ pub(super) fn parse_certificate(raw: &[u8]) -> Result<Cert> {
         ip_addresses: ext.ip_addresses,
         san_value: ext.san_value,
         unsupported_for_verification: ext.unsupported_for_verification,
+        policy_controls: ext.policy_controls,
         uri_strings: ext.uri_strings,
         json,
     })
@@ -599,6 +607,7 @@ struct Extensions {
     issuing_certificate_url: Vec<String>,
     unhandled_critical: Vec<Vec<u64>>,
     unsupported_for_verification: bool,
+    policy_controls: bool,
     permitted: Subtrees,
     excluded: Subtrees,
     permitted_critical: bool,
@@ -745,6 +754,8 @@ impl Extensions {
                 [2, 5, 29, n] => match n {
                     15 => {
                         let bits = expect(e.value, BIT_STRING)?;
+                        // Padding bits must be zero (Go refuses the certificate otherwise).
+                        bit_string_bytes(&bits)?;
                         let bytes = bits.content.get(1..).unwrap_or_default();
                         for i in 0..9 {
                             if bytes.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0) {
@@ -756,11 +767,20 @@ impl Extensions {
                         let seq = expect(e.value, SEQUENCE)?;
                         let mut items = children(seq.content)?.into_iter().peekable();
                         if items.peek().is_some_and(|t| t.tag == BOOLEAN) {
-                            self.is_ca = items.next().is_some_and(|t| t.content == [0xff]);
+                            // DER booleans are 0x00 or 0xff; Go refuses anything else.
+                            self.is_ca = match items.next().map(|t| t.content) {
+                                Some([0xff]) => true,
+                                Some([0x00]) => false,
+                                _ => return Err(malformed()),
+                            };
                         }
                         self.max_path_len = -1;
                         if let Some(n) = items.next().filter(|t| t.tag == INTEGER) {
-                            self.max_path_len = small_int(n.content)?;
+                            // Go reads the length as unsigned: a negative one is an error,
+                            // not "no limit".
+                            let n = small_int(n.content)?;
+                            ensure!(n >= 0, malformed());
+                            self.max_path_len = n;
                         }
                         self.basic_constraints_valid = true;
                     }
@@ -801,6 +821,7 @@ impl Extensions {
                     }
                     33 => {
                         self.unsupported_for_verification = true;
+                        self.policy_controls = true;
                         let seq = expect(e.value, SEQUENCE)?;
                         for mapping in children(seq.content)? {
                             let oids = children(mapping.content)?;
@@ -825,6 +846,7 @@ impl Extensions {
                     }
                     36 => {
                         self.unsupported_for_verification = true;
+                        self.policy_controls = true;
                         let seq = expect(e.value, SEQUENCE)?;
                         let mut items = children(seq.content)?.into_iter().peekable();
                         if let Some(v) = items.next_if(|t| t.tag == 0x80) {
@@ -836,6 +858,7 @@ impl Extensions {
                     }
                     54 => {
                         self.unsupported_for_verification = true;
+                        self.policy_controls = true;
                         self.inhibit_any_policy =
                             Some(small_int(expect(e.value, INTEGER)?.content)?);
                     }
@@ -859,6 +882,8 @@ impl Extensions {
                         }
                     }
                     35 => {
+                        // Go: "authority key identifier incorrectly marked critical".
+                        ensure!(!e.critical, malformed());
                         let seq = expect(e.value, SEQUENCE)?;
                         if let Ok((first, _)) = tlv(seq.content)
                             && first.tag == 0x80
@@ -878,6 +903,8 @@ impl Extensions {
                         }
                     }
                     14 => {
+                        // Go: "subject key identifier incorrectly marked critical".
+                        ensure!(!e.critical, malformed());
                         self.subject_key_id = Some(expect(e.value, OCTET_STRING)?.content.to_vec())
                     }
                     32 => {
@@ -885,7 +912,10 @@ impl Extensions {
                         for info in children(seq.content)? {
                             let (oid, _) = tlv(info.content)?;
                             ensure!(oid.tag == OID, "x509: invalid certificate policies");
-                            self.policies.push(oid_string(oid.content)?);
+                            let dotted = oid_string(oid.content)?;
+                            // Go: "duplicate policy identifiers".
+                            ensure!(!self.policies.contains(&dotted), malformed());
+                            self.policies.push(dotted);
                             let arcs = oid_arcs(oid.content)?;
                             if arcs.iter().all(|a| i64::try_from(*a).is_ok()) {
                                 self.policy_identifiers.push(arcs);
@@ -895,6 +925,8 @@ impl Extensions {
                     _ => unhandled = true,
                 },
                 [1, 3, 6, 1, 5, 5, 7, 1, 1] => {
+                    // Go: "authority info access incorrectly marked critical".
+                    ensure!(!e.critical, malformed());
                     let seq = expect(e.value, SEQUENCE)?;
                     for access in children(seq.content)? {
                         let fields = children(access.content)?;
@@ -1163,14 +1195,29 @@ fn ips_value(ips: &[IpAddr]) -> Value {
     )
 }
 
+/// A BIT STRING's bits, right-aligned as Go's `BitString.RightAlign` gives them; the
+/// padding bits must be zero (Go's cryptobyte refuses others). The signature's BIT STRING is
+/// outside the signed part: without this, a changed unused-bits count would be another
+/// certificate whose signature still verifies.
 fn bit_string_bytes(item: &Tlv<'_>) -> Result<Vec<u8>> {
     ensure!(item.tag == BIT_STRING, malformed());
-    let (unused, bytes) = item.content.split_first().ok_or_else(malformed)?;
+    let (&unused, bytes) = item.content.split_first().ok_or_else(malformed)?;
     ensure!(
-        *unused < 8 && (*unused == 0 || !bytes.is_empty()),
+        unused < 8 && (unused == 0 || !bytes.is_empty()),
         malformed()
     );
-    Ok(bytes.to_vec())
+    if unused == 0 {
+        return Ok(bytes.to_vec());
+    }
+    let last = bytes.last().copied().unwrap_or_default();
+    ensure!(last & ((1u8 << unused) - 1) == 0, malformed());
+    let mut aligned = Vec::with_capacity(bytes.len());
+    let mut carry = 0u8;
+    for &b in bytes {
+        aligned.push(carry | (b >> unused));
+        carry = b << (8 - unused);
+    }
+    Ok(aligned)
 }
 
 /// Go's `getSignatureAlgorithmFromAI`.
@@ -1191,7 +1238,8 @@ fn signature_algorithm(alg: &Tlv<'_>) -> Result<u8> {
         "1.2.840.10045.4.3.2" => sig::ECDSA_SHA256,
         "1.2.840.10045.4.3.3" => sig::ECDSA_SHA384,
         "1.2.840.10045.4.3.4" => sig::ECDSA_SHA512,
-        "1.3.101.112" => sig::PURE_ED25519,
+        // Go: Ed25519 takes no parameters at all (not even NULL).
+        "1.3.101.112" if params.is_empty() => sig::PURE_ED25519,
         _ => 0,
     })
 }

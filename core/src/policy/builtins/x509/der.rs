@@ -169,6 +169,12 @@ pub(super) fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8])> {
         for b in &input[2..2 + count] {
             len = (len << 8) | usize::from(*b);
         }
+        // DER: the shortest length form only (as Go's cryptobyte). The outer headers of a
+        // certificate are not signed, so a padded length would make another certificate
+        // (other `Raw` bytes) that still verifies; Go refuses it.
+        if len < 0x80 || input[2] == 0 {
+            bail!("non-minimal DER length");
+        }
         (len, 2 + count)
     };
     let end = header
@@ -224,6 +230,10 @@ pub(super) fn oid_arcs(content: &[u8]) -> Result<Vec<u64>> {
             bail!("OID arc too large");
         }
         value = (value << 7) | u64::from(b & 0x7f);
+        // Go's cryptobyte reads arcs as 31-bit ints and refuses larger ones.
+        if value >= 1 << 31 {
+            bail!("OID arc too large");
+        }
         if b & 0x80 == 0 {
             if arcs.is_empty() {
                 let first = if value < 80 { value / 40 } else { 2 };
@@ -301,9 +311,11 @@ pub(super) fn unsigned(content: &[u8]) -> Result<&[u8]> {
     if content.len() > MAX_INTEGER_BYTES {
         bail!("integer too large");
     }
-    match content.first() {
-        None => bail!("empty integer"),
-        Some(b) if b & 0x80 != 0 => bail!("negative integer"),
+    match content {
+        [] => bail!("empty integer"),
+        [b, ..] if b & 0x80 != 0 => bail!("negative integer"),
+        // DER integers are minimal, as Go's parsers require.
+        [0, next, ..] if next & 0x80 == 0 => bail!("non-minimal integer"),
         _ => {}
     }
     let mut magnitude = content;

@@ -44,7 +44,10 @@ pub(super) fn verify<'a>(certs: &'a [Cert], opts: &Options) -> Option<Vec<&'a Ce
             intermediates.push(c);
         }
     }
-    if !valid_at(leaf, opts) || leaf.unhandled_critical > 0 {
+    // The leaf's policy extensions (requireExplicitPolicy and the rest) can fail Go's policy
+    // check, which Gatehouse does not reproduce: refused, fail closed (issuers carrying them
+    // are refused as links).
+    if !valid_at(leaf, opts) || leaf.unhandled_critical > 0 || leaf.policy_controls {
         return None;
     }
     if !opts.dns_name.is_empty() && !verify_hostname(leaf, &opts.dns_name) {
@@ -57,7 +60,8 @@ pub(super) fn verify<'a>(certs: &'a [Cert], opts: &Options) -> Option<Vec<&'a Ce
         build_chains(vec![leaf], &mut checks, root, &intermediates, opts)
     };
     // Go's policy checks are skipped for chains whose certificates carry none of the policy
-    // extensions that could fail them; the others were refused as links already.
+    // extensions that could fail them; the others were refused (the leaf above, issuers as
+    // links).
     let mut usages = opts.key_usages.clone();
     if usages.is_empty() {
         usages.push(EKU_SERVER_AUTH);
