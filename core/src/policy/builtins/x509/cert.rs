@@ -1032,6 +1032,11 @@ fn unescape(text: &str) -> Result<String> {
             let hex = bytes
                 .get(i + 1..i + 3)
                 .ok_or_else(|| anyhow!("invalid URL escape"))?;
+            // Two hex digits exactly (`from_str_radix` alone would take `%+f`, Go refuses it).
+            ensure!(
+                hex.iter().all(u8::is_ascii_hexdigit),
+                anyhow!("invalid URL escape")
+            );
             let hex = std::str::from_utf8(hex)?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| anyhow!("invalid URL escape"))?);
             i += 3;
@@ -1249,6 +1254,11 @@ fn signature_algorithm(alg: &Tlv<'_>) -> Result<u8> {
 fn pss_algorithm(params: &[u8]) -> Option<u8> {
     let seq = expect(params, SEQUENCE).ok()?;
     let fields = children(seq.content).ok()?;
+    // Go's asn1 reads the four optional fields in order, each at most once, and nothing else.
+    let in_order = fields.windows(2).all(|w| w[0].tag < w[1].tag);
+    if !in_order || fields.iter().any(|f| !(0xa0..=0xa3).contains(&f.tag)) {
+        return None;
+    }
     let field = |tag: u8| fields.iter().find(|f| f.tag == tag);
     // An AlgorithmIdentifier whose parameters are absent or NULL: its OID.
     let hash_of = |alg: &[u8]| -> Option<String> {
@@ -1576,5 +1586,47 @@ fn asn1_string(value: &Tlv<'_>) -> Result<String> {
             Ok(String::from_utf8_lossy(bytes).into_owned())
         }
         _ => bail!("x509: invalid RDNSequence: invalid attribute value: unsupported string type"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_escapes_are_two_hex_digits() {
+        assert_eq!(unescape("a%2Fb").unwrap(), "a/b");
+        for bad in ["%+f", "%-1", "% f", "%g0", "%2"] {
+            assert!(unescape(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pss_parameters_must_be_in_order_and_once() {
+        // sha256 AlgorithmIdentifier, MGF1(sha256), salt 32: RSASSA-PSS with SHA-256.
+        let sha256 = [
+            0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+            0x00,
+        ];
+        let hash = [&[0xa0, 0x0f][..], &sha256].concat();
+        let mgf_inner = [
+            &[
+                0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08,
+            ][..],
+            &sha256,
+        ]
+        .concat();
+        let mgf = [&[0xa1, 0x1c][..], &mgf_inner].concat();
+        let salt = [0xa2, 0x03, 0x02, 0x01, 0x20];
+        let params = |parts: &[&[u8]]| {
+            let body = parts.concat();
+            [&[0x30, u8::try_from(body.len()).unwrap()][..], &body].concat()
+        };
+        assert_eq!(
+            pss_algorithm(&params(&[&hash, &mgf, &salt])),
+            Some(sig::SHA256_RSA_PSS)
+        );
+        assert_eq!(pss_algorithm(&params(&[&mgf, &hash, &salt])), None);
+        assert_eq!(pss_algorithm(&params(&[&hash, &mgf, &salt, &salt])), None);
     }
 }
