@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use regorus::unstable::{Expr, Rule, RuleHead};
+use regorus::unstable::Expr;
 use serde_json::{Map, Value as Json, json};
 
 use super::error::PolicyError;
@@ -283,29 +283,22 @@ impl Block {
                 .ok_or_else(|| at("METADATA `organizations` must be a list of strings".into()))?;
             annotations.insert("organizations".into(), json!(list));
         }
-        if let Some(value) = raw.get("authors") {
-            let authors = list(value)
-                .iter()
-                .map(author)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(at)?;
-            annotations.insert("authors".into(), Json::Array(authors));
-        }
-        if let Some(value) = raw.get("related_resources") {
-            let resources = list(value)
-                .iter()
-                .map(related_resource)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(at)?;
-            annotations.insert("related_resources".into(), Json::Array(resources));
-        }
-        if let Some(value) = raw.get("schemas") {
-            let schemas = list(value)
-                .iter()
-                .map(schema)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(at)?;
-            annotations.insert("schemas".into(), Json::Array(schemas));
+        // Lists whose items each take one of OPA's forms, normalized to its object form.
+        type Item = fn(&Json) -> Result<Json, String>;
+        let lists: [(&str, Item); 3] = [
+            ("authors", author),
+            ("related_resources", related_resource),
+            ("schemas", schema),
+        ];
+        for (key, item) in lists {
+            if let Some(value) = raw.get(key) {
+                let items = list(value)
+                    .iter()
+                    .map(item)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(at)?;
+                annotations.insert(key.into(), Json::Array(items));
+            }
         }
         let entrypoint = match raw.get("entrypoint") {
             None => false,
@@ -516,16 +509,8 @@ impl Parsed {
             .iter()
             .map(|rule| {
                 let span = rule.span();
-                let refr = match rule.as_ref() {
-                    Rule::Spec { head, .. } => match head {
-                        RuleHead::Compr { refr, .. }
-                        | RuleHead::Set { refr, .. }
-                        | RuleHead::Func { refr, .. } => refr,
-                    },
-                    Rule::Default { refr, .. } => refr,
-                };
                 let mut path = package.clone();
-                ground_prefix(refr, &mut path);
+                ground_prefix(super::rego::rule_head_ref(rule), &mut path);
                 RuleInfo {
                     line: span.line as usize,
                     start: span.start as usize,

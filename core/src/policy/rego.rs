@@ -35,7 +35,7 @@ use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::instructions::{ComprehensionMode, Instruction, LoopMode};
 use regorus::rvm::program::{Program, RuleType};
 use regorus::rvm::vm::RegoVM;
-use regorus::unstable::{Module, Parser, Source};
+use regorus::unstable::{Expr, Module, Parser, Ref, Rule, RuleHead, Source};
 use regorus::utils::limits::PolicyLengthConfig;
 
 use super::error::{Engine, EvalError, PolicyError};
@@ -149,6 +149,18 @@ fn length_limits<'a>(texts: impl IntoIterator<Item = &'a str>) -> PolicyLengthCo
         limits.max_col = width;
     }
     limits
+}
+
+/// The reference a rule's head defines (`p`, `a.b[x]`, `f` of `f(x)`), default rules included.
+pub(crate) fn rule_head_ref(rule: &Rule) -> &Ref<Expr> {
+    match rule {
+        Rule::Spec { head, .. } => match head {
+            RuleHead::Compr { refr, .. }
+            | RuleHead::Set { refr, .. }
+            | RuleHead::Func { refr, .. } => refr,
+        },
+        Rule::Default { refr, .. } => refr,
+    }
 }
 
 /// One module's syntax tree, parsed as the engines parse it (Rego v1, the same limits).

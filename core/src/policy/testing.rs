@@ -24,7 +24,7 @@ use regorus::Value;
 use regorus::unstable::{Expr, Literal, Rule, RuleHead};
 
 use super::error::PolicyError;
-use super::rego::{RegoSource, load_engine, parse_module};
+use super::rego::{RegoSource, load_engine, parse_module, rule_head_ref};
 
 /// OPA's prefixes for tests and for tests to skip.
 const TEST_PREFIX: &str = "test_";
@@ -258,15 +258,7 @@ fn prepare_module(
     // body: the module's rules and imports (local variables of the body may not).
     let mut module_names: BTreeSet<String> = ["data", "input"].map(String::from).into();
     for rule in &module.policy {
-        let refr = match rule.as_ref() {
-            Rule::Spec { head, .. } => match head {
-                RuleHead::Compr { refr, .. }
-                | RuleHead::Set { refr, .. }
-                | RuleHead::Func { refr, .. } => refr,
-            },
-            Rule::Default { refr, .. } => refr,
-        };
-        if let Some(root) = refr.span().text().split(['.', '[']).next() {
+        if let Some(root) = rule_head_ref(rule).span().text().split(['.', '[']).next() {
             module_names.insert(root.trim().to_string());
         }
     }
