@@ -297,21 +297,8 @@ fn lex(input: &str) -> Result<Vec<Tok>, String> {
                 }
                 '|' => toks.push(Tok::Pipe),
                 '"' => {
-                    let mut escaped = false;
-                    let mut end = None;
-                    for (i, c) in input[pos..].char_indices() {
-                        match c {
-                            '\n' => break,
-                            _ if escaped => escaped = false,
-                            '\\' => escaped = true,
-                            '"' => {
-                                end = Some(pos + i);
-                                break;
-                            }
-                            _ => {}
-                        }
-                    }
-                    let end = end.ok_or_else(|| "unterminated quoted string".to_string())?;
+                    let end = closing_quote(input, pos, '"')
+                        .ok_or_else(|| "unterminated quoted string".to_string())?;
                     toks.push(Tok::Str(unquote(&input[pos..end], '"')?));
                     pos = end + 1;
                 }
@@ -324,21 +311,8 @@ fn lex(input: &str) -> Result<Vec<Tok>, String> {
                     pos += end + 1;
                 }
                 '\'' => {
-                    let mut escaped = false;
-                    let mut end = None;
-                    for (i, c) in input[pos..].char_indices() {
-                        match c {
-                            '\n' => break,
-                            _ if escaped => escaped = false,
-                            '\\' => escaped = true,
-                            '\'' => {
-                                end = Some(pos + i);
-                                break;
-                            }
-                            _ => {}
-                        }
-                    }
-                    let end = end.ok_or_else(|| "unterminated character constant".to_string())?;
+                    let end = closing_quote(input, pos, '\'')
+                        .ok_or_else(|| "unterminated character constant".to_string())?;
                     toks.push(Tok::Number(input[start..=end].to_string()));
                     pos = end + 1;
                 }
@@ -459,6 +433,22 @@ fn scan_number(input: &str, start: usize) -> Result<usize, String> {
         return Err(format!("bad number syntax: {}", &input[start..i]));
     }
     Ok(i)
+}
+
+/// Where the quoted string or character constant starting at `from` (just after its opening
+/// `quote`) ends: the next unescaped `quote` on the same line, as Go's lexer scans.
+fn closing_quote(input: &str, from: usize, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in input[from..].char_indices() {
+        match c {
+            '\n' => return None,
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == quote => return Some(from + i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Go's escapes in a quoted string or character constant (strconv.Unquote). `\x` and
