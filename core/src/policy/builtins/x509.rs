@@ -73,17 +73,21 @@ fn not_verified() -> Value {
     Value::from(vec![Value::from(false), Value::from(Vec::<Value>::new())])
 }
 
-fn now_ns() -> i128 {
-    SystemTime::now()
+/// Go's `VerifyOptions{}` as OPA fills it: now, any host name, server authentication.
+fn default_options() -> verify::Options {
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i128)
+        .map_or(0, |d| d.as_nanos() as i128);
+    verify::Options {
+        dns_name: String::new(),
+        now,
+        key_usages: Vec::new(),
+    }
 }
 
-fn verify_with(text: &str, opts: &verify::Options, uri_strings: bool) -> Value {
-    let Ok(certs) = certs_from_string(text) else {
-        return not_verified();
-    };
-    match verify::verify(&certs, opts) {
+/// `[true, chain]` (leaf first) or `[false, []]`.
+fn verified(certs: &[Cert], opts: &verify::Options, uri_strings: bool) -> Value {
+    match verify::verify(certs, opts) {
         Some(chain) => Value::from(vec![Value::from(true), cert_list(&chain, uri_strings)]),
         None => not_verified(),
     }
@@ -96,12 +100,10 @@ pub(super) fn parse_and_verify_certificates(
     _: bool,
 ) -> Result<Value> {
     let text = string("crypto.x509.parse_and_verify_certificates", args, 0)?;
-    let opts = verify::Options {
-        dns_name: String::new(),
-        now: now_ns(),
-        key_usages: Vec::new(),
+    let Ok(certs) = certs_from_string(text) else {
+        return Ok(not_verified());
     };
-    Ok(verify_with(text, &opts, true))
+    Ok(verified(&certs, &default_options(), true))
 }
 
 /// OPA's `allowedKeyUsages`, to Go's `ExtKeyUsage` numbers.
@@ -128,11 +130,7 @@ fn verify_options(options: &Value) -> Result<verify::Options> {
     let Value::Object(fields) = options else {
         bail!("{NAME}: operand 2 must be an object");
     };
-    let mut opts = verify::Options {
-        dns_name: String::new(),
-        now: now_ns(),
-        key_usages: Vec::new(),
-    };
+    let mut opts = default_options();
     for (key, value) in fields.iter() {
         let Value::String(key) = key else { continue };
         match key.as_ref() {
@@ -203,11 +201,8 @@ pub(super) fn parse_and_verify_certificates_with_options(
         return Ok(not_verified());
     };
     let opts = verify_options(options)?;
-    Ok(match verify::verify(&certs, &opts) {
-        // OPA returns these without `URIStrings`.
-        Some(chain) => Value::from(vec![Value::from(true), cert_list(&chain, false)]),
-        None => not_verified(),
-    })
+    // OPA returns these without `URIStrings`.
+    Ok(verified(&certs, &opts, false))
 }
 
 pub(super) fn parse_certificate_request(
