@@ -5,15 +5,26 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName};
 use gatehouse_core::request::Headers;
 
 /// actix-web's header map (the verify endpoint, the built-in proxy, the admin API).
 pub struct ActixHeaders<'a>(pub &'a HeaderMap);
 
 impl Headers for ActixHeaders<'_> {
-    fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
-        self.0.get_all(name).map(|v| v.as_bytes())
+    fn get_all<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
+        // A `&str` name would be parsed into a `HeaderName` on every lookup, copying every
+        // non-standard name (`x-forwarded-uri`) to the heap; a static one is borrowed. The
+        // check keeps `from_static` (which panics on a name it refuses) to the names it takes.
+        let static_name = name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        let values = if static_name && !name.is_empty() {
+            self.0.get_all(HeaderName::from_static(name))
+        } else {
+            self.0.get_all(name)
+        };
+        values.map(|v| v.as_bytes())
     }
 
     fn pairs(&self) -> impl Iterator<Item = (&str, &[u8])> {
@@ -40,7 +51,7 @@ impl<'m> EnvoyHeaders<'m> {
 }
 
 impl Headers for EnvoyHeaders<'_> {
-    fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+    fn get_all<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
         let value = match name {
             "host" => self.host,
             n if n.starts_with(':') => None,

@@ -1,8 +1,10 @@
 //! CEL route rules: one boolean expression over `request`, `route`, `user`, `session`,
 //! `device` and `time` (docs/policies.md).
 
+use cel::common::value::CowVal;
+
 use super::error::{DecisionError, Engine, EvalError, PolicyError};
-use super::input::InputDocument;
+use super::input::{CelVal, IdentityDocs, SharedCelVal};
 
 /// Which input variables an expression reads. Building and converting a variable costs
 /// microseconds, so only the ones the expression names are built.
@@ -69,22 +71,13 @@ impl CelRule {
 
     /// Evaluates to `true` or `false`; any other result is an error (fail closed). Only the
     /// variables in [`CelUses`] are read from `input`.
-    pub fn evaluate(&self, input: InputDocument<cel::Value>) -> Result<bool, EvalError> {
+    pub fn evaluate(&self, input: CelInput<'_>) -> Result<bool, EvalError> {
         ROOT.with(|root| {
+            // The variables are lent to this one evaluation (`CelInput` resolves them by
+            // reference), so the root's `'static` bounds are shortened to the call.
+            let root: &cel::Context<'_, '_> = root;
             let mut ctx = root.new_inner_scope();
-            let u = self.uses;
-            for (used, name, value) in [
-                (u.request, "request", input.request),
-                (u.route, "route", input.route),
-                (u.user, "user", input.identity.user),
-                (u.session, "session", input.identity.session),
-                (u.device, "device", input.identity.device),
-                (u.time, "time", input.time),
-            ] {
-                if used {
-                    ctx.add_variable_from_value(name, value);
-                }
-            }
+            ctx.set_variable_resolver(&input);
             match self.program.execute(&ctx) {
                 Ok(cel::Value::Bool(b)) => Ok(b),
                 Ok(other) => Err(DecisionError::NotABoolean(format!("{other:?}")).into()),
@@ -94,16 +87,46 @@ impl CelRule {
                 Err(cel::ExecutionError::UnsupportedTargetType {
                     target: cel::Value::Null,
                 }) => Ok(false),
-                Err(cel::ExecutionError::NoSuchOverload(e)) if is_field_of_null(&e.to_string()) => {
-                    Ok(false)
-                }
+                Err(cel::ExecutionError::NoSuchOverload(e)) if is_field_of_null(&e) => Ok(false),
                 Err(e) => Err(EvalError::engine(Engine::Cel, e)),
             }
         })
     }
 }
 
-/// `device.managed` with a null `device` is reported as "no overload of `_._` for null".
-fn is_field_of_null(message: &str) -> bool {
-    message.contains("'_._'") && message.contains("(null_type")
+/// One evaluation's variables. The session's documents are borrowed from its cache entry
+/// and the per-request ones are built only when the expression names them ([`CelUses`]),
+/// so nothing is copied or converted to evaluate: CEL asks for each variable by name as it
+/// meets it. A variable that was not built is undeclared (an error, so fail closed), which
+/// cannot happen for an expression whose uses were computed from its references.
+pub struct CelInput<'a> {
+    pub request: Option<CelVal>,
+    pub route: Option<CelVal>,
+    pub time: Option<CelVal>,
+    pub identity: &'a IdentityDocs<SharedCelVal>,
+}
+
+impl cel::context::VariableResolver for CelInput<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let value: &'b dyn cel::common::value::Val = match variable {
+            "request" => self.request.as_deref()?,
+            "route" => self.route.as_deref()?,
+            "time" => self.time.as_deref()?,
+            "user" => &*self.identity.user,
+            "session" => &*self.identity.session,
+            "device" => &*self.identity.device,
+            _ => return None,
+        };
+        Some(CowVal::Borrowed(value))
+    }
+}
+
+/// `device.managed` with a null `device` is reported as "no overload of `_._` for null"
+/// (read from the error's parts: formatting it cost more than the rest of the evaluation).
+fn is_field_of_null(e: &cel::OverloadError) -> bool {
+    e.function() == "_._"
+        && !e.is_member_function()
+        && e.argument_types()
+            .first()
+            .is_some_and(|t| t.starts_with("null_type"))
 }

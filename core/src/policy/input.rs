@@ -5,9 +5,11 @@
 //! per-session parts (`user`, `session`, `device`) are built once when a session is resolved
 //! and cached with it; only `request`, `route` and `time` are built per request.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
+use cel::common::types;
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 
 use crate::request::normalize::NormalizedPath;
@@ -53,14 +55,14 @@ impl Doc for regorus::Value {
         regorus::Value::from(items)
     }
     fn map(entries: Vec<(&str, Self)>) -> Self {
-        let map: std::collections::BTreeMap<regorus::Value, regorus::Value> = entries
+        let entries = entries
             .into_iter()
-            .map(|(k, v)| (regorus::Value::from(k), v))
+            .map(|(k, v)| (input_key(k), v))
             .collect();
-        regorus::Value::from(map)
+        regorus::Value::from(regorus::value::Object::from_entries(entries))
     }
     fn cached_map(entries: Vec<(&str, Self)>) -> Self {
-        let map: std::collections::BTreeMap<regorus::Value, regorus::Value> = entries
+        let entries = entries
             .into_iter()
             .map(|(k, v)| {
                 let key = match shared_key(k) {
@@ -70,40 +72,91 @@ impl Doc for regorus::Value {
                 (key, v)
             })
             .collect();
-        regorus::Value::from(map)
+        regorus::Value::from(regorus::value::Object::from_entries(entries))
     }
 }
 
-impl Doc for cel::Value {
+/// The input document's own key names (sorted, for binary search; a test checks it). Every
+/// request's document has them, so each thread keeps one copy of each instead of allocating
+/// them per request; per thread, so requests on different cores do not contend on the
+/// reference counts.
+const INPUT_KEYS: &[&str] = &[
+    "device",
+    "headers",
+    "host",
+    "hour",
+    "method",
+    "name",
+    "now",
+    "params",
+    "parsed_path",
+    "path",
+    "query",
+    "request",
+    "route",
+    "scheme",
+    "session",
+    "source_ip",
+    "tenant",
+    "time",
+    "transport",
+    "user",
+    "weekday",
+];
+
+thread_local! {
+    static THREAD_INPUT_KEYS: Vec<regorus::Value> =
+        INPUT_KEYS.iter().map(|k| regorus::Value::from(*k)).collect();
+}
+
+/// A per-request map's key: this thread's copy for an [`INPUT_KEYS`] name, else a new one.
+fn input_key(name: &str) -> regorus::Value {
+    match INPUT_KEYS.binary_search(&name) {
+        Ok(i) => THREAD_INPUT_KEYS
+            .try_with(|keys| keys[i].clone())
+            .unwrap_or_else(|_| regorus::Value::from(name)),
+        Err(_) => regorus::Value::from(name),
+    }
+}
+
+/// CEL's own value representation, built directly: `cel::Value` is converted into it
+/// (every map rebuilt) each time a variable is bound, which cost more than evaluating the
+/// expression, so the documents are written in this form and lent to each evaluation.
+pub type CelVal = Box<dyn cel::common::value::Val>;
+
+/// A cached CEL document, shared by every request of its session.
+pub type SharedCelVal = Arc<dyn cel::common::value::Val>;
+
+impl Doc for CelVal {
     fn null() -> Self {
-        cel::Value::Null
+        Box::new(types::CelNull)
     }
     fn bool(b: bool) -> Self {
-        cel::Value::Bool(b)
+        Box::new(types::CelBool::from(b))
     }
     fn int(i: i64) -> Self {
-        cel::Value::Int(i)
+        Box::new(types::CelInt::from(i))
     }
     fn float(f: f64) -> Self {
-        cel::Value::Float(f)
+        Box::new(types::CelDouble::from(f))
     }
     fn str(s: &str) -> Self {
-        cel::Value::String(Arc::new(s.to_string()))
+        Box::new(types::CelString::from(s.to_string()))
     }
     fn list(items: Vec<Self>) -> Self {
-        cel::Value::List(Arc::new(items))
+        Box::new(types::CelList::from(items))
     }
     fn map(entries: Vec<(&str, Self)>) -> Self {
-        let map: std::collections::HashMap<cel::objects::Key, cel::Value> = entries
+        let map: HashMap<types::CelMapKey<'static>, CelVal> = entries
             .into_iter()
-            .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.to_string())), v))
+            .map(|(k, v)| (types::CelMapKey::from(k.to_string()), v))
             .collect();
-        cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+        Box::new(types::CelMap::from(map))
     }
     fn cached_map(entries: Vec<(&str, Self)>) -> Self {
-        let map: std::collections::HashMap<cel::objects::Key, cel::Value> =
+        let map: HashMap<types::CelMapKey<'static>, CelVal> =
             entries.into_iter().map(|(k, v)| (cel_key(k), v)).collect();
-        cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+        Box::new(types::CelMap::from(map))
     }
 }
 
@@ -197,62 +250,47 @@ static REGO_KEYS: LazyLock<Vec<regorus::Value>> = LazyLock::new(|| {
         .map(|k| regorus::Value::from(*k))
         .collect()
 });
-static CEL_KEYS: LazyLock<Vec<Arc<String>>> = LazyLock::new(|| {
-    SHARED_KEYS
-        .iter()
-        .map(|k| Arc::new(k.to_string()))
-        .collect()
-});
-
 fn shared_key(name: &str) -> Option<usize> {
     SHARED_KEYS.binary_search(&name).ok()
 }
 
-fn cel_key(name: &str) -> cel::objects::Key {
-    cel::objects::Key::String(match shared_key(name) {
-        Some(i) => CEL_KEYS[i].clone(),
-        None => Arc::new(name.to_string()),
-    })
+/// A cached map's key: a name in [`SHARED_KEYS`] borrows the static name (no allocation).
+fn cel_key(name: &str) -> types::CelMapKey<'static> {
+    match shared_key(name) {
+        Some(i) => types::CelMapKey::from(SHARED_KEYS[i]),
+        None => types::CelMapKey::from(name.to_string()),
+    }
 }
 
-/// The CEL twin of a regorus document, as [`Doc`] would have built it for CEL directly: a
-/// session's CEL documents are made from its Rego ones on first use by a CEL route, so
-/// sessions that only meet Rego routes never hold them.
-pub fn rego_to_cel(v: &regorus::Value) -> cel::Value {
+/// A regorus document in another value type, as [`Doc`] would have built it there directly:
+/// a session's CEL documents are made from its Rego ones on first use by a CEL route, so
+/// sessions that only meet Rego routes never hold them. Documents only have string keys
+/// (they come from JSON or from [`Doc`]); any other key keeps its JSON text.
+pub fn rego_to<D: Doc>(v: &regorus::Value) -> D {
     match v {
-        regorus::Value::Null | regorus::Value::Undefined => cel::Value::Null,
-        regorus::Value::Bool(b) => cel::Value::Bool(*b),
+        regorus::Value::Null | regorus::Value::Undefined => D::null(),
+        regorus::Value::Bool(b) => D::bool(*b),
         regorus::Value::Number(n) => match (n.is_float(), n.as_i64()) {
-            (false, Some(i)) => cel::Value::Int(i),
-            _ => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            (false, Some(i)) => D::int(i),
+            _ => D::float(n.as_f64().unwrap_or(f64::NAN)),
         },
-        regorus::Value::String(s) => cel::Value::String(Arc::new(s.to_string())),
-        regorus::Value::Array(items) => {
-            cel::Value::List(Arc::new(items.iter().map(rego_to_cel).collect()))
-        }
-        regorus::Value::Set(items) => {
-            cel::Value::List(Arc::new(items.iter().map(rego_to_cel).collect()))
-        }
+        regorus::Value::String(s) => D::str(s),
+        regorus::Value::Array(items) => D::list(items.iter().map(rego_to).collect()),
+        regorus::Value::Set(items) => D::list(items.iter().map(rego_to).collect()),
         regorus::Value::Object(fields) => {
-            let map: std::collections::HashMap<cel::objects::Key, cel::Value> = fields
-                .iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        regorus::Value::String(name) => cel_key(name),
-                        regorus::Value::Bool(b) => cel::objects::Key::Bool(*b),
-                        regorus::Value::Number(n) if !n.is_float() && n.as_i64().is_some() => {
-                            cel::objects::Key::Int(n.as_i64().unwrap_or_default())
-                        }
-                        // Documents built by `Doc` only have string keys; anything else keeps
-                        // its JSON text rather than being dropped.
-                        other => cel::objects::Key::String(Arc::new(
-                            other.to_json_str().unwrap_or_default(),
-                        )),
-                    };
-                    (key, rego_to_cel(v))
+            let keys: Vec<std::borrow::Cow<'_, str>> = fields
+                .keys()
+                .map(|k| match k {
+                    regorus::Value::String(name) => std::borrow::Cow::Borrowed(&**name),
+                    other => std::borrow::Cow::Owned(other.to_json_str().unwrap_or_default()),
                 })
                 .collect();
-            cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
+            D::cached_map(
+                keys.iter()
+                    .zip(fields.values())
+                    .map(|(k, v)| (&**k, rego_to(v)))
+                    .collect(),
+            )
         }
     }
 }
@@ -390,12 +428,13 @@ impl<D: Doc> IdentityDocs<D> {
 }
 
 impl IdentityDocs<regorus::Value> {
-    /// The same documents for CEL ([`rego_to_cel`]).
-    pub fn to_cel(&self) -> IdentityDocs<cel::Value> {
+    /// The same documents for CEL ([`rego_to`]), shared: a request on a client
+    /// certificate's device replaces `device` without copying the others.
+    pub fn to_cel(&self) -> IdentityDocs<SharedCelVal> {
         IdentityDocs {
-            user: rego_to_cel(&self.user),
-            session: rego_to_cel(&self.session),
-            device: rego_to_cel(&self.device),
+            user: rego_to::<CelVal>(&self.user).into(),
+            session: rego_to::<CelVal>(&self.session).into(),
+            device: rego_to::<CelVal>(&self.device).into(),
         }
     }
 }
@@ -483,6 +522,30 @@ impl RouteFacts<'_> {
     }
 }
 
+/// `input.time` for Rego: the document changes once a second, so each thread keeps the
+/// last one it built and reuses it within that second.
+pub fn rego_time_doc(now: DateTime<Utc>) -> regorus::Value {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, regorus::Value)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let second = now.timestamp();
+    LAST.try_with(|last| {
+        let mut last = last.try_borrow_mut().ok()?;
+        match &*last {
+            Some((s, doc)) if *s == second => Some(doc.clone()),
+            _ => {
+                let doc: regorus::Value = time_doc(now);
+                *last = Some((second, doc.clone()));
+                Some(doc)
+            }
+        }
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| time_doc(now))
+}
+
 /// `input.time`.
 pub fn time_doc<D: Doc>(now: DateTime<Utc>) -> D {
     D::map(vec![
@@ -523,8 +586,8 @@ mod tests {
         let j = serde_json::json!({"a": [1, 2.5, "x", true, null], "b": {"c": "d"}});
         let r: regorus::Value = from_json(&j);
         assert_eq!(r, regorus::Value::from(j.clone()));
-        let c: cel::Value = from_json(&j);
-        assert!(matches!(c, cel::Value::Map(_)));
+        let c: CelVal = from_json(&j);
+        assert!(c.downcast_ref::<types::CelMap>().is_some());
     }
 
     #[test]
@@ -533,6 +596,59 @@ mod tests {
             SHARED_KEYS.windows(2).all(|w| w[0] < w[1]),
             "{SHARED_KEYS:?}"
         );
+        assert!(INPUT_KEYS.windows(2).all(|w| w[0] < w[1]), "{INPUT_KEYS:?}");
+    }
+
+    #[test]
+    fn maps_equal_those_collected_through_a_btree_map() {
+        // Unsorted, with a repeated key (the later value wins) and keys from both tables.
+        let entries = [
+            ("path", 1),
+            ("zeta", 2),
+            ("email", 3),
+            ("path", 4),
+            ("a", 5),
+        ];
+        let expected = regorus::Value::from(
+            entries
+                .iter()
+                .map(|(k, v)| (regorus::Value::from(*k), regorus::Value::from(*v as i64)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        );
+        let built = |cached: bool| {
+            let e = entries
+                .iter()
+                .map(|(k, v)| (*k, regorus::Value::from(*v as i64)))
+                .collect();
+            if cached {
+                <regorus::Value as Doc>::cached_map(e)
+            } else {
+                <regorus::Value as Doc>::map(e)
+            }
+        };
+        for cached in [false, true] {
+            let v = built(cached);
+            assert_eq!(v, expected);
+            assert_eq!(v["path"], regorus::Value::from(4i64));
+            assert_eq!(v.to_json_str().unwrap(), expected.to_json_str().unwrap());
+        }
+        assert_eq!(
+            <regorus::Value as Doc>::map(vec![]),
+            regorus::Value::new_object()
+        );
+    }
+
+    #[test]
+    fn rego_time_doc_is_the_time_doc_of_that_second() {
+        let t = DateTime::parse_from_rfc3339("2026-11-22T18:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let later = t + chrono::Duration::milliseconds(999);
+        let next = t + chrono::Duration::seconds(1);
+        for at in [t, later, next, t] {
+            assert_eq!(rego_time_doc(at), time_doc::<regorus::Value>(at));
+        }
+        assert_ne!(rego_time_doc(next), rego_time_doc(t));
     }
 
     fn facts_docs<D: Doc>() -> IdentityDocs<D> {
@@ -599,39 +715,40 @@ mod tests {
         assert!(tenants.contains_key(&regorus::Value::from("acme")));
     }
 
+    /// A CEL map's field.
+    fn field<'a>(map: &'a (dyn cel::common::value::Val + 'static), name: &str) -> &'a CelVal {
+        map.downcast_ref::<types::CelMap>()
+            .expect("a map")
+            .inner()
+            .get(&types::CelMapKey::from(name.to_string()))
+            .expect("the field")
+    }
+
     #[test]
     fn cel_documents_made_from_rego_equal_cel_built_directly() {
         let rego: IdentityDocs<regorus::Value> = facts_docs();
-        let direct: IdentityDocs<cel::Value> = facts_docs();
+        let direct: IdentityDocs<CelVal> = facts_docs();
         let converted = rego.to_cel();
-        assert_eq!(converted.user, direct.user);
-        assert_eq!(converted.session, direct.session);
-        assert_eq!(converted.device, direct.device);
-        // 2.0 stays a double and 3 an int: CEL tells them apart (`2.0 == 2` is a type error).
-        let cel::Value::Map(user) = &converted.user else {
-            panic!("user is a map")
-        };
-        let claims = user
-            .map
-            .get(&cel::objects::Key::from("claims".to_string()))
-            .unwrap();
-        let cel::Value::Map(claims) = claims else {
-            panic!("claims is a map")
-        };
-        assert_eq!(
-            claims
-                .map
-                .get(&cel::objects::Key::from("score".to_string())),
-            Some(&cel::Value::Float(2.0))
+        assert!(*converted.user == *direct.user);
+        assert!(*converted.session == *direct.session);
+        assert!(*converted.device == *direct.device);
+        // 2.0 stays a double and 3 an int: CEL tells them apart in overloads.
+        let claims = field(&*converted.user, "claims");
+        assert!(
+            field(&**claims, "score")
+                .downcast_ref::<types::CelDouble>()
+                .is_some()
         );
-        assert_eq!(
-            claims
-                .map
-                .get(&cel::objects::Key::from("level".to_string())),
-            Some(&cel::Value::Int(3))
+        assert!(
+            field(&**claims, "level")
+                .downcast_ref::<types::CelInt>()
+                .is_some()
         );
+        // Equal is not a vacuous answer: another user's documents differ.
+        let other: IdentityDocs<CelVal> = IdentityDocs::anonymous();
+        assert!(*converted.user != *other.user);
         let anonymous = IdentityDocs::<regorus::Value>::anonymous().to_cel();
-        assert_eq!(anonymous.user, cel::Value::Null);
+        assert!(anonymous.user.downcast_ref::<types::CelNull>().is_some());
     }
 
     #[test]
@@ -644,11 +761,8 @@ mod tests {
         assert_eq!(from_json::<regorus::Value>(&back[1]), direct.session);
         assert_eq!(from_json::<regorus::Value>(&back[2]), direct.device);
         // And the CEL made from them keeps 2.0 a double.
-        let cel_direct: IdentityDocs<cel::Value> = facts_docs();
-        assert_eq!(
-            rego_to_cel(&from_json::<regorus::Value>(&back[0])),
-            cel_direct.user
-        );
+        let cel_direct: IdentityDocs<CelVal> = facts_docs();
+        assert!(*rego_to::<CelVal>(&from_json::<regorus::Value>(&back[0])) == *cel_direct.user);
     }
 
     #[test]

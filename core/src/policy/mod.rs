@@ -47,7 +47,7 @@ pub struct PolicyOutcome {
 #[derive(Clone, Debug)]
 pub struct IdentityInput {
     pub rego: IdentityDocs<regorus::Value>,
-    cel: OnceLock<IdentityDocs<::cel::Value>>,
+    cel: OnceLock<IdentityDocs<input::SharedCelVal>>,
 }
 
 impl IdentityInput {
@@ -72,14 +72,14 @@ impl IdentityInput {
     }
 
     /// The CEL documents, converted on first use.
-    pub fn cel(&self) -> &IdentityDocs<::cel::Value> {
+    pub fn cel(&self) -> &IdentityDocs<input::SharedCelVal> {
         self.cel.get_or_init(|| self.rego.to_cel())
     }
 
     /// These documents with `input.device` replaced (a registered client certificate's
     /// device, per request). The CEL half comes from this session's cached CEL documents, so
     /// a CEL route does not convert the session again on every such request.
-    pub fn with_device(&self, rego: &regorus::Value, cel: &::cel::Value) -> IdentityInput {
+    pub fn with_device(&self, rego: &regorus::Value, cel: &input::SharedCelVal) -> IdentityInput {
         let mut docs = self.rego.clone();
         docs.device = rego.clone();
         let mut cel_docs = self.cel().clone();
@@ -355,36 +355,25 @@ impl Bundle {
                     request: request.build(),
                     route: route_facts.build(),
                     identity: identity.rego.clone(),
-                    time: time_doc(now),
+                    time: input::rego_time_doc(now),
                 }
                 .into_object()
             },
-            |uses| {
-                let null = ::cel::Value::Null;
-                InputDocument {
-                    request: if uses.request {
-                        request.build()
-                    } else {
-                        null.clone()
-                    },
-                    route: if uses.route {
-                        route_facts.build()
-                    } else {
-                        null.clone()
-                    },
-                    identity: identity.cel().clone(),
-                    time: if uses.time { time_doc(now) } else { null },
-                }
+            |uses| cel::CelInput {
+                request: uses.request.then(|| request.build()),
+                route: uses.route.then(|| route_facts.build()),
+                time: uses.time.then(|| time_doc(now)),
+                identity: identity.cel(),
             },
         )
     }
 
     /// Runs the route's engine; the closures build the input only for the engine in use.
-    fn evaluate_with(
+    fn evaluate_with<'i>(
         &self,
         route: &Route,
         rego_input: impl FnOnce() -> regorus::Value,
-        cel_input: impl FnOnce(&cel::CelUses) -> InputDocument<::cel::Value>,
+        cel_input: impl FnOnce(&cel::CelUses) -> cel::CelInput<'i>,
     ) -> Result<PolicyOutcome, PolicyError> {
         match &route.rule {
             RouteRule::Public => Ok(PolicyOutcome {

@@ -6,14 +6,16 @@
 
 /// Read access to a request's headers. Names are compared in lower case.
 pub trait Headers {
-    /// Every value of the header `name` (given in lower case), in the order received.
-    fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]>;
+    /// Every value of the header `name` (a lower-case literal: the names the decision reads
+    /// are fixed, which lets a transport look them up without parsing or copying the name on
+    /// every request), in the order received.
+    fn get_all<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]>;
 
     /// Every header as `(lower-case name, value)`, in the order received.
     fn pairs(&self) -> impl Iterator<Item = (&str, &[u8])>;
 
     /// The value of `name` when it appears exactly once and is text.
-    fn single_text(&self, name: &str) -> Option<&str> {
+    fn single_text(&self, name: &'static str) -> Option<&str> {
         let mut values = self.get_all(name);
         let first = values.next()?;
         if values.next().is_some() {
@@ -35,7 +37,7 @@ pub fn header_text(value: &[u8]) -> Option<&str> {
 
 /// Headers as a list of pairs (names in any case): tests, the admin playground, gRPC.
 impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
-    fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+    fn get_all<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
         self.iter()
             .filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_ref().as_bytes())
@@ -48,7 +50,7 @@ impl<N: AsRef<str>, V: AsRef<str>> Headers for [(N, V)] {
 }
 
 impl<N: AsRef<str>, V: AsRef<str>> Headers for Vec<(N, V)> {
-    fn get_all<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+    fn get_all<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> {
         self.as_slice().get_all(name)
     }
 

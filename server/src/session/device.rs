@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::policy::input::{DeviceFacts, device_doc};
+use crate::policy::input::{CelVal, DeviceFacts, SharedCelVal, device_doc};
 use crate::store::{DeviceRecord, Store, StoreError};
 
 /// The request headers a trusted ingress may carry the fingerprint in.
@@ -55,7 +55,7 @@ pub fn device_facts(d: &DeviceRecord) -> DeviceFacts<'_> {
 pub struct DeviceDocs {
     pub id: String,
     pub rego: regorus::Value,
-    pub cel: cel::Value,
+    pub cel: SharedCelVal,
 }
 
 /// Looks devices up by fingerprint, with a short cache (unknown fingerprints are cached too,
@@ -90,7 +90,7 @@ impl DeviceResolver {
                     Arc::new(DeviceDocs {
                         id: d.id.clone(),
                         rego: device_doc(&device_facts(&d)),
-                        cel: device_doc(&device_facts(&d)),
+                        cel: device_doc::<CelVal>(&device_facts(&d)).into(),
                     })
                 }))
             })

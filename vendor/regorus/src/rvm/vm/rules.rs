@@ -2,7 +2,8 @@
 // Licensed under the MIT License.
 
 use crate::rvm::instructions::FunctionCallParams;
-use crate::rvm::program::{RuleInfo, RuleType};
+use crate::rvm::program::{Program, RuleInfo, RuleType};
+use alloc::sync::Arc;
 use crate::value::Value;
 use alloc::format;
 use alloc::vec::Vec;
@@ -221,16 +222,17 @@ impl RegoVM {
             });
         }
 
-        let rule_info = self
-            .program
+        // GATEHOUSE PATCH: the rule's info is borrowed through a handle on the program
+        // instead of cloned (its name and vectors) on every rule call.
+        let program = Arc::clone(&self.program);
+        let rule_info = program
             .rule_infos
             .get(rule_idx)
             .ok_or(VmError::RuleInfoMissing {
                 index: rule_index,
                 pc: self.pc,
                 available: self.program.rule_infos.len(),
-            })?
-            .clone();
+            })?;
 
         let is_function_rule = rule_info.function_info.is_some();
 
@@ -388,16 +390,17 @@ impl RegoVM {
             });
         }
 
-        let rule_info = self
-            .program
+        // GATEHOUSE PATCH: the rule's info is borrowed through a handle on the program
+        // instead of cloned (its name and vectors) on every rule call.
+        let program = Arc::clone(&self.program);
+        let rule_info = program
             .rule_infos
             .get(rule_idx)
             .ok_or(VmError::RuleInfoMissing {
                 index: rule_index,
                 pc: self.pc,
                 available: self.program.rule_infos.len(),
-            })?
-            .clone();
+            })?;
 
         let is_function_rule = rule_info.function_info.is_some();
 
@@ -737,16 +740,17 @@ impl RegoVM {
         } = frame_data;
 
         let rule_idx = usize::from(rule_index);
-        let rule_info = self
-            .program
+        // GATEHOUSE PATCH: the rule's info is borrowed through a handle on the program
+        // instead of cloned (its name and vectors) on every rule call.
+        let program = Arc::clone(&self.program);
+        let rule_info = program
             .rule_infos
             .get(rule_idx)
             .ok_or(VmError::RuleInfoMissing {
                 index: rule_index,
                 pc: self.pc,
                 available: self.program.rule_infos.len(),
-            })?
-            .clone();
+            })?;
 
         let result_from_rule = if rule_failed_due_to_inconsistency {
             Value::Undefined
@@ -879,7 +883,9 @@ impl RegoVM {
         &mut self,
         frame_data: &mut RuleFrameData,
     ) -> Result<Option<usize>> {
-        let rule_info = self.get_rule_info(frame_data.rule_index)?;
+        // GATEHOUSE PATCH: borrowed, not cloned (see `execute_call_rule_common`).
+        let program = Arc::clone(&self.program);
+        let rule_info = Self::rule_info_in(&program, frame_data.rule_index, self.pc)?;
         match frame_data.phase {
             RuleFramePhase::ExecutingDestructuring => {
                 self.rule_frame_after_destructuring_success(frame_data, &rule_info)
@@ -893,20 +899,21 @@ impl RegoVM {
         &mut self,
         frame_data: &mut RuleFrameData,
     ) -> Result<Option<usize>> {
-        let rule_info = self.get_rule_info(frame_data.rule_index)?;
+        // GATEHOUSE PATCH: borrowed, not cloned (see `execute_call_rule_common`).
+        let program = Arc::clone(&self.program);
+        let rule_info = Self::rule_info_in(&program, frame_data.rule_index, self.pc)?;
         self.rule_frame_after_failure(frame_data, &rule_info)
     }
 
-    fn get_rule_info(&self, rule_index: u16) -> Result<RuleInfo> {
+    fn rule_info_in(program: &Program, rule_index: u16, pc: usize) -> Result<&RuleInfo> {
         let idx = usize::from(rule_index);
-        self.program
+        program
             .rule_infos
             .get(idx)
-            .cloned()
             .ok_or(VmError::RuleInfoMissing {
                 index: rule_index,
-                pc: self.pc,
-                available: self.program.rule_infos.len(),
+                pc,
+                available: program.rule_infos.len(),
             })
     }
 

@@ -22,6 +22,7 @@ mod serde;
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::fmt;
 
@@ -227,6 +228,28 @@ impl FromIterator<(Value, Value)> for Object {
             o.insert(k, v);
         }
         o
+    }
+}
+
+impl Object {
+    /// GATEHOUSE PATCH: an object from entries in any order, stored frozen at once (no
+    /// intermediate `BTreeMap` to build, walk and free: Gatehouse builds a few such objects
+    /// for every request's input). A later entry for the same key wins, as when collecting
+    /// into a `BTreeMap`.
+    pub fn from_entries(mut entries: Vec<(Value, Value)>) -> Object {
+        // Stable: entries for one key stay in their given order.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, kept| {
+            if later.0 == kept.0 {
+                core::mem::swap(&mut later.1, &mut kept.1);
+                true
+            } else {
+                false
+            }
+        });
+        Object {
+            repr: Repr::Frozen(entries.into_boxed_slice()),
+        }
     }
 }
 
