@@ -14,6 +14,7 @@
 //! Verdicts carry statuses as numbers and headers as strings; each transport maps them to
 //! its own types (HTTP answer, Envoy `CheckResponse`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
@@ -120,8 +121,14 @@ impl HeaderNames {
 
 /// Lower-cases a header name and folds `_` to `-`, so `X_Auth_Request_User` and
 /// `x-auth-request-user` compare equal (CVE-2025-64484 was the underscore spelling).
-pub fn fold_header_name(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
+/// Borrowed when the name is folded already (every name HTTP/1 servers hand over is lower
+/// case): it runs for every header of every request.
+pub fn fold_header_name(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'_') {
+        Cow::Owned(name.to_ascii_lowercase().replace('_', "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// What the decision needs from the service's configuration, built once at start.
@@ -141,7 +148,11 @@ impl Settings {
         trusted_proxies: Vec<ipnet::IpNet>,
         public_url: &str,
     ) -> Settings {
-        let mut hidden: Vec<String> = headers.all().iter().map(|h| fold_header_name(h)).collect();
+        let mut hidden: Vec<String> = headers
+            .all()
+            .iter()
+            .map(|h| fold_header_name(h).into_owned())
+            .collect();
         hidden.extend(
             [
                 "cookie",
@@ -453,7 +464,7 @@ pub fn decide(
         // A route that declares its headers (`headers:` in routes.yaml) gets no others:
         // the ingress configs and the built-in proxy clear only declared names.
         if let Some(declared) = &m.route.headers
-            && !declared.contains(&folded)
+            && !declared.iter().any(|d| *d == folded)
         {
             return v.error(format!(
                 "policy answered the header {name}, which route `{}` does not declare",
@@ -495,11 +506,14 @@ fn identity_headers(
 
 /// The request headers policies may read (`input.request.headers`): everything but
 /// credentials and identity headers, names lower-case, repeated headers comma-joined.
-pub fn policy_headers(
+///
+/// Borrowed from the request wherever possible (a name needing folding, or a repeated
+/// header's joined value, is the only copy): this runs for every request.
+pub fn policy_headers<'h>(
     settings: &Settings,
-    headers: &(impl Headers + ?Sized),
-) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+    headers: &'h (impl Headers + ?Sized),
+) -> Vec<(Cow<'h, str>, Cow<'h, str>)> {
+    let mut out: Vec<(Cow<'h, str>, Cow<'h, str>)> = Vec::with_capacity(16);
     for (name, value) in headers.pairs() {
         let folded = fold_header_name(name);
         if settings.is_hidden(&folded) {
@@ -510,10 +524,11 @@ pub fn policy_headers(
         };
         match out.iter_mut().find(|(n, _)| *n == folded) {
             Some((_, existing)) => {
-                existing.push_str(", ");
-                existing.push_str(value);
+                let joined = existing.to_mut();
+                joined.push_str(", ");
+                joined.push_str(value);
             }
-            None => out.push((folded, value.to_string())),
+            None => out.push((folded, Cow::Borrowed(value))),
         }
     }
     out

@@ -134,7 +134,7 @@ fn bench_policy(c: &mut Criterion) {
             .routes
             .matches(Some("apps.example.com"), &path)
             .expect("route");
-        let headers = vec![("user-agent".to_string(), "bench".to_string())];
+        let headers = vec![("user-agent".into(), "bench".into())];
         let request = RequestFacts {
             method: "GET",
             scheme: "https",

@@ -5,6 +5,7 @@
 //! per-session parts (`user`, `session`, `device`) are built once when a session is resolved
 //! and cached with it; only `request`, `route` and `time` are built per request.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
@@ -448,7 +449,7 @@ pub struct RequestFacts<'a> {
     pub path: &'a NormalizedPath,
     pub query: Option<&'a str>,
     /// Lower-case names; identity, cookie and authorization headers are already removed.
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(Cow<'a, str>, Cow<'a, str>)],
     pub source_ip: IpAddr,
     /// `http` (verify), `proxy` or `grpc`.
     pub transport: &'a str,
@@ -494,7 +495,7 @@ impl RequestFacts<'_> {
                 D::map(
                     self.headers
                         .iter()
-                        .map(|(k, v)| (k.as_str(), D::str(v)))
+                        .map(|(k, v)| (&**k, D::str(v)))
                         .collect(),
                 ),
             ),

@@ -106,11 +106,16 @@ impl Listeners {
             Some(bound) => {
                 let addr = bound.addr;
                 let proxy_state = state.clone();
-                let forwarder = web::Data::new(http::proxy::Forwarder::new(config));
+                let proxy_config = config.clone();
                 let server = HttpServer::new(move || {
+                    // One upstream client per worker (this closure runs once on each): its
+                    // pooled connections are driven by the worker's own runtime, so a
+                    // request and its upstream connection never wake each other across
+                    // threads, as they did when the workers shared one pool.
+                    let forwarder = web::Data::new(http::proxy::Forwarder::new(&proxy_config));
                     App::new()
                         .app_data(proxy_state.clone())
-                        .app_data(forwarder.clone())
+                        .app_data(forwarder)
                         .default_service(web::to(http::proxy::proxy))
                 })
                 .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)

@@ -257,11 +257,13 @@ fn allowed(
         .copied()
         .chain(declared.iter().map(String::as_str))
     {
-        remove(fold_header_name(name));
+        remove(fold_header_name(name).into_owned());
     }
     for name in client_headers.keys() {
         let folded = fold_header_name(name);
-        if !name.starts_with(':') && (settings.is_hidden(&folded) || declared.contains(&folded)) {
+        if !name.starts_with(':')
+            && (settings.is_hidden(&folded) || declared.iter().any(|d| *d == folded))
+        {
             remove(name.to_ascii_lowercase());
         }
     }

@@ -108,7 +108,7 @@ impl Forwarder {
                 .headers
                 .all()
                 .iter()
-                .map(|h| fold_header_name(h))
+                .map(|h| fold_header_name(h).into_owned())
                 .collect(),
             own_cookies: [
                 config.cookie.name.clone(),
@@ -254,18 +254,15 @@ fn upstream_headers(
     let decided: Vec<String> = decision
         .headers
         .iter()
-        .map(|(n, _)| fold_header_name(n))
+        .map(|(n, _)| fold_header_name(n).into_owned())
         .collect();
     let listed = connection_options(req.headers().get_all("connection").map(|v| v.as_bytes()));
     let mut out = HeaderMap::with_capacity(req.headers().len() + decision.headers.len() + 4);
     for (name, value) in req.headers() {
         let name = name.as_str();
         let folded = fold_header_name(name);
-        if forwarder.drops(name, &folded)
-            || decided.contains(&folded)
-            || declared.contains(&folded)
-            || listed.contains(&folded)
-        {
+        let named = |names: &[String]| names.iter().any(|n| *n == folded);
+        if forwarder.drops(name, &folded) || named(&decided) || named(declared) || named(&listed) {
             continue;
         }
         let value = match name {

@@ -1013,10 +1013,12 @@ impl RegoVM {
 
     #[inline]
     #[allow(dead_code)]
+    // GATEHOUSE PATCH: throughout rvm/vm, `ok_or(VmError::…)` became `ok_or_else(|| …)`: the
+    // eager form built (and dropped) an error on every register access and rule call.
     pub(super) fn get_register(&self, index: u8) -> Result<&Value> {
         self.registers
             .get(usize::from(index))
-            .ok_or(VmError::RegisterIndexOutOfBounds {
+            .ok_or_else(|| VmError::RegisterIndexOutOfBounds {
                 index,
                 pc: self.pc,
                 register_count: self.registers.len(),
@@ -1124,7 +1126,7 @@ impl RegoVM {
             });
         }
         // SAFETY: we just ensured it's Some above
-        self.dummy_span.as_ref().ok_or(VmError::Internal {
+        self.dummy_span.as_ref().ok_or_else(|| VmError::Internal {
             message: String::from("dummy span not initialized"),
             pc: self.pc,
         })
