@@ -279,11 +279,11 @@ pub fn rego_to<D: Doc>(v: &regorus::Value) -> D {
         regorus::Value::Array(items) => D::list(items.iter().map(rego_to).collect()),
         regorus::Value::Set(items) => D::list(items.iter().map(rego_to).collect()),
         regorus::Value::Object(fields) => {
-            let keys: Vec<std::borrow::Cow<'_, str>> = fields
+            let keys: Vec<Cow<'_, str>> = fields
                 .keys()
                 .map(|k| match k {
-                    regorus::Value::String(name) => std::borrow::Cow::Borrowed(&**name),
-                    other => std::borrow::Cow::Owned(other.to_json_str().unwrap_or_default()),
+                    regorus::Value::String(name) => Cow::Borrowed(&**name),
+                    other => Cow::Owned(other.to_json_str().unwrap_or_default()),
                 })
                 .collect();
             D::cached_map(

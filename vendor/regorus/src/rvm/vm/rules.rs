@@ -225,14 +225,7 @@ impl RegoVM {
         // GATEHOUSE PATCH: the rule's info is borrowed through a handle on the program
         // instead of cloned (its name and vectors) on every rule call.
         let program = Arc::clone(&self.program);
-        let rule_info = program
-            .rule_infos
-            .get(rule_idx)
-            .ok_or_else(|| VmError::RuleInfoMissing {
-                index: rule_index,
-                pc: self.pc,
-                available: self.program.rule_infos.len(),
-            })?;
+        let rule_info = Self::rule_info_in(&program, rule_index, self.pc)?;
 
         let is_function_rule = rule_info.function_info.is_some();
 
@@ -393,14 +386,7 @@ impl RegoVM {
         // GATEHOUSE PATCH: the rule's info is borrowed through a handle on the program
         // instead of cloned (its name and vectors) on every rule call.
         let program = Arc::clone(&self.program);
-        let rule_info = program
-            .rule_infos
-            .get(rule_idx)
-            .ok_or_else(|| VmError::RuleInfoMissing {
-                index: rule_index,
-                pc: self.pc,
-                available: self.program.rule_infos.len(),
-            })?;
+        let rule_info = Self::rule_info_in(&program, rule_index, self.pc)?;
 
         let is_function_rule = rule_info.function_info.is_some();
 
@@ -743,14 +729,7 @@ impl RegoVM {
         // GATEHOUSE PATCH: the rule's info is borrowed through a handle on the program
         // instead of cloned (its name and vectors) on every rule call.
         let program = Arc::clone(&self.program);
-        let rule_info = program
-            .rule_infos
-            .get(rule_idx)
-            .ok_or_else(|| VmError::RuleInfoMissing {
-                index: rule_index,
-                pc: self.pc,
-                available: self.program.rule_infos.len(),
-            })?;
+        let rule_info = Self::rule_info_in(&program, rule_index, self.pc)?;
 
         let result_from_rule = if rule_failed_due_to_inconsistency {
             Value::Undefined
@@ -883,7 +862,7 @@ impl RegoVM {
         &mut self,
         frame_data: &mut RuleFrameData,
     ) -> Result<Option<usize>> {
-        // GATEHOUSE PATCH: borrowed, not cloned (see `execute_call_rule_common`).
+        // GATEHOUSE PATCH: borrowed, not cloned (see `rule_info_in`).
         let program = Arc::clone(&self.program);
         let rule_info = Self::rule_info_in(&program, frame_data.rule_index, self.pc)?;
         match frame_data.phase {
@@ -899,12 +878,14 @@ impl RegoVM {
         &mut self,
         frame_data: &mut RuleFrameData,
     ) -> Result<Option<usize>> {
-        // GATEHOUSE PATCH: borrowed, not cloned (see `execute_call_rule_common`).
+        // GATEHOUSE PATCH: borrowed, not cloned (see `rule_info_in`).
         let program = Arc::clone(&self.program);
         let rule_info = Self::rule_info_in(&program, frame_data.rule_index, self.pc)?;
         self.rule_frame_after_failure(frame_data, &rule_info)
     }
 
+    /// GATEHOUSE PATCH: a rule's info in `program`, borrowed. Callers hold their own `Arc`
+    /// of the program, so the VM stays free to change while the info is read.
     fn rule_info_in(program: &Program, rule_index: u16, pc: usize) -> Result<&RuleInfo> {
         let idx = usize::from(rule_index);
         program
