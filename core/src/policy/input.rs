@@ -27,6 +27,12 @@ pub trait Doc: Sized + Clone {
     /// A map kept with a cached session: keys in [`SHARED_KEYS`] are the one shared copy of
     /// that name instead of a fresh allocation each, which is most of a session's maps.
     fn cached_map(entries: Vec<(&str, Self)>) -> Self;
+    /// A map whose keys are the request's own data (header names, query and route
+    /// parameters), not the document's names: they are never in a key table, so they are
+    /// not looked up in one.
+    fn data_map(entries: Vec<(&str, Self)>) -> Self {
+        Self::map(entries)
+    }
 
     fn opt_str(s: Option<&str>) -> Self {
         s.map_or_else(Self::null, Self::str)
@@ -59,6 +65,13 @@ impl Doc for regorus::Value {
         let entries = entries
             .into_iter()
             .map(|(k, v)| (input_key(k), v))
+            .collect();
+        regorus::Value::from(regorus::value::Object::from_entries(entries))
+    }
+    fn data_map(entries: Vec<(&str, Self)>) -> Self {
+        let entries = entries
+            .into_iter()
+            .map(|(k, v)| (regorus::Value::from(k), v))
             .collect();
         regorus::Value::from(regorus::value::Object::from_entries(entries))
     }
@@ -483,7 +496,7 @@ impl RequestFacts<'_> {
             ("parsed_path", D::strs(self.path.segments())),
             (
                 "query",
-                D::map(
+                D::data_map(
                     query
                         .iter()
                         .map(|(k, vs)| (k.as_str(), D::strs(vs.iter().map(String::as_str))))
@@ -492,7 +505,7 @@ impl RequestFacts<'_> {
             ),
             (
                 "headers",
-                D::map(
+                D::data_map(
                     self.headers
                         .iter()
                         .map(|(k, v)| (&**k, D::str(v)))
@@ -512,7 +525,7 @@ impl RouteFacts<'_> {
             ("tenant", D::opt_str(self.tenant)),
             (
                 "params",
-                D::map(
+                D::data_map(
                     self.params
                         .iter()
                         .map(|(k, v)| (k.as_str(), D::str(v)))
@@ -633,6 +646,13 @@ mod tests {
             assert_eq!(v["path"], regorus::Value::from(4i64));
             assert_eq!(v.to_json_str().unwrap(), expected.to_json_str().unwrap());
         }
+        let data = <regorus::Value as Doc>::data_map(
+            entries
+                .iter()
+                .map(|(k, v)| (*k, regorus::Value::from(*v as i64)))
+                .collect(),
+        );
+        assert_eq!(data, expected);
         assert_eq!(
             <regorus::Value as Doc>::map(vec![]),
             regorus::Value::new_object()
