@@ -185,36 +185,44 @@ impl Store {
                 .await?;
             }
             Backend::Sqlite(pool) => {
+                // Many rows a statement: every statement is a round trip to sqlx's SQLite
+                // worker thread (a channel send and a thread wake-up each way), and with one
+                // row a statement those wake-ups, not SQLite, were most of the writer's CPU
+                // under load (a `perf` profile, docs/performance.md). Chunks are powers of
+                // two, so a handful of statement texts serve every batch size and stay in
+                // the connection's prepared-statement cache.
                 let mut tx = pool.begin().await?;
-                for record in records {
-                    let r = record.as_audit_event();
-                    sqlx::query(
-                        "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
-                                                   method, path, decision, status, reason, policy_version, latency_us, client_ip, transport)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-                         ON CONFLICT DO NOTHING",
-                    )
-                    // Fixed-width UTC text, so the security team's `time > '…'` compares right.
-                    .bind(fixed_width(r.time))
-                    .bind(r.request_id)
-                    .bind(r.kind)
-                    .bind(r.user_id)
-                    .bind(r.email)
-                    .bind(r.tenant)
-                    .bind(r.device_id)
-                    .bind(r.route)
-                    .bind(r.host)
-                    .bind(r.method)
-                    .bind(r.path)
-                    .bind(r.decision)
-                    .bind(r.status)
-                    .bind(r.reason)
-                    .bind(r.policy_version)
-                    .bind(r.latency_us)
-                    .bind(r.client_ip)
-                    .bind(r.transport)
-                    .execute(&mut *tx)
-                    .await?;
+                let mut rest = records;
+                while !rest.is_empty() {
+                    let rows = sqlite_chunk_rows(rest.len());
+                    let (chunk, tail) = rest.split_at(rows);
+                    rest = tail;
+                    let mut insert = sqlx::query(sqlite_insert_sql(rows));
+                    for record in chunk {
+                        let r = record.as_audit_event();
+                        insert = insert
+                            // Fixed-width UTC text, so the security team's `time > '…'`
+                            // compares right.
+                            .bind(fixed_width(r.time))
+                            .bind(r.request_id)
+                            .bind(r.kind)
+                            .bind(r.user_id)
+                            .bind(r.email)
+                            .bind(r.tenant)
+                            .bind(r.device_id)
+                            .bind(r.route)
+                            .bind(r.host)
+                            .bind(r.method)
+                            .bind(r.path)
+                            .bind(r.decision)
+                            .bind(r.status)
+                            .bind(r.reason)
+                            .bind(r.policy_version)
+                            .bind(r.latency_us)
+                            .bind(r.client_ip)
+                            .bind(r.transport);
+                    }
+                    insert.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
             }
@@ -468,6 +476,46 @@ fn fixed_width(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// The columns of one SQLite audit insert row, in [`Store::insert_audit`]'s bind order.
+const SQLITE_AUDIT_COLUMNS: usize = 18;
+
+/// The most rows one SQLite insert statement carries (log2): 128 rows are 2,304 binds, well
+/// under SQLite's 32,766, and past a few dozen rows a statement more rows save nothing.
+const SQLITE_MAX_CHUNK_LOG2: usize = 7;
+
+/// How many of `remaining` rows the next SQLite insert carries: the largest power of two
+/// that fits, at most 2^[`SQLITE_MAX_CHUNK_LOG2`].
+fn sqlite_chunk_rows(remaining: usize) -> usize {
+    let fits = remaining.checked_ilog2().unwrap_or(0) as usize;
+    1 << fits.min(SQLITE_MAX_CHUNK_LOG2)
+}
+
+/// The SQLite insert of `rows` audit rows (a power of two), built once per size.
+fn sqlite_insert_sql(rows: usize) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; SQLITE_MAX_CHUNK_LOG2 + 1] =
+        [const { std::sync::OnceLock::new() }; SQLITE_MAX_CHUNK_LOG2 + 1];
+    let slot = rows.trailing_zeros() as usize;
+    SQL[slot.min(SQLITE_MAX_CHUNK_LOG2)].get_or_init(|| {
+        let mut sql = String::from(
+            "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
+                                       method, path, decision, status, reason, policy_version, latency_us, client_ip, transport)
+             VALUES ",
+        );
+        for row in 0..rows {
+            sql.push_str(if row == 0 { "(" } else { ", (" });
+            for column in 0..SQLITE_AUDIT_COLUMNS {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('?');
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        sql
+    })
+}
+
 /// One row of `admin_actions`, newest first in [`Store::recent_admin_actions`].
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct AdminActionRow {
@@ -494,4 +542,39 @@ impl Store {
 /// One column of a batch, for Postgres `UNNEST`.
 fn col<'r, T>(rows: &[NewAuditEvent<'r>], f: fn(NewAuditEvent<'r>) -> T) -> Vec<T> {
     rows.iter().copied().map(f).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_chunks_are_powers_of_two_that_add_up_to_the_batch() {
+        for n in [1, 2, 3, 7, 64, 127, 128, 129, 300, 1000, 100_001] {
+            let (mut left, mut chunks) = (n, Vec::new());
+            while left > 0 {
+                let rows = sqlite_chunk_rows(left);
+                assert!(
+                    rows.is_power_of_two() && rows <= 1 << SQLITE_MAX_CHUNK_LOG2 && rows <= left
+                );
+                chunks.push(rows);
+                left -= rows;
+            }
+            assert_eq!(chunks.iter().sum::<usize>(), n);
+            // Full chunks first, then at most one of each smaller size.
+            assert!(chunks.windows(2).all(|w| w[0] >= w[1]), "{n}: {chunks:?}");
+        }
+    }
+
+    #[test]
+    fn sqlite_insert_has_one_placeholder_per_column_and_row() {
+        for log2 in 0..=SQLITE_MAX_CHUNK_LOG2 {
+            let rows = 1 << log2;
+            let sql = sqlite_insert_sql(rows);
+            assert_eq!(sql.matches('?').count(), rows * SQLITE_AUDIT_COLUMNS);
+            assert_eq!(sql.matches('(').count(), rows + 1);
+            // Built once: the same text every time.
+            assert!(std::ptr::eq(sql, sqlite_insert_sql(rows)));
+        }
+    }
 }

@@ -569,3 +569,58 @@ async fn binary_copy_writes_the_same_rows_as_insert_and_refuses_a_batch_twice() 
         .unwrap();
     assert_eq!(n, 3);
 }
+
+/// SQLite's insert carries many rows a statement (chunks of powers of two): a batch of a
+/// size that is no power of two lands whole, every field as given, in its chunks' order
+/// of binds; a batch overlapping rows already there (a replayed spool) adds only the new.
+#[tokio::test]
+async fn sqlite_multi_row_insert_writes_every_row_once_with_its_fields() {
+    use gatehouse::audit::AuditRecord;
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let store = gatehouse::store::Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let base = chrono::DateTime::parse_from_rfc3339("2026-12-05T10:11:12.345678Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let record = |i: i64| {
+        let mut r = AuditRecord::event("verify", "allow", None, None);
+        r.time = base + chrono::Duration::microseconds(i);
+        r.request_id = format!("req-{i}");
+        r.email = (i % 3 == 0).then(|| format!("user{i}@example.com"));
+        r.path = Some(format!("/p/{i}"));
+        r.status = i32::try_from(i).unwrap();
+        r.latency_us = i * 1_000_000_007;
+        r
+    };
+    // 300 = 128 + 128 + 32 + 8 + 4 rows a statement.
+    let first: Vec<AuditRecord> = (0..300).map(record).collect();
+    store.insert_audit(&first).await.unwrap();
+    // 250..450: 50 already there, 150 new.
+    let overlapping: Vec<AuditRecord> = (250..450).map(record).collect();
+    store.insert_audit(&overlapping).await.unwrap();
+
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let rows: Vec<(String, String, Option<String>, String, i32, i64)> = sqlx::query_as(
+        "SELECT time, request_id, email, path, status, latency_us FROM audit_events ORDER BY status",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 450, "every row once");
+    for (i, (time, request_id, email, path, status, latency)) in rows.into_iter().enumerate() {
+        let i = i64::try_from(i).unwrap();
+        let want = record(i);
+        assert_eq!(
+            time,
+            want.time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+            "row {i}"
+        );
+        assert_eq!(request_id, want.request_id, "row {i}");
+        assert_eq!(email, want.email, "row {i}");
+        assert_eq!(Some(path), want.path, "row {i}");
+        assert_eq!(i64::from(status), i, "row {i}");
+        assert_eq!(latency, want.latency_us, "row {i}");
+    }
+}
