@@ -194,10 +194,10 @@ impl Store {
                 let mut tx = pool.begin().await?;
                 let mut rest = records;
                 while !rest.is_empty() {
-                    let rows = sqlite_chunk_rows(rest.len());
-                    let (chunk, tail) = rest.split_at(rows);
+                    let log2 = sqlite_chunk_log2(rest.len());
+                    let (chunk, tail) = rest.split_at(1 << log2);
                     rest = tail;
-                    let mut insert = sqlx::query(sqlite_insert_sql(rows));
+                    let mut insert = sqlx::query(sqlite_insert_sql(log2));
                     for record in chunk {
                         let r = record.as_audit_event();
                         insert = insert
@@ -476,43 +476,32 @@ fn fixed_width(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// The columns of one SQLite audit insert row, in [`Store::insert_audit`]'s bind order.
-const SQLITE_AUDIT_COLUMNS: usize = 18;
+/// The columns of a SQLite audit insert, in [`Store::insert_audit`]'s bind order.
+const SQLITE_AUDIT_COLUMNS: &str = "time, request_id, kind, user_id, email, tenant, device_id, route, host, \
+     method, path, decision, status, reason, policy_version, latency_us, client_ip, transport";
 
 /// The most rows one SQLite insert statement carries (log2): 128 rows are 2,304 binds, well
 /// under SQLite's 32,766, and past a few dozen rows a statement more rows save nothing.
 const SQLITE_MAX_CHUNK_LOG2: usize = 7;
 
-/// How many of `remaining` rows the next SQLite insert carries: the largest power of two
-/// that fits, at most 2^[`SQLITE_MAX_CHUNK_LOG2`].
-fn sqlite_chunk_rows(remaining: usize) -> usize {
-    let fits = remaining.checked_ilog2().unwrap_or(0) as usize;
-    1 << fits.min(SQLITE_MAX_CHUNK_LOG2)
+/// The size of the next SQLite insert for `remaining` rows, as log2: the largest power of
+/// two that fits, at most 2^[`SQLITE_MAX_CHUNK_LOG2`].
+fn sqlite_chunk_log2(remaining: usize) -> usize {
+    (remaining.checked_ilog2().unwrap_or(0) as usize).min(SQLITE_MAX_CHUNK_LOG2)
 }
 
-/// The SQLite insert of `rows` audit rows (a power of two), built once per size.
-fn sqlite_insert_sql(rows: usize) -> &'static str {
+/// The SQLite insert of 2^`log2` audit rows (`log2` from [`sqlite_chunk_log2`]), built once
+/// per size.
+fn sqlite_insert_sql(log2: usize) -> &'static str {
     static SQL: [std::sync::OnceLock<String>; SQLITE_MAX_CHUNK_LOG2 + 1] =
         [const { std::sync::OnceLock::new() }; SQLITE_MAX_CHUNK_LOG2 + 1];
-    let slot = rows.trailing_zeros() as usize;
-    SQL[slot.min(SQLITE_MAX_CHUNK_LOG2)].get_or_init(|| {
-        let mut sql = String::from(
-            "INSERT INTO audit_events (time, request_id, kind, user_id, email, tenant, device_id, route, host,
-                                       method, path, decision, status, reason, policy_version, latency_us, client_ip, transport)
-             VALUES ",
-        );
-        for row in 0..rows {
-            sql.push_str(if row == 0 { "(" } else { ", (" });
-            for column in 0..SQLITE_AUDIT_COLUMNS {
-                if column > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('?');
-            }
-            sql.push(')');
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING");
-        sql
+    SQL[log2].get_or_init(|| {
+        let columns = SQLITE_AUDIT_COLUMNS.split(',').count();
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        format!(
+            "INSERT INTO audit_events ({SQLITE_AUDIT_COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
+            vec![row; 1 << log2].join(", ")
+        )
     })
 }
 
@@ -553,10 +542,8 @@ mod tests {
         for n in [1, 2, 3, 7, 64, 127, 128, 129, 300, 1000, 100_001] {
             let (mut left, mut chunks) = (n, Vec::new());
             while left > 0 {
-                let rows = sqlite_chunk_rows(left);
-                assert!(
-                    rows.is_power_of_two() && rows <= 1 << SQLITE_MAX_CHUNK_LOG2 && rows <= left
-                );
+                let rows = 1 << sqlite_chunk_log2(left);
+                assert!(rows <= 1 << SQLITE_MAX_CHUNK_LOG2 && rows <= left);
                 chunks.push(rows);
                 left -= rows;
             }
@@ -570,11 +557,11 @@ mod tests {
     fn sqlite_insert_has_one_placeholder_per_column_and_row() {
         for log2 in 0..=SQLITE_MAX_CHUNK_LOG2 {
             let rows = 1 << log2;
-            let sql = sqlite_insert_sql(rows);
-            assert_eq!(sql.matches('?').count(), rows * SQLITE_AUDIT_COLUMNS);
+            let sql = sqlite_insert_sql(log2);
+            assert_eq!(sql.matches('?').count(), rows * 18);
             assert_eq!(sql.matches('(').count(), rows + 1);
             // Built once: the same text every time.
-            assert!(std::ptr::eq(sql, sqlite_insert_sql(rows)));
+            assert!(std::ptr::eq(sql, sqlite_insert_sql(log2)));
         }
     }
 }
