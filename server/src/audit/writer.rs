@@ -33,6 +33,12 @@ const MAX_REPLAY_BACKOFF: Duration = Duration::from_secs(2);
 /// hangs (a lock, a network partition) must not stop the queue from draining. A write given
 /// up may still commit; its replay then skips the rows (`ON CONFLICT DO NOTHING`).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the writer lets records gather in the queue after taking a batch smaller than
+/// `batch_size`, before it asks the queue again. While it waits for the queue, every record
+/// sent wakes it (a thread wake-up across cores per decision, most of the writer's CPU
+/// under load in a `perf` profile); pausing between takes turns that into one wake-up per
+/// few hundred records at high rates. Capped by `audit.flush_interval`.
+const GATHER_PAUSE: Duration = Duration::from_millis(5);
 
 pub struct AuditWriter {
     store: Store,
@@ -49,6 +55,11 @@ pub struct AuditWriter {
     behind: bool,
     /// Records taken off the queue, not yet written.
     buffer: Vec<AuditRecord>,
+    /// When to take from the queue again after a small take (see [`GATHER_PAUSE`]); `None`
+    /// while the writer waits on the queue.
+    gather_until: Option<Instant>,
+    /// The pause between takes: [`GATHER_PAUSE`], at most the flush interval.
+    gather_pause: Duration,
     /// When to try the next replay chunk; `None` while the spool is empty.
     replay_at: Option<Instant>,
     /// The wait after a failed replay attempt, doubled per failure up to
@@ -131,6 +142,8 @@ impl AuditWriter {
             flush_interval: settings.flush_interval,
             behind: false,
             buffer: Vec::with_capacity(batch_size),
+            gather_until: None,
+            gather_pause: GATHER_PAUSE.min(settings.flush_interval),
             replay_at: (!is_empty).then(Instant::now),
             backoff: settings.flush_interval,
         }
@@ -187,8 +200,9 @@ impl AuditWriter {
         loop {
             // Replay one chunk at a time, so the queue is served between chunks.
             let replay_due = self.replay_at;
+            let gather_due = self.gather_until;
             tokio::select! {
-                received = self.rx.recv_many(&mut self.buffer, self.batch_size) => {
+                received = self.rx.recv_many(&mut self.buffer, self.batch_size), if gather_due.is_none() => {
                     if received == 0 {
                         // Every sink is gone: drain what is left and stop.
                         self.flush().await;
@@ -198,9 +212,17 @@ impl AuditWriter {
                     METRICS.audit_queue_depth.sub(i64::try_from(received).unwrap_or(0));
                     if self.buffer.len() >= self.batch_size {
                         self.flush().await;
+                    } else if !self.gather_pause.is_zero() {
+                        self.gather_until = Some(Instant::now() + self.gather_pause);
                     }
                 }
+                _ = tokio::time::sleep_until(gather_due.unwrap_or_else(Instant::now)), if gather_due.is_some() => {
+                    self.gather_until = None;
+                }
                 _ = tick.tick() => {
+                    // What queued during a pause is written with this flush too, so a
+                    // record still reaches the database within a flush interval.
+                    self.take_queued();
                     self.flush().await;
                     self.sync_spool().await;
                 }
@@ -234,6 +256,21 @@ impl AuditWriter {
                 }
             }
         }
+    }
+
+    /// Moves what the queue holds now into the buffer (up to a batch), without waiting.
+    fn take_queued(&mut self) {
+        let mut taken = 0_i64;
+        while self.buffer.len() < self.batch_size {
+            match self.rx.try_recv() {
+                Ok(record) => {
+                    self.buffer.push(record);
+                    taken += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        METRICS.audit_queue_depth.sub(taken);
     }
 
     /// Writes the buffer to the database, or to the spool when the database fails, hangs or

@@ -624,3 +624,53 @@ async fn sqlite_multi_row_insert_writes_every_row_once_with_its_fields() {
         assert_eq!(latency, want.latency_us, "row {i}");
     }
 }
+
+#[tokio::test]
+async fn records_that_trickle_in_reach_the_database_by_the_flushes_alone() {
+    // The writer pauses between takes smaller than a batch (so a decision does not wake it
+    // each); records sent during a pause are taken at the next flush. Here no batch ever
+    // fills and the writer is not stopped: every row must arrive through the flushes.
+    use gatehouse::audit::{AuditRecord, PipelineSettings};
+    const RECORDS: usize = 200;
+    let db = TestDatabase::create(Backend::Sqlite).await;
+    let store = gatehouse::store::Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = gatehouse::audit::spool::Spool::open(dir.path()).unwrap();
+    let settings = PipelineSettings {
+        batch_size: 1000,
+        flush_interval: Duration::from_millis(50),
+        queue_capacity: gatehouse::audit::DEFAULT_QUEUE_CAPACITY,
+    };
+    let (sink, writer) = gatehouse::audit::pipeline(store.clone(), spool, settings);
+    let writer = writer.spawn();
+    for i in 0..RECORDS {
+        let mut r = AuditRecord::event("verify", "allow", None, None);
+        r.request_id = format!("trickle-{i}");
+        sink.record(r).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let count = async |conn: &mut sqlx::SqliteConnection| -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(DISTINCT request_id) FROM audit_events WHERE request_id LIKE 'trickle-%'",
+        )
+        .fetch_one(conn)
+        .await
+        .unwrap()
+    };
+    let started = std::time::Instant::now();
+    while count(&mut conn).await < RECORDS as i64 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        count(&mut conn).await,
+        RECORDS as i64,
+        "every record, by the flushes alone"
+    );
+    drop(sink);
+    writer.finish(Duration::from_secs(10)).await;
+    assert_eq!(count(&mut conn).await, RECORDS as i64, "and none twice");
+}
